@@ -1,0 +1,414 @@
+//! One check of one source, end to end: fetch → extract → diff → detect →
+//! commit. Also `check_all`, which runs many checks with a bound.
+//!
+//! **Architecture Invariant:** a failed check touches only its own source's
+//! state; it never removes or rewrites a snapshot, and never stops the
+//! other checks.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+use tracing::Instrument;
+use url::Url;
+
+use crate::alert;
+use crate::config::{Config, Entity, Source};
+use crate::detect;
+use crate::diff::diff;
+use crate::extract::{self, ExtractError, ExtractSpec};
+use crate::fetch::{Conditional, FetchError, FetchOptions, Fetcher, looks_blocked};
+use crate::record::{CheckStatus, Change, Finding, Record, Snapshot};
+use crate::store::{Commit, NewSnapshot, SourceState, Store, StoreError, body_hash};
+
+/// What one check did, as `once` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Entity id.
+    pub entity: String,
+    /// Source id.
+    pub source: String,
+    /// URL checked.
+    pub url: String,
+    /// Outcome.
+    pub status: CheckStatus,
+    /// Number of changes.
+    #[serde(rename = "changes")]
+    pub change_count: usize,
+    /// Number of findings.
+    #[serde(rename = "findings")]
+    pub finding_count: usize,
+    /// The error, when failed or blocked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The new snapshot's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<u64>,
+    /// The changes themselves.
+    #[serde(skip)]
+    pub changes: Vec<Change>,
+    /// The findings as committed.
+    #[serde(skip)]
+    pub findings: Vec<Finding>,
+}
+
+/// Shared, read-only context of the checks.
+#[derive(Clone, Debug)]
+pub struct Checker {
+    config: Arc<Config>,
+    store: Store,
+    public: Fetcher,
+    private: Fetcher,
+}
+
+/// Errors that stop a check from being recorded at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The store failed; nothing was lost, the check can be retried.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+impl Checker {
+    /// Builds the HTTP clients from the settings.
+    pub fn new(config: Arc<Config>, store: Store) -> Result<Checker, CheckError> {
+        let h = &config.settings.http;
+        let opts = FetchOptions {
+            user_agent: h.user_agent.clone(),
+            connect_timeout: h.connect_timeout,
+            timeout: h.timeout,
+            max_body: h.max_body,
+            max_redirects: h.max_redirects,
+            allow_private_addresses: false,
+        };
+        let public = Fetcher::new(opts.clone())?;
+        let private = Fetcher::new(FetchOptions {
+            allow_private_addresses: true,
+            ..opts
+        })?;
+        Ok(Checker {
+            config,
+            store,
+            public,
+            private,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The store in use.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn fetcher(&self, source: &Source) -> &Fetcher {
+        let allow = source
+            .allow_private_addresses
+            .unwrap_or(self.config.settings.http.allow_private_addresses);
+        if allow { &self.private } else { &self.public }
+    }
+
+    /// Checks many sources at once, at most `[http] concurrency` in flight.
+    /// Reports come back in the order of `sources`.
+    pub async fn check_all(&self, sources: &[(String, String)]) -> Vec<CheckReport> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.settings.http.concurrency));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (e, s)) in sources.iter().enumerate() {
+            let me = self.clone();
+            let (e, s) = (e.clone(), s.clone());
+            let limit = limit.clone();
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, me.check_by_id(&e, &s).await)
+            });
+        }
+        let mut out: Vec<Option<CheckReport>> = vec![None; sources.len()];
+        while let Some(r) = set.join_next().await {
+            if let Ok((i, rep)) = r {
+                out[i] = Some(rep);
+            }
+        }
+        out.into_iter()
+            .zip(sources)
+            .map(|(r, (e, s))| {
+                r.unwrap_or_else(|| CheckReport {
+                    entity: e.clone(),
+                    source: s.clone(),
+                    url: String::new(),
+                    status: CheckStatus::Failed,
+                    change_count: 0,
+                    finding_count: 0,
+                    error: Some("the check task ended abnormally".into()),
+                    snapshot: None,
+                    changes: vec![],
+                    findings: vec![],
+                })
+            })
+            .collect()
+    }
+
+    async fn check_by_id(&self, entity: &str, source: &str) -> CheckReport {
+        let found = self
+            .config
+            .entity(entity)
+            .and_then(|e| e.sources.iter().find(|s| s.id == source).map(|s| (e, s)));
+        match found {
+            Some((e, s)) => self.check(e, s).await,
+            None => CheckReport {
+                entity: entity.into(),
+                source: source.into(),
+                url: String::new(),
+                status: CheckStatus::Failed,
+                change_count: 0,
+                finding_count: 0,
+                error: Some(format!("no source {entity}/{source} in the watchlists")),
+                snapshot: None,
+                changes: vec![],
+                findings: vec![],
+            },
+        }
+    }
+
+    /// Checks one source and commits the result.
+    pub async fn check(&self, entity: &Entity, source: &Source) -> CheckReport {
+        let span = tracing::info_span!("check", entity = %entity.id, source = %source.id, host = source.url.host_str().unwrap_or(""));
+        async {
+            let mut report = match self.check_inner(entity, source).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "Check could not be recorded.");
+                    failed_report(entity, source, CheckStatus::Failed, e.to_string())
+                }
+            };
+            report.change_count = report.changes.len();
+            report.finding_count = report.findings.len();
+            tracing::info!(status = %report.status, changes = report.change_count, findings = report.finding_count, "Check done.");
+            report
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn check_inner(&self, entity: &Entity, source: &Source) -> Result<CheckReport, CheckError> {
+        let key = source.key();
+        let store = self.store.clone();
+        let k = key.clone();
+        let (state, previous) = blocking(move || {
+            Ok((store.source_state(&k)?.unwrap_or_default(), store.latest_snapshot(&k)?))
+        })
+        .await?;
+        let now = Utc::now();
+        let mut state = state;
+        state.last_check = Some(now);
+
+        let cond = if previous.is_some() {
+            Conditional {
+                etag: state.etag.clone(),
+                last_modified: state.last_modified.clone(),
+            }
+        } else {
+            Conditional::default()
+        };
+        let fetcher = self.fetcher(source);
+        let first = match fetcher.fetch(&source.url, &cond).await {
+            Ok(r) => r,
+            Err(e) => return self.record_failure(entity, source, state, &e.to_string(), e.is_blocked()).await,
+        };
+        if first.not_modified {
+            return self.record_unchanged(entity, source, state, None).await;
+        }
+        let (etag, last_modified, http_status) = (first.etag.clone(), first.last_modified.clone(), first.status);
+
+        // Extract (following pagination for HTML).
+        let paginated = matches!(&source.spec, ExtractSpec::Html(h) if h.next_page.is_some());
+        let first_hash = body_hash(&first.body);
+        if !paginated && state.body_hash.as_deref() == Some(first_hash.as_str()) && previous.is_some() {
+            state.etag = etag;
+            state.last_modified = last_modified;
+            return self.record_unchanged(entity, source, state, None).await;
+        }
+        let mut record = Record::default();
+        let mut body = Vec::new();
+        match &source.spec {
+            ExtractSpec::Json(spec) => {
+                match extract::extract_json(spec, &first.text) {
+                    Ok(r) => record = r,
+                    Err(e) => return self.extract_failed(entity, source, state, e, &first.text).await,
+                }
+                body = first.body;
+            }
+            ExtractSpec::Html(spec) => {
+                let mut page = first;
+                let mut seen: BTreeSet<Url> = BTreeSet::new();
+                let mut n = 0u32;
+                loop {
+                    n += 1;
+                    seen.insert(page.url.clone());
+                    let extracted = extract::extract_html(spec, &page.text, &page.url);
+                    let p = match extracted {
+                        Ok(p) => p,
+                        Err(e) => return self.extract_failed(entity, source, state, e, &page.text).await,
+                    };
+                    if n > 1 {
+                        body.extend_from_slice(format!("\n<!-- pivotwatch: page {n}: {} -->\n", page.url).as_bytes());
+                    }
+                    body.extend_from_slice(&page.body);
+                    merge(&mut record, p.record);
+                    let Some(next) = p.next else { break };
+                    if n >= spec.max_pages || seen.contains(&next) {
+                        break;
+                    }
+                    page = match fetcher.fetch(&next, &Conditional::default()).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let msg = format!("page {} ({next}): {e}", n + 1);
+                            return self.record_failure(entity, source, state, &msg, e.is_blocked()).await;
+                        }
+                    };
+                }
+            }
+        }
+        let hash = if paginated { body_hash(&body) } else { first_hash };
+        state.etag = etag;
+        state.last_modified = last_modified;
+        state.body_hash = Some(hash.clone());
+
+        if let Some(prev) = &previous
+            && crate::diff::same(&prev.record, &record)
+        {
+            return self.record_unchanged(entity, source, state, Some(prev.id)).await;
+        }
+        let snapshot = Snapshot {
+            id: 0,
+            source: key.clone(),
+            url: source.url.to_string(),
+            fetched_at: now,
+            http_status,
+            body_hash: hash,
+            record,
+        };
+        let changes = previous.as_ref().map(|p| diff(&p.record, &snapshot.record)).unwrap_or_default();
+        let status = if previous.is_some() { CheckStatus::Changed } else { CheckStatus::New };
+        let store = self.store.clone();
+        let findings = {
+            let input = detect::Input {
+                entity,
+                source,
+                previous: previous.as_ref(),
+                current: &snapshot,
+                changes: &changes,
+            };
+            let raised = |k: &str| store.finding_for_key(k).ok().flatten().is_some();
+            detect::detect(&input, &raised)
+        };
+        let deliveries = findings
+            .iter()
+            .map(|f| alert::route(&self.config.settings, entity, f))
+            .collect();
+        state.last_status = Some(status);
+        state.last_error = None;
+        state.last_success = Some(now);
+        state.consecutive_failures = 0;
+        let commit = Commit {
+            source: key,
+            state,
+            snapshot: Some(NewSnapshot { snapshot, body }),
+            findings,
+            deliveries,
+        };
+        let committed = blocking(move || store.commit(commit)).await?;
+        Ok(CheckReport {
+            status,
+            snapshot: committed.snapshot,
+            changes,
+            findings: committed.findings,
+            ..failed_report(entity, source, status, String::new())
+        }
+        .without_error())
+    }
+
+    async fn extract_failed(&self, entity: &Entity, source: &Source, state: SourceState, e: ExtractError, text: &str) -> Result<CheckReport, CheckError> {
+        let blocked = looks_blocked(text);
+        let msg = if blocked {
+            format!("the site answered with a block page or bot challenge ({e})")
+        } else {
+            e.to_string()
+        };
+        self.record_failure(entity, source, state, &msg, blocked).await
+    }
+
+    async fn record_failure(&self, entity: &Entity, source: &Source, mut state: SourceState, msg: &str, blocked: bool) -> Result<CheckReport, CheckError> {
+        let status = if blocked { CheckStatus::Blocked } else { CheckStatus::Failed };
+        state.last_status = Some(status);
+        state.last_error = Some(msg.to_string());
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        let store = self.store.clone();
+        let key = source.key();
+        blocking(move || store.put_source_state(&key, &state)).await?;
+        tracing::warn!(error = %msg, "Check failed.");
+        Ok(failed_report(entity, source, status, msg.to_string()))
+    }
+
+    async fn record_unchanged(&self, entity: &Entity, source: &Source, mut state: SourceState, snapshot: Option<u64>) -> Result<CheckReport, CheckError> {
+        let now = Utc::now();
+        state.last_status = Some(CheckStatus::Unchanged);
+        state.last_error = None;
+        state.last_success = Some(now);
+        state.consecutive_failures = 0;
+        let store = self.store.clone();
+        let key = source.key();
+        blocking(move || store.put_source_state(&key, &state)).await?;
+        Ok(CheckReport {
+            snapshot,
+            ..failed_report(entity, source, CheckStatus::Unchanged, String::new())
+        }
+        .without_error())
+    }
+}
+
+impl CheckReport {
+    fn without_error(mut self) -> Self {
+        self.error = None;
+        self
+    }
+}
+
+fn failed_report(entity: &Entity, source: &Source, status: CheckStatus, error: String) -> CheckReport {
+    CheckReport {
+        entity: entity.id.clone(),
+        source: source.id.clone(),
+        url: source.url.to_string(),
+        status,
+        change_count: 0,
+        finding_count: 0,
+        error: Some(error),
+        snapshot: None,
+        changes: vec![],
+        findings: vec![],
+    }
+}
+
+fn merge(into: &mut Record, page: Record) {
+    for (k, v) in page.fields {
+        into.fields.entry(k).or_insert(v);
+    }
+    extract::insert_items(into, page.items.into_values().collect());
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Corrupt {
+            key: "task".into(),
+            detail: format!("store task failed: {e}"),
+        }),
+    }
+}

@@ -1,0 +1,130 @@
+//! Diagnostics with a location: `path:line:col: message`.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One configuration error, pointing at the offending value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column in characters (0 when unknown).
+    pub col: usize,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every error found while loading the configuration, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects diagnostics for one file and maps byte spans to line:col.
+#[derive(Debug)]
+pub(crate) struct Sink<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// Byte offsets of line starts.
+    lines: Vec<usize>,
+    pub(crate) out: Vec<Diagnostic>,
+}
+
+impl<'a> Sink<'a> {
+    pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
+        let mut lines = vec![0];
+        lines.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Sink {
+            path,
+            text,
+            lines,
+            out: Vec::new(),
+        }
+    }
+
+    /// Records an error at a byte span (None: the whole file).
+    pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let (line, col) = match span {
+            Some(s) => self.line_col(s.start),
+            None => (0, 0),
+        };
+        self.out.push(Diagnostic {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    /// Records a toml deserialisation error, keeping its location.
+    pub(crate) fn toml(&mut self, e: &toml::de::Error, context: &str) {
+        let msg = e.message().trim().to_string();
+        let msg = if context.is_empty() {
+            msg
+        } else {
+            format!("{context}: {msg}")
+        };
+        self.error(e.span(), msg);
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let idx = match self.lines.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let start = self.lines[idx];
+        let col = self
+            .text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
+        (idx + 1, col + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        let text = "a = 1\nbé = 2\n";
+        let mut s = Sink::new(Path::new("x.toml"), text);
+        s.error(Some(0..1), "first");
+        let off = text.find("= 2").unwrap();
+        s.error(Some(off..off + 1), "second");
+        assert_eq!(s.out[0].to_string(), "x.toml:1:1: first");
+        assert_eq!(s.out[1].to_string(), "x.toml:2:4: second");
+    }
+}

@@ -1,0 +1,523 @@
+//! `pivotwatch.toml`: every key optional, every default documented here and
+//! in the README.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::diag::Sink;
+use crate::record::Severity;
+use crate::schedule::Schedule;
+
+/// Default User-Agent: names the tool and how to reach its operator.
+pub const DEFAULT_USER_AGENT: &str = concat!(
+    "pivotwatch/",
+    env!("CARGO_PKG_VERSION"),
+    " (+mailto:ops@example.org)"
+);
+
+/// Validated settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The settings file, when one was read.
+    pub file: Option<PathBuf>,
+    /// sled database and evidence folder (`[store] path`, default `.pivotwatch`).
+    pub state_dir: PathBuf,
+    /// HTTP client settings.
+    pub http: HttpSettings,
+    /// Per-host politeness overrides (`[hosts."name"]`).
+    pub hosts: BTreeMap<String, HostSettings>,
+    /// `From:` and spool folder.
+    pub email: EmailSettings,
+    /// SMTP transport; `None` writes `.eml` files to the spool folder.
+    pub smtp: Option<SmtpSettings>,
+    /// Alert subscribers.
+    pub subscribers: Vec<Subscriber>,
+    /// Status endpoint address (`[status] listen`), off when absent.
+    pub status_listen: Option<SocketAddr>,
+    /// Extra reference data folder (`[reference] dir`).
+    pub reference_dir: Option<PathBuf>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `user_agent`, default [`DEFAULT_USER_AGENT`].
+    pub user_agent: String,
+    /// `timeout` (total per request), default 30s.
+    pub timeout: Duration,
+    /// `connect_timeout`, default 10s.
+    pub connect_timeout: Duration,
+    /// `max_body` after decompression, default 8 MiB.
+    pub max_body: u64,
+    /// `max_redirects`, default 5.
+    pub max_redirects: usize,
+    /// `allow_private_addresses`, default false.
+    pub allow_private_addresses: bool,
+    /// `concurrency`: checks in flight at once, default 16.
+    pub concurrency: usize,
+    /// `per_host_concurrency`, default 2.
+    pub per_host_concurrency: usize,
+    /// `per_host_interval`, default 1s.
+    pub per_host_interval: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            user_agent: DEFAULT_USER_AGENT.to_string(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body: 8 * 1024 * 1024,
+            max_redirects: 5,
+            allow_private_addresses: false,
+            concurrency: 16,
+            per_host_concurrency: 2,
+            per_host_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[hosts."name"]`.
+#[derive(Debug, Clone, Default)]
+pub struct HostSettings {
+    /// Requests in flight to this host at once.
+    pub concurrency: Option<usize>,
+    /// Minimum time between two requests to this host.
+    pub interval: Option<Duration>,
+}
+
+/// `[email]`.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// `from`, default `pivotwatch <pivotwatch@localhost>`.
+    pub from: String,
+    /// `spool_dir`, default `<state dir>/spool`.
+    pub spool_dir: PathBuf,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (refuse if not offered).
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+    /// No TLS: only to a loopback host.
+    None,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// Relay host.
+    pub host: String,
+    /// Port (default 25 for none/starttls... 587 is common too; 465 for tls).
+    pub port: u16,
+    /// `security`, default `starttls`.
+    pub security: SmtpSecurity,
+    /// Login name, when the relay wants authentication.
+    pub username: Option<String>,
+    /// File holding the password (e.g. systemd's credentials directory).
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Timeout for each SMTP command, default 30s.
+    pub timeout: Duration,
+}
+
+/// Immediate mail per finding, or one digest on a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// One mail per finding.
+    Immediate,
+    /// One mail per digest schedule with every finding since the last.
+    Digest,
+}
+
+/// `[[subscriber]]`.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// Unique name.
+    pub name: String,
+    /// Recipient addresses.
+    pub to: Vec<String>,
+    /// Watchlist names; empty means all.
+    pub watchlists: Vec<String>,
+    /// Entity tags; empty means all.
+    pub tags: Vec<String>,
+    /// Minimum severity, default `medium`.
+    pub min_severity: Severity,
+    /// Rule ids to include (empty = all).
+    pub rules: Vec<String>,
+    /// Rule ids to exclude.
+    pub exclude_rules: Vec<String>,
+    /// Delivery mode.
+    pub mode: DeliveryMode,
+    /// Digest schedule (digest mode).
+    pub digest_schedule: Option<Schedule>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    store: Option<RawStore>,
+    http: Option<RawHttp>,
+    #[serde(default)]
+    hosts: BTreeMap<String, RawHost>,
+    email: Option<RawEmail>,
+    smtp: Option<RawSmtp>,
+    #[serde(default)]
+    subscriber: Vec<RawSubscriber>,
+    status: Option<RawStatus>,
+    reference: Option<RawReference>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    user_agent: Option<String>,
+    timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    max_body: Option<Spanned<String>>,
+    max_redirects: Option<usize>,
+    allow_private_addresses: Option<bool>,
+    concurrency: Option<Spanned<usize>>,
+    per_host_concurrency: Option<Spanned<usize>>,
+    per_host_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    concurrency: Option<Spanned<usize>>,
+    interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    from: Option<Spanned<String>>,
+    spool_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Spanned<String>,
+    port: Option<u16>,
+    security: Option<SmtpSecurity>,
+    username: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    password: Option<Spanned<toml::Value>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscriber {
+    name: Spanned<String>,
+    to: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    watchlists: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    min_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    rules: Vec<String>,
+    #[serde(default)]
+    exclude_rules: Vec<String>,
+    mode: Option<DeliveryMode>,
+    digest_schedule: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReference {
+    dir: Option<String>,
+}
+
+/// Parses a duration like `30s`, `5m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"5m\" or \"1h\""))
+}
+
+/// Parses a size like `8MiB`, `500 KB`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("invalid size {s:?} ({e}); write e.g. \"8MiB\" or \"500KB\""))
+}
+
+/// Whether a string is a plausible mail address (`Name <a@b>` or `a@b`).
+pub fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
+    s.parse::<lettre::message::Mailbox>()
+        .map_err(|e| format!("invalid mail address {s:?} ({e}); write e.g. \"desk@example.org\" or \"Desk <desk@example.org>\""))
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+impl Settings {
+    /// Built-in defaults, used when there is no settings file.
+    pub fn defaults(state_dir: Option<&Path>) -> Settings {
+        let state_dir = state_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".pivotwatch"));
+        Settings {
+            file: None,
+            email: EmailSettings {
+                from: "pivotwatch <pivotwatch@localhost>".to_string(),
+                spool_dir: state_dir.join("spool"),
+            },
+            state_dir,
+            http: HttpSettings::default(),
+            hosts: BTreeMap::new(),
+            smtp: None,
+            subscribers: Vec::new(),
+            status_listen: None,
+            reference_dir: None,
+        }
+    }
+
+    /// Parses and validates a settings file's text. `state_dir_flag` (the
+    /// `--state-dir` flag) wins over `[store] path`. Errors go to `sink`.
+    pub(crate) fn parse(
+        path: &Path,
+        text: &str,
+        state_dir_flag: Option<&Path>,
+        sink: &mut Sink<'_>,
+    ) -> Option<Settings> {
+        let raw: RawSettings = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                sink.toml(&e, "");
+                return None;
+            }
+        };
+        let before = sink.out.len();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let state_dir = match (state_dir_flag, raw.store.as_ref().and_then(|s| s.path.as_ref())) {
+            (Some(flag), _) => flag.to_path_buf(),
+            (None, Some(p)) => resolve(base, p),
+            (None, None) => PathBuf::from(".pivotwatch"),
+        };
+        let mut s = Settings::defaults(Some(&state_dir));
+        s.file = Some(path.to_path_buf());
+
+        let dur = |v: &Option<Spanned<String>>, sink: &mut Sink<'_>, default: Duration| match v {
+            None => default,
+            Some(v) => match parse_duration(v.get_ref()) {
+                Ok(d) if !d.is_zero() || default.is_zero() => d,
+                Ok(_) => {
+                    sink.error(Some(v.span()), "duration must be greater than zero");
+                    default
+                }
+                Err(e) => {
+                    sink.error(Some(v.span()), e);
+                    default
+                }
+            },
+        };
+        let positive = |v: &Option<Spanned<usize>>, sink: &mut Sink<'_>, default: usize| match v {
+            None => default,
+            Some(v) if *v.get_ref() == 0 => {
+                sink.error(Some(v.span()), "must be at least 1");
+                default
+            }
+            Some(v) => *v.get_ref(),
+        };
+
+        if let Some(h) = &raw.http {
+            let d = HttpSettings::default();
+            if let Some(ua) = &h.user_agent {
+                s.http.user_agent = ua.clone();
+            }
+            s.http.timeout = dur(&h.timeout, sink, d.timeout);
+            s.http.connect_timeout = dur(&h.connect_timeout, sink, d.connect_timeout);
+            s.http.per_host_interval = dur(&h.per_host_interval, sink, Duration::ZERO);
+            if h.per_host_interval.is_none() {
+                s.http.per_host_interval = d.per_host_interval;
+            }
+            if let Some(mb) = &h.max_body {
+                match parse_size(mb.get_ref()) {
+                    Ok(0) => sink.error(Some(mb.span()), "max_body must be greater than zero"),
+                    Ok(n) => s.http.max_body = n,
+                    Err(e) => sink.error(Some(mb.span()), e),
+                }
+            }
+            if let Some(r) = h.max_redirects {
+                s.http.max_redirects = r;
+            }
+            if let Some(a) = h.allow_private_addresses {
+                s.http.allow_private_addresses = a;
+            }
+            s.http.concurrency = positive(&h.concurrency, sink, d.concurrency);
+            s.http.per_host_concurrency =
+                positive(&h.per_host_concurrency, sink, d.per_host_concurrency);
+        }
+        for (name, h) in &raw.hosts {
+            let hs = HostSettings {
+                concurrency: h.concurrency.as_ref().map(|_| positive(&h.concurrency, sink, 1)),
+                interval: h.interval.as_ref().map(|_| dur(&h.interval, sink, Duration::ZERO)),
+            };
+            s.hosts.insert(name.to_ascii_lowercase(), hs);
+        }
+        if let Some(e) = &raw.email {
+            if let Some(from) = &e.from {
+                match parse_mailbox(from.get_ref()) {
+                    Ok(_) => s.email.from = from.get_ref().clone(),
+                    Err(msg) => sink.error(Some(from.span()), msg),
+                }
+            }
+            if let Some(d) = &e.spool_dir {
+                s.email.spool_dir = resolve(base, d);
+            }
+        }
+        if let Some(m) = &raw.smtp {
+            if let Some(p) = &m.password {
+                sink.error(
+                    Some(p.span()),
+                    "a password is never read from the settings file; use password_file (e.g. systemd's LoadCredential) or password_env",
+                );
+            }
+            if m.password_file.is_some() && m.password_env.is_some() {
+                sink.error(
+                    Some(m.host.span()),
+                    "set password_file or password_env, not both",
+                );
+            }
+            let security = m.security.unwrap_or(SmtpSecurity::Starttls);
+            if m.host.get_ref().trim().is_empty() {
+                sink.error(Some(m.host.span()), "smtp host is empty");
+            }
+            if security == SmtpSecurity::None && !is_loopback_host(m.host.get_ref()) {
+                sink.error(
+                    Some(m.host.span()),
+                    format!(
+                        "security = \"none\" is only allowed to a loopback host, not {:?}; use \"starttls\" or \"tls\"",
+                        m.host.get_ref()
+                    ),
+                );
+            }
+            s.smtp = Some(SmtpSettings {
+                host: m.host.get_ref().clone(),
+                port: m.port.unwrap_or(match security {
+                    SmtpSecurity::Tls => 465,
+                    _ => 25,
+                }),
+                security,
+                username: m.username.clone(),
+                password_file: m.password_file.as_deref().map(|p| resolve(base, p)),
+                password_env: m.password_env.clone(),
+                timeout: dur(&m.timeout, sink, Duration::from_secs(30)),
+            });
+        }
+        let mut names = BTreeMap::new();
+        for sub in &raw.subscriber {
+            if let Some(prev) = names.insert(sub.name.get_ref().clone(), ()) {
+                let _ = prev;
+                sink.error(
+                    Some(sub.name.span()),
+                    format!("duplicate subscriber name {:?}", sub.name.get_ref()),
+                );
+            }
+            if sub.to.get_ref().is_empty() {
+                sink.error(Some(sub.to.span()), "a subscriber needs at least one address in `to`");
+            }
+            for a in sub.to.get_ref() {
+                if let Err(e) = parse_mailbox(a.get_ref()) {
+                    sink.error(Some(a.span()), e);
+                }
+            }
+            let min_severity = match &sub.min_severity {
+                None => Severity::Medium,
+                Some(v) => v.get_ref().parse().unwrap_or_else(|e: String| {
+                    sink.error(Some(v.span()), e);
+                    Severity::Medium
+                }),
+            };
+            let mode = sub.mode.unwrap_or(DeliveryMode::Immediate);
+            let digest_schedule = match &sub.digest_schedule {
+                Some(v) => match Schedule::parse(v.get_ref()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        sink.error(Some(v.span()), e);
+                        None
+                    }
+                },
+                None => {
+                    if mode == DeliveryMode::Digest {
+                        sink.error(
+                            Some(sub.name.span()),
+                            "mode = \"digest\" needs digest_schedule, e.g. \"0 8 * * 1-5\"",
+                        );
+                    }
+                    None
+                }
+            };
+            s.subscribers.push(Subscriber {
+                name: sub.name.get_ref().clone(),
+                to: sub.to.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
+                watchlists: sub.watchlists.clone(),
+                tags: sub.tags.clone(),
+                min_severity,
+                rules: sub.rules.clone(),
+                exclude_rules: sub.exclude_rules.clone(),
+                mode,
+                digest_schedule,
+            });
+        }
+        if let Some(st) = &raw.status
+            && let Some(l) = &st.listen
+        {
+            match l.get_ref().parse::<SocketAddr>() {
+                Ok(a) => s.status_listen = Some(a),
+                Err(e) => sink.error(
+                    Some(l.span()),
+                    format!("invalid listen address {:?} ({e}); write e.g. \"127.0.0.1:9187\"", l.get_ref()),
+                ),
+            }
+        }
+        if let Some(r) = &raw.reference
+            && let Some(d) = &r.dir
+        {
+            s.reference_dir = Some(resolve(base, d));
+        }
+        (sink.out.len() == before).then_some(s)
+    }
+}
+
+/// Whether `host` names this machine's loopback interface.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}

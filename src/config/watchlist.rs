@@ -1,0 +1,517 @@
+//! Watchlist files (`watchlists/NAME.toml`): raw serde shapes, then
+//! validation into compiled [`Watchlist`]s with every error located.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+use url::Url;
+
+use super::diag::Sink;
+use super::{Entity, Source, SourceKind, Watchlist};
+use crate::extract::{
+    Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec,
+    check_pointer,
+};
+use crate::schedule::Schedule;
+
+/// Default schedule for sources that name none: every six hours.
+pub const DEFAULT_SCHEDULE: &str = "0 */6 * * *";
+/// Default page cap for paginated catalogues.
+pub const DEFAULT_MAX_PAGES: u32 = 10;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    maintainers: Vec<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<String>,
+    schedule: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntity {
+    id: Spanned<String>,
+    name: Spanned<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    jurisdiction: Option<String>,
+    #[serde(default)]
+    identifiers: BTreeMap<String, String>,
+    #[serde(default)]
+    activity: Vec<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+enum RawFormat {
+    #[default]
+    Html,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    id: Spanned<String>,
+    kind: Option<SourceKind>,
+    url: Spanned<String>,
+    #[serde(default)]
+    format: RawFormat,
+    schedule: Option<Spanned<String>>,
+    allow_private_addresses: Option<bool>,
+    #[serde(default)]
+    fields: BTreeMap<Spanned<String>, Spanned<RawField>>,
+    items: Option<Spanned<RawItems>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItems {
+    row: Spanned<String>,
+    name: Option<Spanned<RawField>>,
+    manufacturer: Option<Spanned<RawField>>,
+    part_number: Option<Spanned<RawField>>,
+    price: Option<Spanned<RawField>>,
+    link: Option<Spanned<RawField>>,
+    #[serde(default)]
+    columns: BTreeMap<Spanned<String>, Spanned<RawField>>,
+    next_page: Option<Spanned<RawField>>,
+    max_pages: Option<Spanned<u32>>,
+}
+
+/// A field: a bare selector/pointer string, or a table.
+#[derive(Debug)]
+enum RawField {
+    Short(String),
+    Full(RawFieldTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFieldTable {
+    selector: Option<String>,
+    pointer: Option<String>,
+    attr: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+impl<'de> Deserialize<'de> for RawField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a selector string, or a table like { selector = \"a.site\", attr = \"href\", all = true }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawField, E> {
+                Ok(RawField::Short(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawField, A::Error> {
+                RawFieldTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawField::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn de<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, sink: &mut Sink<'_>, what: &str) -> Option<T> {
+    let span = value.span();
+    match T::deserialize(toml::de::ValueDeserializer::from(value)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            sink.error(Some(e.span().unwrap_or(span)), format!("{what}: {msg}"));
+            None
+        }
+    }
+}
+
+/// Valid ids: letters, digits, `-`, `_`, `.`; no `/` (ids are joined as
+/// `entity/source` on the command line).
+fn check_id(id: &Spanned<String>, what: &str, sink: &mut Sink<'_>) -> bool {
+    let s = id.get_ref();
+    let ok = !s.is_empty()
+        && s.len() <= 100
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        sink.error(
+            Some(id.span()),
+            format!("{what} id {s:?} must be 1-100 characters of letters, digits, '-', '_' or '.'"),
+        );
+    }
+    ok
+}
+
+/// Parses and validates one watchlist file. Returns `None` when the file
+/// has any error (all of them are in `sink`), so a broken watchlist never
+/// loads half-way.
+pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watchlist> {
+    let before = sink.out.len();
+    let (root, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        for e in &errors {
+            sink.toml(e, "TOML syntax error");
+        }
+        return None;
+    }
+    let mut root = root.into_inner();
+    let mut meta = RawMeta::default();
+    let mut raw_entities = Vec::new();
+    for (key, value) in std::mem::take(&mut root) {
+        match key.get_ref().as_ref() {
+            "watchlist" => {
+                if let Some(m) = de::<RawMeta>(value, sink, "[watchlist]") {
+                    meta = m;
+                }
+            }
+            "entity" => match value.into_inner() {
+                DeValue::Array(arr) => raw_entities.extend(arr),
+                _ => sink.error(Some(key.span()), "`entity` must be an array of tables: write [[entity]]"),
+            },
+            other => sink.error(
+                Some(key.span()),
+                format!("unknown top-level key `{other}`; a watchlist has a [watchlist] table and [[entity]] tables"),
+            ),
+        }
+    }
+
+    let name = match &meta.name {
+        Some(n) => n.get_ref().clone(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let timezone = match &meta.timezone {
+        None => chrono_tz::UTC,
+        Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+            sink.error(
+                Some(tz.span()),
+                format!("unknown timezone {:?}; use an IANA name such as \"Africa/Casablanca\" or \"UTC\"", tz.get_ref()),
+            );
+            chrono_tz::UTC
+        }),
+    };
+    let default_schedule = match &meta.schedule {
+        None => Schedule::parse(DEFAULT_SCHEDULE).ok(),
+        Some(s) => Schedule::parse(s.get_ref()).map_err(|e| sink.error(Some(s.span()), e)).ok(),
+    };
+    for m in &meta.maintainers {
+        if let Err(e) = super::settings::parse_mailbox(m.get_ref()) {
+            sink.error(Some(m.span()), e);
+        }
+    }
+
+    let mut entities = Vec::new();
+    let mut entity_ids: BTreeMap<String, ()> = BTreeMap::new();
+    for ent in raw_entities {
+        let span = ent.span();
+        let mut table = match ent.into_inner() {
+            DeValue::Table(t) => t,
+            _ => {
+                sink.error(Some(span), "each [[entity]] must be a table");
+                continue;
+            }
+        };
+        let sources_val = table.remove("source");
+        let Some(raw) = de::<RawEntity>(Spanned::new(span.clone(), DeValue::Table(table)), sink, "[[entity]]")
+        else {
+            continue;
+        };
+        check_id(&raw.id, "entity", sink);
+        if entity_ids.insert(raw.id.get_ref().clone(), ()).is_some() {
+            sink.error(
+                Some(raw.id.span()),
+                format!("duplicate entity id {:?} in this watchlist", raw.id.get_ref()),
+            );
+        }
+        for a in &raw.activity {
+            let s = a.get_ref();
+            match s.split_once(':') {
+                Some((scheme, code)) if !scheme.trim().is_empty() && !code.trim().is_empty() => {}
+                _ => sink.error(
+                    Some(a.span()),
+                    format!("activity {s:?} must be SCHEME:CODE, e.g. \"NACE:46.77\", \"SIC:46770\", \"ISIC:4669\" or \"NMA:46.77\""),
+                ),
+            }
+        }
+        let mut sources = Vec::new();
+        let mut source_ids: BTreeMap<String, ()> = BTreeMap::new();
+        let raw_sources = match sources_val.map(Spanned::into_inner) {
+            None => Vec::new(),
+            Some(DeValue::Array(a)) => a.into_iter().collect(),
+            Some(_) => {
+                sink.error(Some(raw.id.span()), "`source` must be an array of tables: write [[entity.source]]");
+                Vec::new()
+            }
+        };
+        for sv in raw_sources {
+            let Some(rs) = de::<RawSource>(sv, sink, "[[entity.source]]") else {
+                continue;
+            };
+            check_id(&rs.id, "source", sink);
+            if source_ids.insert(rs.id.get_ref().clone(), ()).is_some() {
+                sink.error(
+                    Some(rs.id.span()),
+                    format!("duplicate source id {:?} in entity {:?}", rs.id.get_ref(), raw.id.get_ref()),
+                );
+            }
+            if let Some(src) = compile_source(&rs, raw.id.get_ref(), default_schedule.as_ref(), sink) {
+                sources.push(src);
+            }
+        }
+        if sources.is_empty() && sink.out.len() == before {
+            sink.error(
+                Some(raw.id.span()),
+                format!("entity {:?} has no sources; add at least one [[entity.source]]", raw.id.get_ref()),
+            );
+        }
+        entities.push(Entity {
+            id: raw.id.get_ref().clone(),
+            name: raw.name.get_ref().clone(),
+            aliases: raw.aliases,
+            jurisdiction: raw.jurisdiction,
+            identifiers: raw.identifiers,
+            activity: raw.activity.into_iter().map(Spanned::into_inner).collect(),
+            tags: raw.tags,
+            watchlist: name.clone(),
+            sources,
+        });
+    }
+    if sink.out.len() != before {
+        return None;
+    }
+    Some(Watchlist {
+        name,
+        path: path.to_path_buf(),
+        description: meta.description,
+        maintainers: meta.maintainers.into_iter().map(Spanned::into_inner).collect(),
+        tags: meta.tags,
+        timezone,
+        entities,
+    })
+}
+
+fn compile_source(
+    rs: &RawSource,
+    entity: &str,
+    default_schedule: Option<&Schedule>,
+    sink: &mut Sink<'_>,
+) -> Option<Source> {
+    let before = sink.out.len();
+    let url = match Url::parse(rs.url.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(u) => {
+            sink.error(
+                Some(rs.url.span()),
+                format!("URL scheme {:?} is not allowed; only http and https URLs with a host are fetched", u.scheme()),
+            );
+            None
+        }
+        Err(e) => {
+            sink.error(Some(rs.url.span()), format!("invalid URL {:?}: {e}", rs.url.get_ref()));
+            None
+        }
+    };
+    let schedule = match &rs.schedule {
+        Some(s) => Schedule::parse(s.get_ref()).map_err(|e| sink.error(Some(s.span()), e)).ok(),
+        None => default_schedule.cloned(),
+    };
+    let kind = rs.kind.unwrap_or(if rs.items.is_some() {
+        SourceKind::Catalogue
+    } else {
+        SourceKind::Page
+    });
+    if rs.fields.is_empty() && rs.items.is_none() {
+        sink.error(
+            Some(rs.id.span()),
+            "a source needs [entity.source.fields] or [entity.source.items] to know what to extract",
+        );
+    }
+    if kind == SourceKind::Catalogue && rs.items.is_none() {
+        sink.error(
+            Some(rs.id.span()),
+            "kind = \"catalogue\" needs an [entity.source.items] table (row and columns)",
+        );
+    }
+    let spec = match rs.format {
+        RawFormat::Html => html_spec(rs, sink).map(ExtractSpec::Html),
+        RawFormat::Json => json_spec(rs, sink).map(ExtractSpec::Json),
+    };
+    if sink.out.len() != before {
+        return None;
+    }
+    Some(Source {
+        id: rs.id.get_ref().clone(),
+        entity: entity.to_string(),
+        kind,
+        url: url?,
+        schedule: schedule?,
+        spec: spec?,
+        allow_private_addresses: rs.allow_private_addresses,
+    })
+}
+
+fn html_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<HtmlField> {
+    let (sel, attr, all) = match f.get_ref() {
+        RawField::Short(s) => (s.clone(), None, false),
+        RawField::Full(t) => {
+            if t.pointer.is_some() {
+                sink.error(Some(f.span()), "`pointer` is for format = \"json\" sources; HTML fields use `selector`");
+                return None;
+            }
+            let Some(sel) = &t.selector else {
+                sink.error(Some(f.span()), "this field table needs a `selector`");
+                return None;
+            };
+            (sel.clone(), t.attr.clone(), t.all)
+        }
+    };
+    HtmlField::new(&sel, attr, all).map_err(|e| sink.error(Some(f.span()), e)).ok()
+}
+
+fn json_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<JsonField> {
+    let (pointer, all) = match f.get_ref() {
+        RawField::Short(s) => (s.clone(), false),
+        RawField::Full(t) => {
+            if t.selector.is_some() || t.attr.is_some() {
+                sink.error(
+                    Some(f.span()),
+                    "format = \"json\" fields use `pointer` (and `all`), not `selector` or `attr`",
+                );
+                return None;
+            }
+            let Some(p) = &t.pointer else {
+                sink.error(Some(f.span()), "this field table needs a `pointer`");
+                return None;
+            };
+            (p.clone(), t.all)
+        }
+    };
+    check_pointer(&pointer).map_err(|e| sink.error(Some(f.span()), e)).ok()?;
+    Some(JsonField { pointer, all })
+}
+
+fn columns<'a>(items: &'a RawItems) -> Vec<(Column, &'a Spanned<RawField>)> {
+    let mut out = Vec::new();
+    for (c, f) in [
+        (Column::Name, &items.name),
+        (Column::Manufacturer, &items.manufacturer),
+        (Column::PartNumber, &items.part_number),
+        (Column::Price, &items.price),
+        (Column::Link, &items.link),
+    ] {
+        if let Some(f) = f {
+            out.push((c, f));
+        }
+    }
+    for (k, f) in &items.columns {
+        out.push((Column::Extra(k.get_ref().clone()), f));
+    }
+    out
+}
+
+fn check_item_columns(items: &Spanned<RawItems>, sink: &mut Sink<'_>) {
+    let i = items.get_ref();
+    if i.name.is_none() && i.part_number.is_none() {
+        sink.error(
+            Some(items.span()),
+            "items need a `name` or a `part_number` column: an item's key is its part number, else its name",
+        );
+    }
+    for k in i.columns.keys() {
+        if matches!(k.get_ref().as_str(), "name" | "manufacturer" | "part_number" | "price" | "link" | "key") {
+            sink.error(
+                Some(k.span()),
+                format!("extra column `{}` clashes with a built-in column; rename it", k.get_ref()),
+            );
+        }
+    }
+}
+
+fn html_spec(rs: &RawSource, sink: &mut Sink<'_>) -> Option<HtmlSpec> {
+    let before = sink.out.len();
+    let mut spec = HtmlSpec {
+        max_pages: 1,
+        ..HtmlSpec::default()
+    };
+    for (name, f) in &rs.fields {
+        if let Some(h) = html_field(f, sink) {
+            spec.fields.push((name.get_ref().clone(), h));
+        }
+    }
+    if let Some(items) = &rs.items {
+        check_item_columns(items, sink);
+        let i = items.get_ref();
+        let row = HtmlField::new(i.row.get_ref(), None, true)
+            .map_err(|e| sink.error(Some(i.row.span()), e))
+            .ok();
+        let mut cols = Vec::new();
+        for (c, f) in columns(i) {
+            if let Some(h) = html_field(f, sink) {
+                cols.push((c, h));
+            }
+        }
+        if let Some(n) = &i.next_page {
+            spec.next_page = html_field(n, sink);
+            spec.max_pages = DEFAULT_MAX_PAGES;
+        }
+        if let Some(m) = &i.max_pages {
+            if *m.get_ref() == 0 {
+                sink.error(Some(m.span()), "max_pages must be at least 1");
+            }
+            spec.max_pages = *m.get_ref();
+        }
+        if let Some(row) = row {
+            spec.items = Some(HtmlItems { row, columns: cols });
+        }
+    }
+    (sink.out.len() == before).then_some(spec)
+}
+
+fn json_spec(rs: &RawSource, sink: &mut Sink<'_>) -> Option<JsonSpec> {
+    let before = sink.out.len();
+    let mut spec = JsonSpec::default();
+    for (name, f) in &rs.fields {
+        if let Some(j) = json_field(f, sink) {
+            spec.fields.push((name.get_ref().clone(), j));
+        }
+    }
+    if let Some(items) = &rs.items {
+        check_item_columns(items, sink);
+        let i = items.get_ref();
+        if let Err(e) = check_pointer(i.row.get_ref()) {
+            sink.error(Some(i.row.span()), e);
+        }
+        if let Some(n) = &i.next_page {
+            sink.error(Some(n.span()), "pagination (next_page) is only supported for HTML sources");
+        }
+        let mut cols = Vec::new();
+        for (c, f) in columns(i) {
+            if let Some(j) = json_field(f, sink) {
+                cols.push((c, j));
+            }
+        }
+        spec.items = Some(JsonItems {
+            row: i.row.get_ref().clone(),
+            columns: cols,
+        });
+    }
+    (sink.out.len() == before).then_some(spec)
+}

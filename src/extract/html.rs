@@ -1,0 +1,217 @@
+//! HTML extraction with CSS selectors (scraper / html5ever).
+
+use std::collections::BTreeMap;
+
+use scraper::{ElementRef, Html, Node, Selector};
+use url::Url;
+
+use super::{Column, ExtractError, build_item, clean_text, insert_items};
+use crate::record::{FieldValue, Record};
+
+/// One field or column: a compiled selector, and what to read of the match.
+#[derive(Debug, Clone)]
+pub struct HtmlField {
+    /// The selector as written (for messages).
+    pub source: String,
+    /// The compiled selector.
+    pub selector: Selector,
+    /// Read this attribute instead of the text.
+    pub attr: Option<String>,
+    /// Every match as a list, instead of the first.
+    pub all: bool,
+}
+
+impl HtmlField {
+    /// Compiles a selector; the error is a message fit for `check`.
+    pub fn new(selector: &str, attr: Option<String>, all: bool) -> Result<HtmlField, String> {
+        let compiled = compile_selector(selector)?;
+        Ok(HtmlField {
+            source: selector.to_string(),
+            selector: compiled,
+            attr,
+            all,
+        })
+    }
+}
+
+/// Compiles a CSS selector, turning scraper's terse errors into a message.
+pub fn compile_selector(selector: &str) -> Result<Selector, String> {
+    if selector.trim().is_empty() {
+        return Err("empty CSS selector".to_string());
+    }
+    Selector::parse(selector).map_err(|e| {
+        let detail = format!("{e:?}");
+        format!(
+            "CSS selector {selector:?} does not compile ({}); check brackets, quotes and combinators",
+            detail
+                .split('(')
+                .next()
+                .unwrap_or("syntax error")
+                .trim_start_matches("SelectorErrorKind::")
+        )
+    })
+}
+
+/// Catalogue rows: a row selector and column selectors relative to each row.
+#[derive(Debug, Clone)]
+pub struct HtmlItems {
+    /// Selects one element per item.
+    pub row: HtmlField,
+    /// Columns, each relative to the row.
+    pub columns: Vec<(Column, HtmlField)>,
+}
+
+/// Everything needed to turn one HTML page into a record.
+#[derive(Debug, Clone, Default)]
+pub struct HtmlSpec {
+    /// Named fields.
+    pub fields: Vec<(String, HtmlField)>,
+    /// Catalogue rows.
+    pub items: Option<HtmlItems>,
+    /// The link to the next page (pagination).
+    pub next_page: Option<HtmlField>,
+    /// Pages to follow at most (including the first).
+    pub max_pages: u32,
+}
+
+/// What one page yields: its part of the record and the next page's URL.
+#[derive(Debug, Clone, Default)]
+pub struct HtmlPage {
+    /// Fields and items found on this page.
+    pub record: Record,
+    /// The next page, when the spec paginates and the page links one.
+    pub next: Option<Url>,
+}
+
+/// Extracts one page. `base` resolves relative links.
+pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage, ExtractError> {
+    let doc = Html::parse_document(text);
+    let root = doc.root_element();
+    let mut page = HtmlPage::default();
+
+    let mut any_field = false;
+    for (name, field) in &spec.fields {
+        if let Some(v) = read_field(root, field, base) {
+            any_field = true;
+            page.record.fields.insert(name.clone(), v);
+        }
+    }
+    if !spec.fields.is_empty() && !any_field && spec.items.is_none() {
+        return Err(ExtractError::NoFields {
+            selectors: spec
+                .fields
+                .iter()
+                .map(|(_, f)| format!("`{}`", f.source))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+
+    if let Some(items) = &spec.items {
+        let mut rows = 0usize;
+        let mut found = Vec::new();
+        for row in root.select(&items.row.selector) {
+            rows += 1;
+            let mut values = BTreeMap::new();
+            for (col, f) in &items.columns {
+                if let Some(FieldValue::Text(t)) = read_field(row, &single(f), base) {
+                    values.insert(col.clone(), t);
+                }
+            }
+            if let Some(item) = build_item(values) {
+                found.push(item);
+            }
+        }
+        if rows == 0 || found.is_empty() {
+            return Err(ExtractError::NoRows {
+                selector: items.row.source.clone(),
+            });
+        }
+        insert_items(&mut page.record, found);
+    }
+
+    if let Some(next) = &spec.next_page
+        && let Some(FieldValue::Text(href)) = read_field(root, &single(next), base)
+        && let Ok(u) = base.join(&href)
+        && matches!(u.scheme(), "http" | "https")
+    {
+        page.next = Some(u);
+    }
+    Ok(page)
+}
+
+fn single(f: &HtmlField) -> HtmlField {
+    HtmlField {
+        all: false,
+        ..f.clone()
+    }
+}
+
+fn read_field(scope: ElementRef<'_>, field: &HtmlField, base: &Url) -> Option<FieldValue> {
+    let read = |el: ElementRef<'_>| -> Option<String> {
+        let v = match &field.attr {
+            Some(a) => {
+                let raw = clean_text(el.value().attr(a)?);
+                if matches!(a.as_str(), "href" | "src" | "action") && !raw.is_empty() {
+                    base.join(&raw).map(|u| u.to_string()).unwrap_or(raw)
+                } else {
+                    raw
+                }
+            }
+            None => element_text(el),
+        };
+        (!v.is_empty()).then_some(v)
+    };
+    // `:scope`-less selectors also match the scope element itself when it
+    // fits; scraper's `select` only looks at descendants, so check it first.
+    let mut matches: Vec<ElementRef<'_>> = Vec::new();
+    if field.selector.matches(&scope) {
+        matches.push(scope);
+    }
+    if field.all {
+        matches.extend(scope.select(&field.selector));
+        let list: Vec<String> = matches.into_iter().filter_map(read).collect();
+        (!list.is_empty()).then_some(FieldValue::List(list))
+    } else {
+        matches
+            .into_iter()
+            .chain(scope.select(&field.selector))
+            .find_map(read)
+            .map(FieldValue::Text)
+    }
+}
+
+/// The visible text of an element: script, style, template and noscript
+/// content is skipped; block boundaries and `<br>` become spaces.
+pub fn element_text(el: ElementRef<'_>) -> String {
+    let mut out = String::new();
+    collect_text(*el, &mut out);
+    clean_text(&out)
+}
+
+fn collect_text(node: ego_tree::NodeRef<'_, Node>, out: &mut String) {
+    for child in node.children() {
+        match child.value() {
+            Node::Text(t) => out.push_str(t),
+            Node::Element(e) => {
+                let name = e.name();
+                if matches!(name, "script" | "style" | "template" | "noscript") {
+                    continue;
+                }
+                let block = matches!(
+                    name,
+                    "br" | "p" | "div" | "li" | "td" | "th" | "tr" | "h1" | "h2" | "h3" | "h4"
+                        | "h5" | "h6" | "dd" | "dt" | "section" | "article"
+                );
+                if block {
+                    out.push(' ');
+                }
+                collect_text(child, out);
+                if block {
+                    out.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Body → [`Record`]: HTML through CSS selectors, JSON through pointers.
+//!
+//! **Architecture Invariant:** no network, no store, no clock. Extraction is
+//! a pure function of (spec, body, base URL), so the same body always yields
+//! the same record, and `probe` shows exactly what a check would store.
+//!
+//! Noise control lives here: text is whitespace-collapsed and NFC-normalised,
+//! script/style text is never read, items are keyed (not ordered), and a page
+//! on which the selectors match nothing is an error, never an empty record.
+
+mod html;
+mod json;
+mod normalize;
+
+use std::collections::BTreeMap;
+
+pub use html::{HtmlField, HtmlItems, HtmlPage, HtmlSpec, compile_selector, element_text, extract_html};
+pub use json::{JsonField, JsonItems, JsonSpec, check_pointer, extract_json};
+pub use normalize::{clean_text, fold, item_key, normalise_part_number};
+
+use crate::record::{Item, Record};
+
+/// One catalogue column an item spec may fill.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Column {
+    /// `name`.
+    Name,
+    /// `manufacturer`.
+    Manufacturer,
+    /// `part_number`.
+    PartNumber,
+    /// `price`.
+    Price,
+    /// `link`.
+    Link,
+    /// A free extra column (`[...items.columns]`).
+    Extra(String),
+}
+
+impl Column {
+    /// The column's name as written in a watchlist.
+    pub fn name(&self) -> &str {
+        match self {
+            Column::Name => "name",
+            Column::Manufacturer => "manufacturer",
+            Column::PartNumber => "part_number",
+            Column::Price => "price",
+            Column::Link => "link",
+            Column::Extra(n) => n,
+        }
+    }
+}
+
+/// How one source's bodies become records.
+#[derive(Debug, Clone)]
+pub enum ExtractSpec {
+    /// HTML with CSS selectors.
+    Html(HtmlSpec),
+    /// JSON with RFC 6901 pointers.
+    Json(JsonSpec),
+}
+
+/// Why a body did not yield a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// The item row selector matched no element.
+    #[error(
+        "the row selector `{selector}` matched nothing on this page; the page may be a block page or the site's markup changed (try `pivotwatch probe URL --rows ...`)"
+    )]
+    NoRows {
+        /// The selector as written.
+        selector: String,
+    },
+    /// None of the field selectors matched.
+    #[error(
+        "none of the field selectors ({selectors}) matched on this page; the page may be a block page or the site's markup changed (try `pivotwatch probe URL --field ...`)"
+    )]
+    NoFields {
+        /// The selectors as written, comma-separated.
+        selectors: String,
+    },
+    /// The body is not JSON.
+    #[error("the body is not valid JSON ({0}); check the source's `format` and URL")]
+    InvalidJson(String),
+    /// The row pointer does not point at an array.
+    #[error("the row pointer `{pointer}` does not point at a JSON array")]
+    NotAnArray {
+        /// The pointer as written.
+        pointer: String,
+    },
+}
+
+/// Builds an [`Item`] from column values, returning `None` for rows that
+/// carry neither a part number nor a name (header and spacer rows).
+pub fn build_item(values: BTreeMap<Column, String>) -> Option<Item> {
+    let mut item = Item::default();
+    for (col, v) in values {
+        if v.is_empty() {
+            continue;
+        }
+        match col {
+            Column::Name => item.name = Some(v),
+            Column::Manufacturer => item.manufacturer = Some(v),
+            Column::PartNumber => item.part_number = Some(v),
+            Column::Price => item.price = Some(v),
+            Column::Link => item.link = Some(v),
+            Column::Extra(n) => {
+                item.extra.insert(n, v);
+            }
+        }
+    }
+    item.key = item_key(item.part_number.as_deref(), item.name.as_deref())?;
+    Some(item)
+}
+
+/// Puts items into a record by key. Rows that share a key are told apart
+/// by a `#2`, `#3` … suffix assigned in content order, so reordering rows
+/// never changes any key.
+pub fn insert_items(record: &mut Record, items: Vec<Item>) {
+    let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+    for it in items {
+        // Keys never contain '#' except as the duplicate suffix added here.
+        let base = it.key.split('#').next().unwrap_or_default().to_string();
+        groups.entry(base).or_default().push(it);
+    }
+    // Items already in the record (earlier pages) join their group.
+    for (key, mut group) in groups {
+        if let Some(existing) = record.items.remove(&key) {
+            group.push(existing);
+        }
+        let mut n = 2;
+        while let Some(existing) = record.items.remove(&format!("{key}#{n}")) {
+            group.push(existing);
+            n += 1;
+        }
+        if group.len() == 1 {
+            let mut it = group.remove(0);
+            it.key = key.clone();
+            record.items.insert(key, it);
+            continue;
+        }
+        group.sort_by_key(|i| serde_json::to_string(&i.attributes()).unwrap_or_default());
+        for (i, mut it) in group.into_iter().enumerate() {
+            let k = if i == 0 {
+                key.clone()
+            } else {
+                format!("{key}#{}", i + 1)
+            };
+            it.key = k.clone();
+            record.items.insert(k, it);
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The sled store: per-source state, snapshot history, evidence blobs,
+//! findings and the delivery outbox.
+//!
+//! **Architecture Invariant:** the only module that imports `sled`; callers
+//! never see a `sled::Tree`. It persists what it is given and decides
+//! nothing: what is a finding is `detect`'s business.
+//!
+//! Trees (keys are big-endian so that byte order is time order):
+//! - `sources`: `entity/source` → [`SourceState`] (JSON)
+//! - `snapshots`: snapshot id → [`Snapshot`] (JSON)
+//! - `source_snapshots`: `entity/source` `\0` snapshot id → `()` (history index)
+//! - `blobs`: body hash → zstd-compressed raw body (deduplicated evidence)
+//! - `findings`: finding id → [`Finding`] (JSON)
+//! - `finding_keys`: dedup key → finding id
+//! - `outbox`: delivery id → [`Delivery`] (pending and dead)
+//! - `sent`: delivery id → [`Delivery`] (delivery log)
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::record::{CheckStatus, Finding, Snapshot};
+
+/// Store failures. Each says what to do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process holds the database.
+    #[error(
+        "the store at {path} is in use by another pivotwatch process (is `pivotwatch run` running?); stop it or use another --state-dir"
+    )]
+    Locked {
+        /// The state folder.
+        path: PathBuf,
+    },
+    /// The folder cannot be created or read.
+    #[error("cannot open the store at {path}: {source}")]
+    Io {
+        /// The state folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// sled reported an error (I/O, corruption, full disk).
+    #[error("store error: {0}; check free disk space and permissions of the state folder")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not decode.
+    #[error("stored value under {key} does not decode ({detail}); the store may be from a newer pivotwatch")]
+    Corrupt {
+        /// Which key.
+        key: String,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// Compression or decompression of evidence failed.
+    #[error("evidence blob {hash}: {detail}")]
+    Blob {
+        /// The body hash.
+        hash: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// What the store remembers about one source between checks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// Last check, whatever its outcome.
+    pub last_check: Option<DateTime<Utc>>,
+    /// Its outcome.
+    pub last_status: Option<CheckStatus>,
+    /// Its error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Last successful check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<DateTime<Utc>>,
+    /// Failed checks in a row.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// `ETag` of the last good response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// `Last-Modified` of the last good response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// Hash of the last good body (an equal body is not parsed again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_hash: Option<String>,
+    /// Latest snapshot id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot: Option<u64>,
+}
+
+/// A snapshot to commit, with the raw body kept as evidence.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    /// The snapshot; its `id` is assigned by the store.
+    pub snapshot: Snapshot,
+    /// The raw body (all pages).
+    pub body: Vec<u8>,
+}
+
+/// One pending or finished delivery of a finding to a subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Store-wide unique id.
+    pub id: u64,
+    /// The finding delivered.
+    pub finding: u64,
+    /// Subscriber name.
+    pub subscriber: String,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// Attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// Last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Given up (permanent failure).
+    #[serde(default)]
+    pub dead: bool,
+    /// When it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Everything one check persists, committed atomically.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// `entity/source`.
+    pub source: String,
+    /// The new source state.
+    pub state: SourceState,
+    /// A new snapshot, when the record changed.
+    pub snapshot: Option<NewSnapshot>,
+    /// New findings; ids are assigned by the store. Each finding's
+    /// evidence snapshot is set to the new snapshot's id.
+    pub findings: Vec<Finding>,
+    /// For each finding (same index), the subscribers to deliver it to.
+    pub deliveries: Vec<Vec<String>>,
+}
+
+/// Ids assigned by a commit.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// The new snapshot's id.
+    pub snapshot: Option<u64>,
+    /// The findings as stored (ids filled in).
+    pub findings: Vec<Finding>,
+    /// The deliveries queued.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The store handle. Cheap to clone; all clones share one database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    sources: sled::Tree,
+    snapshots: sled::Tree,
+    source_snapshots: sled::Tree,
+    blobs: sled::Tree,
+    findings: sled::Tree,
+    finding_keys: sled::Tree,
+    outbox: sled::Tree,
+    sent: sled::Tree,
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising plain data structs to JSON cannot fail (no maps with
+    // non-string keys, no custom serialisers that error).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn dec<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn source_prefix(source: &str) -> Vec<u8> {
+    let mut k = source.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn history_key(source: &str, id: u64) -> Vec<u8> {
+    let mut k = source_prefix(source);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn id_from(bytes: &[u8]) -> Option<u64> {
+    let arr: [u8; 8] = bytes.get(bytes.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(arr))
+}
+
+/// BLAKE3 of a body, hex.
+pub fn body_hash(body: &[u8]) -> String {
+    blake3::hash(body).to_hex().to_string()
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir/db`. Torn `snap.*.generating`
+    /// files from a crash during sled's snapshotting are removed first.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let db_path = dir.join("db");
+        std::fs::create_dir_all(&db_path).map_err(io)?;
+        remove_torn_snapshots(&db_path).map_err(io)?;
+        let db = match sled::Config::new().path(&db_path).open() {
+            Ok(db) => db,
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                return Err(StoreError::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Store {
+            path: dir.to_path_buf(),
+            sources: db.open_tree("sources")?,
+            snapshots: db.open_tree("snapshots")?,
+            source_snapshots: db.open_tree("source_snapshots")?,
+            blobs: db.open_tree("blobs")?,
+            findings: db.open_tree("findings")?,
+            finding_keys: db.open_tree("finding_keys")?,
+            outbox: db.open_tree("outbox")?,
+            sent: db.open_tree("sent")?,
+            db,
+        })
+    }
+
+    /// The state folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A source's state.
+    pub fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
+        match self.sources.get(source.as_bytes())? {
+            Some(v) => Ok(Some(dec(source.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every source state, by `entity/source`.
+    pub fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.sources.iter() {
+            let (k, v) = kv?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), dec(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Writes only a source's state (an unchanged or failed check). Not
+    /// flushed: losing it in a crash loses nothing but a timestamp.
+    pub fn put_source_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
+        self.sources.insert(source.as_bytes(), enc(state))?;
+        Ok(())
+    }
+
+    /// A snapshot by id.
+    pub fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, StoreError> {
+        let k = id.to_be_bytes();
+        match self.snapshots.get(k)? {
+            Some(v) => Ok(Some(dec(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Snapshot ids of a source, oldest first.
+    pub fn history(&self, source: &str) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.source_snapshots.scan_prefix(source_prefix(source)) {
+            let (k, _) = kv?;
+            if let Some(id) = id_from(&k) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest snapshot of a source.
+    pub fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>, StoreError> {
+        match self.source_snapshots.scan_prefix(source_prefix(source)).next_back() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                match id_from(&k) {
+                    Some(id) => self.snapshot(id),
+                    None => Ok(None),
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The raw body stored under a hash.
+    pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.blobs.get(hash.as_bytes())? {
+            Some(v) => zstd::decode_all(&v[..]).map(Some).map_err(|e| StoreError::Blob {
+                hash: hash.to_string(),
+                detail: e.to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a finding with this dedup key was ever committed.
+    pub fn finding_for_key(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.finding_keys.get(key.as_bytes())?.and_then(|v| id_from(&v)))
+    }
+
+    /// A finding by id.
+    pub fn finding(&self, id: u64) -> Result<Option<Finding>, StoreError> {
+        let k = id.to_be_bytes();
+        match self.findings.get(k)? {
+            Some(v) => Ok(Some(dec(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All findings, oldest first.
+    pub fn findings(&self) -> Result<Vec<Finding>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.findings.iter() {
+            let (k, v) = kv?;
+            out.push(dec(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Commits one check: snapshot, evidence blob, findings, their
+    /// deliveries and the source state, in one multi-tree transaction, then
+    /// flushes to disk. Either all of it is durable or none of it is.
+    pub fn commit(&self, mut c: Commit) -> Result<Committed, StoreError> {
+        let mut out = Committed::default();
+        let mut blob: Option<(String, Vec<u8>)> = None;
+        if let Some(ns) = &mut c.snapshot {
+            let id = self.db.generate_id()?;
+            ns.snapshot.id = id;
+            c.state.last_snapshot = Some(id);
+            out.snapshot = Some(id);
+            let compressed = zstd::encode_all(&ns.body[..], 3).map_err(|e| StoreError::Blob {
+                hash: ns.snapshot.body_hash.clone(),
+                detail: e.to_string(),
+            })?;
+            blob = Some((ns.snapshot.body_hash.clone(), compressed));
+        }
+        let now = Utc::now();
+        for (i, f) in c.findings.iter_mut().enumerate() {
+            f.id = self.db.generate_id()?;
+            if let Some(id) = out.snapshot {
+                f.evidence.snapshot = Some(id);
+            }
+            for sub in c.deliveries.get(i).into_iter().flatten() {
+                out.deliveries.push(Delivery {
+                    id: self.db.generate_id()?,
+                    finding: f.id,
+                    subscriber: sub.clone(),
+                    created_at: now,
+                    attempts: 0,
+                    next_attempt: None,
+                    last_error: None,
+                    dead: false,
+                    sent_at: None,
+                });
+            }
+        }
+        out.findings = c.findings.clone();
+        let trees = (
+            &self.sources,
+            &self.snapshots,
+            &self.source_snapshots,
+            &self.blobs,
+            &self.findings,
+            &self.finding_keys,
+            &self.outbox,
+        );
+        let res: Result<(), TransactionError<()>> =
+            trees.transaction(|(sources, snapshots, index, blobs, findings, keys, outbox)| {
+                if let Some(ns) = &c.snapshot {
+                    let id = ns.snapshot.id;
+                    snapshots.insert(&id.to_be_bytes(), enc(&ns.snapshot))?;
+                    index.insert(history_key(&c.source, id), &[][..])?;
+                }
+                if let Some((hash, bytes)) = &blob
+                    && blobs.get(hash.as_bytes())?.is_none()
+                {
+                    blobs.insert(hash.as_bytes(), bytes.as_slice())?;
+                }
+                for f in &out.findings {
+                    findings.insert(&f.id.to_be_bytes(), enc(f))?;
+                    keys.insert(f.dedup_key.as_bytes(), &f.id.to_be_bytes())?;
+                }
+                for d in &out.deliveries {
+                    outbox.insert(&d.id.to_be_bytes(), enc(d))?;
+                }
+                sources.insert(c.source.as_bytes(), enc(&c.state))?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match res {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::Corrupt {
+                    key: c.source.clone(),
+                    detail: "transaction aborted".into(),
+                });
+            }
+        }
+        self.db.flush()?;
+        Ok(out)
+    }
+
+    /// Pending (not dead) deliveries, oldest first.
+    pub fn pending_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.outbox_all()?.into_iter().filter(|d| !d.dead).collect())
+    }
+
+    /// Every delivery in the outbox (pending and dead), oldest first.
+    pub fn outbox_all(&self) -> Result<Vec<Delivery>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.outbox.iter() {
+            let (k, v) = kv?;
+            out.push(dec(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Records a delivery as sent: moved from the outbox to the log, flushed.
+    pub fn mark_sent(&self, d: &Delivery) -> Result<(), StoreError> {
+        let mut d = d.clone();
+        d.sent_at = Some(Utc::now());
+        d.attempts += 1;
+        d.last_error = None;
+        let k = d.id.to_be_bytes();
+        let res: Result<(), TransactionError<()>> =
+            (&self.outbox, &self.sent).transaction(|(outbox, sent)| {
+                outbox.remove(&k)?;
+                sent.insert(&k, enc(&d))?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match res {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(())) => {}
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Updates a delivery still in the outbox (a failed attempt, or dead).
+    pub fn update_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
+        self.outbox.insert(d.id.to_be_bytes(), enc(d))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The delivery log (sent deliveries), oldest first.
+    pub fn sent_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.sent.iter() {
+            let (k, v) = kv?;
+            out.push(dec(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// Deletes `snap.*.generating` files left by a crash during a sled
+/// snapshot; sled 0.34 may fail to start or recover wrongly with them.
+fn remove_torn_snapshots(db_path: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(db_path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "Removing a torn sled snapshot file left by a crash.");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
