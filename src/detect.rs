@@ -45,11 +45,7 @@ pub fn detect(input: &Input<'_>, already_raised: &dyn Fn(&str) -> bool) -> Vec<F
 }
 
 fn finding(input: &Input<'_>, rule: &str, severity: Severity, summary: String, changes: Vec<Change>, key_material: &str) -> Finding {
-    let explanation = changes
-        .iter()
-        .map(|c| format!("- {}", c.describe()))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let explanation = String::new();
     Finding {
         id: 0,
         entity: input.entity.id.clone(),
@@ -98,10 +94,13 @@ fn items_added(input: &Input<'_>, out: &mut Vec<Finding>) {
     let labels: Vec<String> = added
         .iter()
         .filter_map(|c| match c {
-            Change::ItemAdded { new, .. } => Some(match &new.manufacturer {
-                Some(m) => format!("{} ({m})", new.label()),
-                None => new.label(),
-            }),
+            Change::ItemAdded { new, .. } => {
+                let id = new.part_number.clone().or_else(|| new.name.clone()).unwrap_or_else(|| new.key.clone());
+                Some(match &new.manufacturer {
+                    Some(m) => format!("{id} ({m})"),
+                    None => id,
+                })
+            }
             _ => None,
         })
         .collect();
@@ -114,10 +113,9 @@ fn items_added(input: &Input<'_>, out: &mut Vec<Finding>) {
         .collect();
     let n = added.len();
     let summary = format!(
-        "{}'s {} ({}) now lists {n} new item{}: {}",
+        "{}'s {} now lists {n} new item{}: {}",
         input.entity.name,
-        kind_noun(input.source.kind),
-        input.source.id,
+        source_label(input.source),
         if n == 1 { "" } else { "s" },
         list_some(&labels, 5)
     );
@@ -151,10 +149,9 @@ fn field_changed(input: &Input<'_>, out: &mut Vec<Finding>) {
             .collect::<Vec<_>>()
             .join("; ");
         let summary = format!(
-            "{}'s {} ({}): {field} {what}",
+            "{}'s {}: {field} {what}",
             input.entity.name,
-            kind_noun(input.source.kind),
-            input.source.id
+            source_label(input.source)
         );
         let material = format!("{field}\n{}", serde_json::to_string(&changes).unwrap_or_default());
         out.push(finding(input, rules::FIELD_CHANGED, Severity::Low, summary, changes, &material));
@@ -176,6 +173,16 @@ pub fn truncate(s: &str, max: usize) -> String {
         let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
         t.push('…');
         t
+    }
+}
+
+/// "catalogue", or "catalogue (shop-fr)" when the source id says more.
+pub fn source_label(source: &Source) -> String {
+    let noun = kind_noun(source.kind);
+    if noun.starts_with(source.id.as_str()) {
+        noun.to_string()
+    } else {
+        format!("{noun} ({})", source.id)
     }
 }
 

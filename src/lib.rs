@@ -20,3 +20,6 @@ pub mod diff;
 pub mod detect;
 pub mod alert;
 pub mod check;
+pub mod app;
+pub mod cli;
+pub mod demo;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use chrono::Utc;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 
-pub use render::{Rendered, render, sanitize_header};
+pub use render::{Rendered, render, sanitize_header, subject, text_body};
 
 use crate::config::{Config, DeliveryMode, Entity, Settings, Subscriber};
 use crate::record::Finding;

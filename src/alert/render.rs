@@ -31,6 +31,20 @@ pub fn sanitize_header(s: &str, max: usize) -> String {
     truncate(&cleaned.split_whitespace().collect::<Vec<_>>().join(" "), max)
 }
 
+/// The Subject line of a finding's mail: `[pivotwatch] SEVERITY Entity: summary`,
+/// sanitised and bounded.
+pub fn subject(entity_name: &str, f: &Finding) -> String {
+    sanitize_header(
+        &format!(
+            "[pivotwatch] {} {}: {}",
+            f.severity.as_str().to_uppercase(),
+            entity_name,
+            f.summary
+        ),
+        200,
+    )
+}
+
 macro_rules! text_header {
     ($name:ident, $header:literal) => {
         #[derive(Debug, Clone)]
@@ -67,15 +81,7 @@ pub fn render(
         .parse()
         .map_err(|e| AlertError::Build(format!("[email] from {:?}: {e}", settings.email.from)))?;
     let entity_name = entity.map(|e| e.name.as_str()).unwrap_or(f.entity.as_str());
-    let subject = sanitize_header(
-        &format!(
-            "[pivotwatch] {} {}: {}",
-            f.severity.as_str().to_uppercase(),
-            entity_name,
-            f.summary
-        ),
-        200,
-    );
+    let subject = subject(entity_name, f);
     let sub_tag = &blake3::hash(sub.name.as_bytes()).to_hex()[..12];
     let domain = from.email.domain().to_string();
     let message_id = format!("<finding-{}.{}@{}>", f.id, sub_tag, domain);
@@ -118,7 +124,8 @@ fn sanitize_list_label(s: &str) -> String {
     if l.is_empty() { "watchlist".into() } else { l }
 }
 
-fn text_body(entity_name: &str, f: &Finding) -> String {
+/// The plain-text part of an alert.
+pub fn text_body(entity_name: &str, f: &Finding) -> String {
     let mut s = String::new();
     s.push_str(&format!("{}\n\n", f.summary));
     s.push_str(&format!("Entity:    {} ({})\n", entity_name, f.entity));

@@ -1,0 +1,478 @@
+//! Command implementations behind the CLI. Each returns the process exit
+//! code; output goes to stdout, diagnostics to stderr.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::check::{CheckReport, Checker};
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigErrors, LoadOptions};
+use crate::extract::{self, Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec};
+use crate::fetch::{Conditional, FetchOptions, Fetcher};
+use crate::record::{CheckStatus, Finding, Record, Snapshot};
+use crate::store::{Store, StoreError};
+
+/// Exit code: a source failed (`once`).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: wrong usage or a missing thing named on the command line.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: invalid configuration (systemd: `RestartPreventExitStatus=3`).
+pub const EXIT_CONFIG: u8 = 3;
+
+/// Errors a command may end with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A check could not run.
+    #[error(transparent)]
+    Check(#[from] crate::check::CheckError),
+    /// Alert delivery failed as a whole.
+    #[error(transparent)]
+    Alert(#[from] crate::alert::AlertError),
+    /// Fetching failed (probe).
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    /// Extraction failed (probe).
+    #[error(transparent)]
+    Extract(#[from] crate::extract::ExtractError),
+    /// Wrong usage.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing output or a file failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) => EXIT_CONFIG,
+            AppError::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<u8, AppError> {
+    let opts = LoadOptions {
+        config: cli.config.clone(),
+        watchlists: cli.watchlists.clone(),
+        state_dir: cli.state_dir.clone(),
+    };
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Demo { dir } => crate::demo::run(dir.as_deref(), &mut out).await,
+        Command::Check => check(&opts, &mut out),
+        Command::Once { sources, no_deliver, json } => {
+            let config = Arc::new(Config::load(&opts)?);
+            once(config, &sources, !no_deliver, json, &mut out).await
+        }
+        Command::History { target, json } => {
+            let config = Config::load(&opts)?;
+            let store = Store::open(&config.settings.state_dir)?;
+            history(&config, &store, &target, json, &mut out)
+        }
+        Command::Diff { target, from, to, json } => {
+            let config = Config::load(&opts)?;
+            let store = Store::open(&config.settings.state_dir)?;
+            diff(&store, &target, from.as_deref(), to.as_deref(), json, &mut out)
+        }
+        Command::Findings { since, entity, json } => {
+            let config = Config::load(&opts)?;
+            let store = Store::open(&config.settings.state_dir)?;
+            findings(&store, since.as_deref(), entity.as_deref(), json, &mut out)
+        }
+        Command::Probe { url, fields, rows, cols, json_format, allow_private_addresses, json } => {
+            let config = Config::load(&LoadOptions {
+                watchlists: Some(std::env::temp_dir().join("pivotwatch-probe-no-watchlists")),
+                ..opts
+            })
+            .or_else(|e| {
+                // Probe needs only the [http] settings; a watchlist folder
+                // is not required.
+                if e.0.iter().all(|d| d.path.ends_with("pivotwatch-probe-no-watchlists")) {
+                    Ok(Config {
+                        settings: crate::config::Settings::defaults(None),
+                        watchlists: vec![],
+                    })
+                } else {
+                    Err(e)
+                }
+            })?;
+            probe(&config, &url, &fields, rows.as_deref(), &cols, json_format, allow_private_addresses, json, &mut out).await
+        }
+    }
+}
+
+fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
+    let config = Config::load(opts)?;
+    let entities = config.entities().count();
+    let sources = config.sources().count();
+    writeln!(
+        out,
+        "ok: settings {}, {} watchlist(s), {entities} entities, {sources} sources",
+        config
+            .settings
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(built-in defaults)".into()),
+        config.watchlists.len()
+    )?;
+    Ok(0)
+}
+
+/// `once`: checks the selected sources, then delivers queued alerts.
+pub async fn once(config: Arc<Config>, only: &[String], deliver: bool, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+    let mut selected = Vec::new();
+    if only.is_empty() {
+        for (e, s) in config.sources() {
+            selected.push((e.id.clone(), s.id.clone()));
+        }
+    } else {
+        for t in only {
+            let Some((e, s)) = t.split_once('/') else {
+                return Err(AppError::Usage(format!("--source {t:?}: write ENTITY/SOURCE")));
+            };
+            if !config.entity(e).is_some_and(|en| en.sources.iter().any(|x| x.id == s)) {
+                return Err(AppError::Usage(format!("--source {t:?}: no such source in the watchlists (see `pivotwatch check`)")));
+            }
+            selected.push((e.to_string(), s.to_string()));
+        }
+    }
+    let store = Store::open(&config.settings.state_dir)?;
+    let checker = Checker::new(config.clone(), store.clone())?;
+    let reports = checker.check_all(&selected).await;
+    print_reports(&reports, json, out)?;
+    if deliver {
+        for d in crate::alert::deliver_pending(&store, &config).await? {
+            if json {
+                continue;
+            }
+            match (&d.file, &d.error) {
+                (_, Some(e)) => writeln!(out, "alert for finding {} to {} still queued: {e}", d.delivery.finding, d.delivery.subscriber)?,
+                (Some(f), None) => writeln!(out, "alert written: {}", f.display())?,
+                (None, None) => writeln!(out, "alert sent to {}: {}", d.delivery.subscriber, d.subject)?,
+            }
+        }
+    }
+    let failed = reports.iter().any(|r| matches!(r.status, CheckStatus::Failed | CheckStatus::Blocked));
+    Ok(if failed { EXIT_FAILED } else { 0 })
+}
+
+fn print_reports(reports: &[CheckReport], json: bool, out: &mut impl Write) -> std::io::Result<()> {
+    if json {
+        for r in reports {
+            writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;
+        }
+        return Ok(());
+    }
+    let w = reports.iter().map(|r| r.entity.len() + r.source.len() + 1).max().unwrap_or(6).max(6);
+    writeln!(out, "{:<w$}  {:<9}  {:>7}  {:>8}  ERROR", "SOURCE", "STATUS", "CHANGES", "FINDINGS")?;
+    for r in reports {
+        writeln!(
+            out,
+            "{:<w$}  {:<9}  {:>7}  {:>8}  {}",
+            format!("{}/{}", r.entity, r.source),
+            r.status.to_string(),
+            r.change_count,
+            r.finding_count,
+            r.error.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+fn split_target(t: &str) -> (&str, Option<&str>) {
+    match t.split_once('/') {
+        Some((e, s)) => (e, Some(s)),
+        None => (t, None),
+    }
+}
+
+fn history(config: &Config, store: &Store, target: &str, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+    let (entity, source) = split_target(target);
+    let Some(ent) = config.entity(entity) else {
+        return Err(AppError::Usage(format!("no entity {entity:?} in the watchlists")));
+    };
+    for s in &ent.sources {
+        if source.is_some_and(|x| x != s.id) {
+            continue;
+        }
+        let key = s.key();
+        let state = store.source_state(&key)?;
+        if !json {
+            writeln!(out, "{key}  {}", s.url)?;
+            if let Some(st) = &state {
+                writeln!(
+                    out,
+                    "  last check {} ({}){}",
+                    st.last_check.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    st.last_status.map(|s| s.to_string()).unwrap_or_default(),
+                    st.last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                )?;
+            }
+        }
+        for id in store.history(&key)? {
+            let Some(snap) = store.snapshot(id)? else { continue };
+            if json {
+                let v = serde_json::json!({
+                    "entity": ent.id, "source": s.id, "snapshot": snap.id,
+                    "fetched_at": snap.fetched_at, "http_status": snap.http_status,
+                    "body_hash": snap.body_hash, "fields": snap.record.fields.len(),
+                    "items": snap.record.items.len(), "url": snap.url,
+                });
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "  snapshot {:>6}  {}  {} fields, {} items  body {}",
+                    snap.id,
+                    snap.fetched_at.to_rfc3339(),
+                    snap.record.fields.len(),
+                    snap.record.items.len(),
+                    &snap.body_hash[..12.min(snap.body_hash.len())]
+                )?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn resolve_ref(store: &Store, key: &str, ids: &[u64], r: &str) -> Result<Snapshot, AppError> {
+    if let Ok(id) = r.parse::<u64>() {
+        if !ids.contains(&id) {
+            return Err(AppError::Usage(format!("snapshot {id} is not in the history of {key}")));
+        }
+        return store.snapshot(id)?.ok_or_else(|| AppError::Usage(format!("snapshot {id} not found")));
+    }
+    let t: DateTime<Utc> = DateTime::parse_from_rfc3339(r)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| AppError::Usage(format!("REF {r:?} is neither a snapshot id nor an RFC 3339 time ({e})")))?;
+    let mut best = None;
+    for id in ids {
+        if let Some(s) = store.snapshot(*id)?
+            && s.fetched_at <= t
+        {
+            best = Some(s);
+        }
+    }
+    best.ok_or_else(|| AppError::Usage(format!("{key} has no snapshot at or before {r}")))
+}
+
+fn diff(store: &Store, target: &str, from: Option<&str>, to: Option<&str>, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+    let (entity, Some(source)) = split_target(target) else {
+        return Err(AppError::Usage("diff needs ENTITY/SOURCE".into()));
+    };
+    let key = format!("{entity}/{source}");
+    let ids = store.history(&key)?;
+    if ids.is_empty() {
+        return Err(AppError::Usage(format!("{key} has no snapshots yet; run `pivotwatch once --source {key}`")));
+    }
+    let to_snap = match to {
+        Some(r) => resolve_ref(store, &key, &ids, r)?,
+        None => store.snapshot(ids[ids.len() - 1])?.ok_or_else(|| AppError::Usage("latest snapshot missing".into()))?,
+    };
+    let from_snap = match from {
+        Some(r) => Some(resolve_ref(store, &key, &ids, r)?),
+        None => {
+            let pos = ids.iter().position(|i| *i == to_snap.id).unwrap_or(0);
+            match pos.checked_sub(1) {
+                Some(p) => store.snapshot(ids[p])?,
+                None => None,
+            }
+        }
+    };
+    let empty = Record::default();
+    let changes = crate::diff::diff(from_snap.as_ref().map(|s| &s.record).unwrap_or(&empty), &to_snap.record);
+    if json {
+        for c in &changes {
+            writeln!(out, "{}", serde_json::to_string(c).unwrap_or_default())?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{key}: snapshot {} → {} ({} change{})",
+            from_snap.as_ref().map(|s| s.id.to_string()).unwrap_or_else(|| "(none)".into()),
+            to_snap.id,
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" }
+        )?;
+        for c in &changes {
+            writeln!(out, "  {}", c.describe())?;
+        }
+    }
+    Ok(0)
+}
+
+fn parse_since(s: &str) -> Result<DateTime<Utc>, AppError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|_| AppError::Usage(format!("--since {s:?}: write a duration (24h, 7d) or an RFC 3339 time")))?;
+    let d = chrono::Duration::from_std(d).map_err(|_| AppError::Usage(format!("--since {s:?} is too long")))?;
+    Ok(Utc::now() - d)
+}
+
+/// Prints a finding as the human listing shows it.
+pub fn print_finding(f: &Finding, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "#{} {} {} {}/{} [{}]\n  {}",
+        f.id,
+        f.created_at.format("%Y-%m-%d %H:%M:%S"),
+        f.severity.as_str().to_uppercase(),
+        f.entity,
+        f.source,
+        f.rule,
+        f.summary
+    )?;
+    for c in &f.evidence.changes {
+        writeln!(out, "    - {}", c.describe())?;
+    }
+    Ok(())
+}
+
+fn findings(store: &Store, since: Option<&str>, entity: Option<&str>, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+    let since = since.map(parse_since).transpose()?;
+    for f in store.findings()? {
+        if since.is_some_and(|t| f.created_at < t) || entity.is_some_and(|e| e != f.entity) {
+            continue;
+        }
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default())?;
+        } else {
+            print_finding(&f, out)?;
+        }
+    }
+    Ok(0)
+}
+
+fn split_kv(s: &str) -> Result<(String, String), AppError> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| AppError::Usage(format!("{s:?}: write NAME=SELECTOR")))
+}
+
+fn html_field(sel: &str, all: bool) -> Result<HtmlField, AppError> {
+    // `a.site@href` reads the href attribute.
+    let (sel, attr) = match sel.rsplit_once('@') {
+        Some((s, a)) if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => (s, Some(a.to_string())),
+        _ => (sel, None),
+    };
+    HtmlField::new(sel, attr, all).map_err(AppError::Usage)
+}
+
+fn column(name: &str) -> Column {
+    match name {
+        "name" => Column::Name,
+        "manufacturer" => Column::Manufacturer,
+        "part_number" => Column::PartNumber,
+        "price" => Column::Price,
+        "link" => Column::Link,
+        other => Column::Extra(other.to_string()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn probe(
+    config: &Config,
+    url: &str,
+    fields: &[String],
+    rows: Option<&str>,
+    cols: &[String],
+    json_format: bool,
+    allow_private: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let url = url::Url::parse(url).map_err(|e| AppError::Usage(format!("invalid URL {url:?}: {e}")))?;
+    let spec = if json_format {
+        let mut s = JsonSpec::default();
+        for f in fields {
+            let (k, v) = split_kv(f)?;
+            extract::check_pointer(&v).map_err(AppError::Usage)?;
+            s.fields.push((k, JsonField { pointer: v, all: false }));
+        }
+        if let Some(r) = rows {
+            extract::check_pointer(r).map_err(AppError::Usage)?;
+            let mut columns = Vec::new();
+            for c in cols {
+                let (k, v) = split_kv(c)?;
+                columns.push((column(&k), JsonField { pointer: v, all: false }));
+            }
+            s.items = Some(JsonItems { row: r.to_string(), columns });
+        }
+        ExtractSpec::Json(s)
+    } else {
+        let mut s = HtmlSpec { max_pages: 1, ..HtmlSpec::default() };
+        for f in fields {
+            let (k, v) = split_kv(f)?;
+            s.fields.push((k, html_field(&v, false)?));
+        }
+        if fields.is_empty() && rows.is_none() {
+            s.fields.push(("title".into(), html_field("title", false)?));
+        }
+        if let Some(r) = rows {
+            let mut columns = Vec::new();
+            for c in cols {
+                let (k, v) = split_kv(c)?;
+                columns.push((column(&k), html_field(&v, false)?));
+            }
+            if columns.is_empty() {
+                columns.push((Column::Name, html_field(":scope", false).or_else(|_| html_field("*", false))?));
+            }
+            s.items = Some(HtmlItems { row: html_field(r, true)?, columns });
+        }
+        ExtractSpec::Html(s)
+    };
+    let h = &config.settings.http;
+    let fetcher = Fetcher::new(FetchOptions {
+        user_agent: h.user_agent.clone(),
+        connect_timeout: h.connect_timeout,
+        timeout: h.timeout,
+        max_body: h.max_body,
+        max_redirects: h.max_redirects,
+        allow_private_addresses: allow_private || h.allow_private_addresses,
+    })?;
+    let resp = fetcher.fetch(&url, &Conditional::default()).await?;
+    let record = match &spec {
+        ExtractSpec::Html(s) => extract::extract_html(s, &resp.text, &resp.url)?.record,
+        ExtractSpec::Json(s) => extract::extract_json(s, &resp.text)?,
+    };
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&record).unwrap_or_default())?;
+        return Ok(0);
+    }
+    writeln!(out, "{} → HTTP {}, {} bytes, charset {}", resp.url, resp.status, resp.body.len(), resp.charset)?;
+    for (k, v) in &record.fields {
+        writeln!(out, "field {k}: {}", v.display())?;
+    }
+    if !record.items.is_empty() {
+        writeln!(out, "{} items:", record.items.len())?;
+        for it in record.items.values() {
+            let attrs = it.attributes();
+            let parts: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            writeln!(out, "  [{}] {}", it.key, parts.join(" "))?;
+        }
+    }
+    Ok(0)
+}
+
+/// Opens the store, creating the folder.
+pub fn open_store(dir: &Path) -> Result<Store, AppError> {
+    Ok(Store::open(dir)?)
+}

@@ -1,0 +1,1 @@
+//! Reference data and classification (being written).

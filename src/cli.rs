@@ -1,0 +1,111 @@
+//! The command line (DESIGN §10). `main.rs` parses it and calls
+//! [`crate::app::run`]; the names here are an interface outside scripts
+//! rely on.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// pivotwatch: watch company registries and supplier catalogues for
+/// sanctions-evasion pivots.
+#[derive(Debug, Parser)]
+#[command(name = "pivotwatch", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings file (default: ./pivotwatch.toml when present, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder of watchlist files (default: ./watchlists).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub watchlists: Option<PathBuf>,
+    /// State folder: sled database, evidence, spool (default: ./.pivotwatch).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Built-in scenario on 127.0.0.1: a scrap-metal firm pivots to Western chips; offline, in seconds.
+    Demo {
+        /// Where to keep the demo's state and alert emails (default: a new temporary folder).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Validate settings and all watchlists; every error as path:line:col; exit 3 on error.
+    Check,
+    /// Check sources now (all by default), store, detect, deliver; exit 1 if any source failed.
+    Once {
+        /// Only this source (repeatable).
+        #[arg(long = "source", value_name = "ENTITY/SOURCE")]
+        sources: Vec<String>,
+        /// Queue alerts but do not deliver them.
+        #[arg(long)]
+        no_deliver: bool,
+        /// One JSON object per source checked.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Snapshot history of an entity or one of its sources.
+    History {
+        /// ENTITY or ENTITY/SOURCE.
+        target: String,
+        /// One JSON object per snapshot.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Changes between two snapshots of a source (default: the last two).
+    Diff {
+        /// ENTITY/SOURCE.
+        target: String,
+        /// Snapshot id or RFC 3339 time (the snapshot current at that time).
+        #[arg(long, value_name = "REF")]
+        from: Option<String>,
+        /// Snapshot id or RFC 3339 time.
+        #[arg(long, value_name = "REF")]
+        to: Option<String>,
+        /// One JSON object per change.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stored findings, newest last.
+    Findings {
+        /// Only since this long ago (e.g. 24h, 7d) or this RFC 3339 time.
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Only this entity.
+        #[arg(long, value_name = "ID")]
+        entity: Option<String>,
+        /// One JSON object per finding.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try an extractor on a live URL and print what it yields.
+    Probe {
+        /// The page to fetch.
+        url: String,
+        /// A field: NAME=SELECTOR (repeatable; SELECTOR may end in @attr, e.g. a.site@href).
+        #[arg(long = "field", value_name = "NAME=SELECTOR")]
+        fields: Vec<String>,
+        /// Row selector for catalogue items.
+        #[arg(long, value_name = "SELECTOR")]
+        rows: Option<String>,
+        /// A column relative to each row: NAME=SELECTOR (name, manufacturer, part_number, price, link, or any extra name).
+        #[arg(long = "col", value_name = "NAME=SELECTOR", requires = "rows")]
+        cols: Vec<String>,
+        /// Parse the body as JSON; fields and columns are JSON pointers.
+        #[arg(long)]
+        json_format: bool,
+        /// Allow loopback and private addresses (your own network, tests).
+        #[arg(long)]
+        allow_private_addresses: bool,
+        /// Print the record as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}

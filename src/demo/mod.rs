@@ -1,0 +1,115 @@
+//! `pivotwatch demo`: the main job on a built-in scenario, offline.
+//!
+//! It serves a fictional scrap dealer's registry record and catalogue on
+//! 127.0.0.1, checks them with the real pipeline (settings, watchlist,
+//! fetch, extract, store, diff, detect, alert spool), switches the site to
+//! its "after" state, checks again, and prints what an analyst would see.
+
+mod scenario;
+mod site;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use site::{Page, Site};
+
+use crate::app::AppError;
+use crate::config::{Config, LoadOptions};
+
+/// Sets the scenario's pages for one state.
+fn publish(site: &Site, after: bool, stamp: &str) {
+    site.set("/rc/84213", Page::html(scenario::registry(stamp)));
+    site.set("/produits", Page::html(scenario::catalogue(1, after, stamp)));
+    site.set("/produits?page=2", Page::html(scenario::catalogue(2, after, stamp)));
+}
+
+/// Writes the demo's settings and watchlist into `dir`.
+pub fn write_config(dir: &Path, base: &str) -> std::io::Result<(PathBuf, PathBuf)> {
+    let wl_dir = dir.join("watchlists");
+    std::fs::create_dir_all(&wl_dir)?;
+    std::fs::write(wl_dir.join("demo.toml"), scenario::WATCHLIST.replace("{BASE}", base))?;
+    let settings = dir.join("pivotwatch.toml");
+    std::fs::write(
+        &settings,
+        "# The demo's settings: the scenario is served on 127.0.0.1, so private\n\
+         # addresses are allowed here (never do this for the open web).\n\
+         [store]\npath = \"state\"\n\n[http]\nallow_private_addresses = true\ntimeout = \"10s\"\n\n\
+         [email]\nfrom = \"pivotwatch <alerts@pivotwatch.example>\"\nspool_dir = \"spool\"\n\n\
+         [[subscriber]]\nname = \"sanctions-desk\"\nto = [\"desk@watchdog.example\"]\nmin_severity = \"low\"\n",
+    )?;
+    Ok((settings, wl_dir))
+}
+
+/// Runs the demo, printing to `out`.
+pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppError> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!("pivotwatch-demo-{}", std::process::id())),
+    };
+    // A fresh state each run, so the story is the same every time.
+    let state = dir.join("state");
+    if state.exists() {
+        std::fs::remove_dir_all(&state)?;
+    }
+    let site = Site::start().await?;
+    publish(&site, false, "2026-11-27 09:00");
+    let (settings, wl_dir) = write_config(&dir, &site.base())?;
+    let config = Arc::new(Config::load(&LoadOptions {
+        config: Some(settings),
+        watchlists: Some(wl_dir),
+        state_dir: None,
+    })?);
+
+    writeln!(out, "pivotwatch demo: Atlas Métaux SARL, registered in Tangier for wholesale of waste and scrap (NACE 46.77)")?;
+    writeln!(out, "site served at {}; state, watchlist and mail under {}\n", site.base(), dir.display())?;
+    writeln!(out, "== 1. First check: the registry record and the catalogue (scrap metal only)")?;
+    crate::app::once(config.clone(), &[], true, false, out).await?;
+
+    writeln!(out, "\n== 2. The site changes: processors appear in the catalogue, rows are reordered, timestamps move")?;
+    publish(&site, true, "2026-11-28 09:00");
+    let code = crate::app::once(config.clone(), &[], true, false, out).await?;
+
+    let store = crate::store::Store::open(&config.settings.state_dir)?;
+    let ids = store.history("atlas-metaux/catalogue")?;
+    if let [.., a, b] = ids.as_slice() {
+        writeln!(out, "\n== 3. What changed in the catalogue (pivotwatch diff atlas-metaux/catalogue)")?;
+        if let (Some(a), Some(b)) = (store.snapshot(*a)?, store.snapshot(*b)?) {
+            for c in crate::diff::diff(&a.record, &b.record) {
+                writeln!(out, "  {}", c.describe())?;
+            }
+        }
+    }
+    writeln!(out, "\n== 4. Findings (pivotwatch findings)")?;
+    let findings = store.findings()?;
+    for f in &findings {
+        crate::app::print_finding(f, out)?;
+    }
+    writeln!(out, "\n== 5. The alert email")?;
+    let sent = store.sent_deliveries()?;
+    let spool = &config.settings.email.spool_dir;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(spool)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+        .unwrap_or_default();
+    files.sort();
+    writeln!(out, "{} alert(s) delivered; {} .eml file(s) in {}", sent.len(), files.len(), spool.display())?;
+    if let Some(f) = findings.last() {
+        let entity = config.entity(&f.entity);
+        for p in &files {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            if text.contains(&format!("X-Pivotwatch-Finding: {} ", f.id)) {
+                writeln!(out, "file: {}\n", p.display())?;
+                let name = entity.map(|e| e.name.as_str()).unwrap_or(&f.entity);
+                for line in text.lines().take_while(|l| !l.is_empty()) {
+                    if ["From:", "To:", "Message-ID:", "Date:", "List-Id:", "Auto-Submitted:"].iter().any(|h| line.starts_with(h)) {
+                        writeln!(out, "{line}")?;
+                    }
+                }
+                writeln!(out, "Subject: {}\n", crate::alert::subject(name, f))?;
+                write!(out, "{}", crate::alert::text_body(name, f))?;
+            }
+        }
+    }
+    drop(store);
+    Ok(code)
+}

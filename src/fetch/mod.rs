@@ -1,0 +1,419 @@
+//! The HTTP fetch layer: one guarded client for every request pivotwatch makes.
+//!
+//! [`Fetcher::fetch`] applies the safety defaults of DESIGN.md §8:
+//!
+//! * a connect timeout and a total timeout (which covers the body);
+//! * a body cap counted on decompressed bytes while streaming, and an early
+//!   refusal when `Content-Length` already exceeds it;
+//! * at most `max_redirects` redirects, http and https only, checked on the
+//!   initial URL and on every hop;
+//! * the private-address guard ([`is_public_ip`]) on IP-literal hosts before
+//!   sending, on every resolved address (custom resolver), and on every
+//!   redirect hop, unless `allow_private_addresses` is set;
+//! * no proxies: environment proxies would resolve names for us and bypass
+//!   the guard;
+//! * conditional GET (`If-None-Match`, `If-Modified-Since`), charset
+//!   decoding ([`decode_body`]) and block-page detection ([`looks_blocked`]).
+//!
+//! **Boundary:** network through `reqwest` only. Never parses HTML beyond
+//! charset sniffing; never touches the store or mail.
+
+mod charset;
+mod error;
+mod guard;
+mod status;
+
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use url::Url;
+
+pub use charset::decode_body;
+pub use error::FetchError;
+pub use guard::{check_url, is_public_ip};
+pub use status::{looks_blocked, parse_retry_after};
+
+/// Default `User-Agent`: identifies the crawler and where to learn about it.
+pub const DEFAULT_USER_AGENT: &str = "pivotwatch/0.1 (+https://github.com/pivotwatch)";
+/// Default connect timeout. [default: 10s]
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default total timeout, body included. [default: 30s]
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default body cap in (decompressed) bytes. [default: 8 MiB]
+pub const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
+/// Default redirect limit. [default: 5]
+pub const DEFAULT_MAX_REDIRECTS: usize = 5;
+
+/// How much of a refusal (401/403/429/503) body is read to look for a block page.
+const BLOCK_SNIFF_LIMIT: u64 = 256 * 1024;
+/// Largest buffer reserved up front from a `Content-Length`.
+const MAX_PREALLOCATION: u64 = 1024 * 1024;
+/// Sent with every request; registries serve HTML or JSON.
+const ACCEPT: &str = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8";
+
+/// Limits and identity for every request a [`Fetcher`] makes (`[http]` in
+/// `pivotwatch.toml`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// `User-Agent` header; say who runs the crawler and how to reach them.
+    pub user_agent: String,
+    /// Limit for establishing the TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Limit for the whole request, redirects and body included, so a
+    /// server trickling bytes cannot hold a worker forever.
+    pub timeout: Duration,
+    /// Largest body accepted, counted after decompression so a small gzip
+    /// bomb cannot blow up memory.
+    pub max_body: u64,
+    /// Redirects followed before giving up.
+    pub max_redirects: usize,
+    /// Allow loopback, private and other non-public addresses. Off by
+    /// default because source URLs come from analysts, and a URL pointing at
+    /// the cloud metadata service or an internal admin page must not be
+    /// fetched. Turn it on only for sources on your own network (and tests).
+    pub allow_private_addresses: bool,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            allow_private_addresses: false,
+        }
+    }
+}
+
+/// Validators from the previous check, for a conditional GET.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct Conditional {
+    /// Sent as `If-None-Match`.
+    pub etag: Option<String>,
+    /// Sent as `If-Modified-Since`.
+    pub last_modified: Option<String>,
+}
+
+/// A successful (2xx or 304) response, body read and decoded.
+#[derive(Clone)]
+pub struct FetchResponse {
+    /// Final URL, after redirects.
+    pub url: Url,
+    /// HTTP status code (2xx, or 304).
+    pub status: u16,
+    /// The `Content-Type` header, as sent.
+    pub content_type: Option<String>,
+    /// The raw body, decompressed; empty for 304.
+    pub body: Vec<u8>,
+    /// The body decoded to text with [`decode_body`]; empty for 304.
+    pub text: String,
+    /// Name of the encoding used to decode `text` (e.g. `windows-1256`).
+    pub charset: &'static str,
+    /// `ETag` to store for the next conditional GET. On a 304 without one,
+    /// the validator that was sent.
+    pub etag: Option<String>,
+    /// `Last-Modified` to store for the next conditional GET. On a 304
+    /// without one, the validator that was sent.
+    pub last_modified: Option<String>,
+    /// The server answered 304 Not Modified: the previous snapshot still holds.
+    pub not_modified: bool,
+}
+
+impl std::fmt::Debug for FetchResponse {
+    // Bodies can be megabytes; show their size, not their bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchResponse")
+            .field("url", &self.url.as_str())
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body_len", &self.body.len())
+            .field("charset", &self.charset)
+            .field("etag", &self.etag)
+            .field("last_modified", &self.last_modified)
+            .field("not_modified", &self.not_modified)
+            .finish()
+    }
+}
+
+/// The guarded HTTP client. Cheap to clone (one `Arc`); share one per daemon.
+#[derive(Clone)]
+pub struct Fetcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    opts: FetchOptions,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("opts", &self.inner.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// reqwest is built with `rustls-no-provider`, so a rustls crypto provider
+/// must be the process default before a client is built, or reqwest panics.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Err means some provider is already the process default (another
+        // part of the program installed one); reqwest uses that one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Fetcher {
+    /// Builds the client. Fails only when the options cannot make a valid
+    /// client (e.g. a `user_agent` that is not a valid header value).
+    pub fn new(opts: FetchOptions) -> Result<Self, FetchError> {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .user_agent(opts.user_agent.as_str())
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .redirect(guard::redirect_policy(
+                opts.max_redirects,
+                opts.allow_private_addresses,
+            ))
+            .dns_resolver(guard::GuardedResolver {
+                allow_private: opts.allow_private_addresses,
+            })
+            .no_proxy()
+            .referer(false)
+            .build()
+            .map_err(|source| FetchError::Client { source })?;
+        Ok(Self {
+            inner: Arc::new(Inner { client, opts }),
+        })
+    }
+
+    /// The options this fetcher was built with.
+    pub fn options(&self) -> &FetchOptions {
+        &self.inner.opts
+    }
+
+    /// GETs `url`, following redirects, and returns the capped, decoded body.
+    ///
+    /// Returns `Ok` for 2xx and for 304 (`not_modified = true`, empty body);
+    /// every other status is [`FetchError::HttpStatus`]. Validators in `cond`
+    /// are sent as `If-None-Match` / `If-Modified-Since` (values that are not
+    /// valid header text are skipped). Emits one debug event per request with
+    /// the status and byte count; the URL is logged without its query string.
+    pub async fn fetch(&self, url: &Url, cond: &Conditional) -> Result<FetchResponse, FetchError> {
+        let opts = &self.inner.opts;
+        let log_url = guard::redacted(url);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(opts.timeout, self.fetch_inner(url, cond)).await {
+            Ok(result) => result,
+            // Belt and braces: reqwest's own total timeout should fire first.
+            Err(_elapsed) => Err(FetchError::Timeout {
+                host: host_of(url),
+                limit: opts.timeout,
+                connecting: false,
+            }),
+        };
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &result {
+            Ok(resp) => tracing::debug!(
+                url = %log_url,
+                status = resp.status,
+                bytes = resp.body.len(),
+                elapsed_ms,
+                "Fetched."
+            ),
+            Err(FetchError::HttpStatus { status, blocked, .. }) => tracing::debug!(
+                url = %log_url,
+                status,
+                blocked,
+                elapsed_ms,
+                "Fetch refused by status."
+            ),
+            Err(err) => tracing::debug!(url = %log_url, error = %err, elapsed_ms, "Fetch failed."),
+        }
+        result
+    }
+
+    async fn fetch_inner(&self, url: &Url, cond: &Conditional) -> Result<FetchResponse, FetchError> {
+        let opts = &self.inner.opts;
+        // IP-literal hosts never reach the resolver: check them here.
+        check_url(url, opts.allow_private_addresses)?;
+        let host = host_of(url);
+
+        let mut request = self
+            .inner
+            .client
+            .get(url.clone())
+            .header(header::ACCEPT, ACCEPT);
+        if let Some(value) = cond.etag.as_deref().and_then(valid_header) {
+            request = request.header(header::IF_NONE_MATCH, value);
+        }
+        if let Some(value) = cond.last_modified.as_deref().and_then(valid_header) {
+            request = request.header(header::IF_MODIFIED_SINCE, value);
+        }
+
+        let mut resp = request.send().await.map_err(|e| map_reqwest_error(e, &host, opts))?;
+        let status = resp.status().as_u16();
+        let final_url = resp.url().clone();
+        let final_host = host_of(&final_url);
+        let headers = resp.headers();
+        let content_type = header_string(headers, header::CONTENT_TYPE);
+        let etag = header_string(headers, header::ETAG);
+        let last_modified = header_string(headers, header::LAST_MODIFIED);
+
+        if status == 304 {
+            return Ok(FetchResponse {
+                url: final_url,
+                status,
+                content_type,
+                body: Vec::new(),
+                text: String::new(),
+                charset: encoding_rs::UTF_8.name(),
+                etag: etag.or_else(|| cond.etag.clone()),
+                last_modified: last_modified.or_else(|| cond.last_modified.clone()),
+                not_modified: true,
+            });
+        }
+
+        if !(200..300).contains(&status) {
+            let retry_after = header_string(resp.headers(), header::RETRY_AFTER)
+                .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+            let blocked = if matches!(status, 401 | 403 | 429 | 503) {
+                let prefix = read_prefix(&mut resp, opts.max_body.min(BLOCK_SNIFF_LIMIT)).await;
+                let (text, _) = decode_body(&prefix, content_type.as_deref());
+                status::has_block_marker(&text)
+            } else {
+                false
+            };
+            return Err(FetchError::HttpStatus {
+                status,
+                retry_after,
+                blocked,
+            });
+        }
+
+        // With compression on, reqwest drops Content-Length, so this only
+        // catches identity bodies; the streaming cap catches the rest.
+        if resp.content_length().is_some_and(|len| len > opts.max_body) {
+            return Err(FetchError::TooLarge { cap: opts.max_body });
+        }
+        let body = read_capped(&mut resp, opts.max_body)
+            .await
+            .map_err(|e| e.into_fetch_error(&final_host, opts))?;
+        let (text, encoding) = decode_body(&body, content_type.as_deref());
+        Ok(FetchResponse {
+            url: final_url,
+            status,
+            content_type,
+            body,
+            text,
+            charset: encoding.name(),
+            etag,
+            last_modified,
+            not_modified: false,
+        })
+    }
+}
+
+enum ReadError {
+    TooLarge { cap: u64 },
+    Reqwest(reqwest::Error),
+}
+
+impl ReadError {
+    fn into_fetch_error(self, host: &str, opts: &FetchOptions) -> FetchError {
+        match self {
+            ReadError::TooLarge { cap } => FetchError::TooLarge { cap },
+            ReadError::Reqwest(err) => map_reqwest_error(err, host, opts),
+        }
+    }
+}
+
+/// Reads the whole body, failing as soon as it grows past `cap`.
+/// `chunk()` yields decompressed bytes, so the cap holds against gzip bombs.
+async fn read_capped(resp: &mut reqwest::Response, cap: u64) -> Result<Vec<u8>, ReadError> {
+    let reserve = resp.content_length().unwrap_or(0).min(cap).min(MAX_PREALLOCATION);
+    let mut body = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Reqwest)? {
+        let total = u64::try_from(body.len().saturating_add(chunk.len())).unwrap_or(u64::MAX);
+        if total > cap {
+            return Err(ReadError::TooLarge { cap });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads at most `limit` bytes of the body; read errors just end the prefix.
+async fn read_prefix(resp: &mut reqwest::Response, limit: u64) -> Vec<u8> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
+}
+
+/// Sorts a reqwest error into the matching [`FetchError`] variant. Guard
+/// refusals (from the resolver or the redirect policy) travel inside the
+/// error chain and are recognised first.
+fn map_reqwest_error(err: reqwest::Error, fallback_host: &str, opts: &FetchOptions) -> FetchError {
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        if let Some(guard) = cause.downcast_ref::<guard::GuardError>() {
+            return guard.clone().into();
+        }
+        source = cause.source();
+    }
+    let host = err
+        .url()
+        .and_then(Url::host_str)
+        .unwrap_or(fallback_host)
+        .to_owned();
+    if err.is_timeout() {
+        let connecting = err.is_connect();
+        FetchError::Timeout {
+            host,
+            limit: if connecting {
+                opts.connect_timeout
+            } else {
+                opts.timeout
+            },
+            connecting,
+        }
+    } else if err.is_dns() {
+        FetchError::Dns { host, source: err }
+    } else if err.is_connect() {
+        FetchError::Connect { host, source: err }
+    } else if err.is_body() || err.is_decode() {
+        FetchError::Body { host, source: err }
+    } else {
+        FetchError::Request { host, source: err }
+    }
+}
+
+fn host_of(url: &Url) -> String {
+    url.host_str().unwrap_or_default().to_owned()
+}
+
+fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn valid_header(value: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(value).ok()
+}
