@@ -1,0 +1,161 @@
+//! The binary as users run it: real processes, exit codes, output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn pivotwatch(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pivotwatch"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run pivotwatch")
+}
+
+const BROKEN: &str = r#"[watchlist]
+name = "broken"
+schedule = "0 30 9 * * Mon-Fri"
+timezone = "Mars/Olympus"
+
+[[entity]]
+id = "dup"
+name = "A"
+activity = ["46.77"]
+
+[[entity.source]]
+id = "cat"
+kind = "catalogue"
+url = "ftp://files.example/"
+[entity.source.items]
+row = "table tr["
+name = "td.n"
+
+[[entity]]
+id = "dup"
+name = "B"
+[[entity.source]]
+id = "reg"
+url = "https://registry.example/x"
+format = "json"
+[entity.source.fields]
+name = "data/name"
+"#;
+
+/// `path:line:col` of the first occurrence of `needle` in `text`.
+fn at(path: &str, text: &str, needle: &str) -> String {
+    let off = text.find(needle).unwrap_or_else(|| panic!("{needle} not in text"));
+    let line = text[..off].matches('\n').count() + 1;
+    let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    format!("{path}:{line}:{col}")
+}
+
+#[test]
+fn check_reports_every_error_with_its_location_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("watchlists")).unwrap();
+    std::fs::write(dir.path().join("watchlists/broken.toml"), BROKEN).unwrap();
+    let out = pivotwatch(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let p = "watchlists/broken.toml";
+    let expect = [
+        (at(p, BROKEN, "\"0 30 9"), "6 fields"),
+        (at(p, BROKEN, "\"Mars/Olympus\""), "unknown timezone"),
+        (at(p, BROKEN, "\"46.77\""), "SCHEME:CODE"),
+        (at(p, BROKEN, "\"ftp://"), "scheme \"ftp\""),
+        (at(p, BROKEN, "\"table tr[\""), "does not compile"),
+        (at(p, BROKEN, "\"data/name\""), "must start with '/'"),
+    ];
+    for (loc, msg) in &expect {
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&format!("{loc}: ")))
+            .unwrap_or_else(|| panic!("no error at {loc} in:\n{err}"));
+        assert!(line.contains(msg), "{line} should say {msg}");
+    }
+    // The duplicate id points at the second declaration.
+    let second = BROKEN.rfind("\"dup\"").unwrap();
+    let line = BROKEN[..second].matches('\n').count() + 1;
+    assert!(err.contains(&format!("{p}:{line}:6: duplicate entity id \"dup\"")), "{err}");
+    assert!(err.contains("configuration error(s)"));
+}
+
+#[test]
+fn check_reports_toml_syntax_errors_and_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("watchlists")).unwrap();
+    std::fs::write(dir.path().join("watchlists/a.toml"), "[watchlist]\nname = \"a\"\nschedul = \"0 * * * *\"\n").unwrap();
+    std::fs::write(dir.path().join("watchlists/b.toml"), "[watchlist\nname = \"b\"\n").unwrap();
+    std::fs::write(dir.path().join("pivotwatch.toml"), "[http]\ntimeout = \"soon\"\n").unwrap();
+    let out = pivotwatch(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pivotwatch.toml:2:11: invalid duration \"soon\""), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("watchlists/a.toml:3:1:") && l.contains("schedul")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("watchlists/b.toml:1:")), "{err}");
+}
+
+#[test]
+fn shipped_watchlists_pass_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = pivotwatch(root, &["--config", "pivotwatch.example.toml", "check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+}
+
+#[test]
+fn demo_catches_the_pivot_and_writes_the_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pivotwatch(dir.path(), &["demo", "--dir", "d"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("TMS320F28335PGFA"), "{stdout}");
+    assert!(stdout.contains("Subject: [pivotwatch] "), "{stdout}");
+    let emls = std::fs::read_dir(dir.path().join("d/spool")).unwrap().count();
+    assert!(emls >= 1);
+}
+
+#[test]
+fn once_json_history_diff_and_findings_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The demo leaves a state with two snapshots and findings behind.
+    assert!(pivotwatch(d, &["demo", "--dir", "."]).status.success());
+    let flags = ["--config", "pivotwatch.toml", "--watchlists", "watchlists"];
+    let run = |extra: &[&str]| {
+        let mut a: Vec<&str> = flags.to_vec();
+        a.extend_from_slice(extra);
+        pivotwatch(d, &a)
+    };
+    // The demo's site is gone: every source fails, exit 1, JSON names the error.
+    let out = run(&["once", "--json", "--no-deliver"]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["status"], "failed");
+        assert!(l["error"].as_str().is_some_and(|e| !e.is_empty()));
+        for k in ["entity", "source", "url", "changes", "findings"] {
+            assert!(l.get(k).is_some(), "missing {k} in {l}");
+        }
+    }
+    let out = run(&["history", "atlas-metaux/catalogue", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = run(&["diff", "atlas-metaux/catalogue", "--json"]);
+    let changes: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(changes.iter().any(|c| c["kind"] == "item_added" && c["item"] == "TMS320F28335PGFA"), "{changes:?}");
+    let out = run(&["findings", "--json", "--since", "1h"]);
+    let f: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!f.is_empty());
+    for k in ["id", "entity", "source", "rule", "severity", "summary", "created_at", "evidence"] {
+        assert!(f[0].get(k).is_some(), "finding lacks {k}");
+    }
+    let out = run(&["diff", "atlas-metaux/nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
