@@ -135,6 +135,8 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from("watchlists"));
         let watchlists = load_watchlists(&dir, &mut errors);
+        // Report in file order; each file's errors by position.
+        errors.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
         match settings {
             Some(settings) if errors.is_empty() => Ok(Config {
                 settings,
