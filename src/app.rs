@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use crate::check::{CheckReport, Checker};
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigErrors, LoadOptions};
-use crate::extract::{self, Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec};
+use crate::extract::{
+    self, Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec,
+};
 use crate::fetch::{Conditional, FetchOptions, Fetcher};
 use crate::record::{CheckStatus, Finding, Record, Snapshot};
 use crate::store::{Store, StoreError};
@@ -74,7 +76,11 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
     match cli.command {
         Command::Demo { dir } => crate::demo::run(dir.as_deref(), &mut out).await,
         Command::Check => check(&opts, &mut out),
-        Command::Once { sources, no_deliver, json } => {
+        Command::Once {
+            sources,
+            no_deliver,
+            json,
+        } => {
             let config = Arc::new(Config::load(&opts)?);
             once(config, &sources, !no_deliver, json, &mut out).await
         }
@@ -83,17 +89,41 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             let store = Store::open(&config.settings.state_dir)?;
             history(&config, &store, &target, json, &mut out)
         }
-        Command::Diff { target, from, to, json } => {
+        Command::Diff {
+            target,
+            from,
+            to,
+            json,
+        } => {
             let config = Config::load(&opts)?;
             let store = Store::open(&config.settings.state_dir)?;
-            diff(&store, &target, from.as_deref(), to.as_deref(), json, &mut out)
+            diff(
+                &store,
+                &target,
+                from.as_deref(),
+                to.as_deref(),
+                json,
+                &mut out,
+            )
         }
-        Command::Findings { since, entity, json } => {
+        Command::Findings {
+            since,
+            entity,
+            json,
+        } => {
             let config = Config::load(&opts)?;
             let store = Store::open(&config.settings.state_dir)?;
             findings(&store, since.as_deref(), entity.as_deref(), json, &mut out)
         }
-        Command::Probe { url, fields, rows, cols, json_format, allow_private_addresses, json } => {
+        Command::Probe {
+            url,
+            fields,
+            rows,
+            cols,
+            json_format,
+            allow_private_addresses,
+            json,
+        } => {
             let config = Config::load(&LoadOptions {
                 watchlists: Some(std::env::temp_dir().join("pivotwatch-probe-no-watchlists")),
                 ..opts
@@ -101,7 +131,10 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             .or_else(|e| {
                 // Probe needs only the [http] settings; a watchlist folder
                 // is not required.
-                if e.0.iter().all(|d| d.path.ends_with("pivotwatch-probe-no-watchlists")) {
+                if e.0
+                    .iter()
+                    .all(|d| d.path.ends_with("pivotwatch-probe-no-watchlists"))
+                {
                     Ok(Config {
                         settings: crate::config::Settings::defaults(None),
                         watchlists: vec![],
@@ -110,7 +143,18 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
                     Err(e)
                 }
             })?;
-            probe(&config, &url, &fields, rows.as_deref(), &cols, json_format, allow_private_addresses, json, &mut out).await
+            probe(
+                &config,
+                &url,
+                &fields,
+                rows.as_deref(),
+                &cols,
+                json_format,
+                allow_private_addresses,
+                json,
+                &mut out,
+            )
+            .await
         }
     }
 }
@@ -134,7 +178,13 @@ fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
 }
 
 /// `once`: checks the selected sources, then delivers queued alerts.
-pub async fn once(config: Arc<Config>, only: &[String], deliver: bool, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+pub async fn once(
+    config: Arc<Config>,
+    only: &[String],
+    deliver: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
     let mut selected = Vec::new();
     if only.is_empty() {
         for (e, s) in config.sources() {
@@ -143,10 +193,17 @@ pub async fn once(config: Arc<Config>, only: &[String], deliver: bool, json: boo
     } else {
         for t in only {
             let Some((e, s)) = t.split_once('/') else {
-                return Err(AppError::Usage(format!("--source {t:?}: write ENTITY/SOURCE")));
+                return Err(AppError::Usage(format!(
+                    "--source {t:?}: write ENTITY/SOURCE"
+                )));
             };
-            if !config.entity(e).is_some_and(|en| en.sources.iter().any(|x| x.id == s)) {
-                return Err(AppError::Usage(format!("--source {t:?}: no such source in the watchlists (see `pivotwatch check`)")));
+            if !config
+                .entity(e)
+                .is_some_and(|en| en.sources.iter().any(|x| x.id == s))
+            {
+                return Err(AppError::Usage(format!(
+                    "--source {t:?}: no such source in the watchlists (see `pivotwatch check`)"
+                )));
             }
             selected.push((e.to_string(), s.to_string()));
         }
@@ -161,13 +218,23 @@ pub async fn once(config: Arc<Config>, only: &[String], deliver: bool, json: boo
                 continue;
             }
             match (&d.file, &d.error) {
-                (_, Some(e)) => writeln!(out, "alert for finding {} to {} still queued: {e}", d.delivery.finding, d.delivery.subscriber)?,
+                (_, Some(e)) => writeln!(
+                    out,
+                    "alert for finding {} to {} still queued: {e}",
+                    d.delivery.finding, d.delivery.subscriber
+                )?,
                 (Some(f), None) => writeln!(out, "alert written: {}", f.display())?,
-                (None, None) => writeln!(out, "alert sent to {}: {}", d.delivery.subscriber, d.subject)?,
+                (None, None) => writeln!(
+                    out,
+                    "alert sent to {}: {}",
+                    d.delivery.subscriber, d.subject
+                )?,
             }
         }
     }
-    let failed = reports.iter().any(|r| matches!(r.status, CheckStatus::Failed | CheckStatus::Blocked));
+    let failed = reports
+        .iter()
+        .any(|r| matches!(r.status, CheckStatus::Failed | CheckStatus::Blocked));
     Ok(if failed { EXIT_FAILED } else { 0 })
 }
 
@@ -178,8 +245,17 @@ fn print_reports(reports: &[CheckReport], json: bool, out: &mut impl Write) -> s
         }
         return Ok(());
     }
-    let w = reports.iter().map(|r| r.entity.len() + r.source.len() + 1).max().unwrap_or(6).max(6);
-    writeln!(out, "{:<w$}  {:<9}  {:>7}  {:>8}  ERROR", "SOURCE", "STATUS", "CHANGES", "FINDINGS")?;
+    let w = reports
+        .iter()
+        .map(|r| r.entity.len() + r.source.len() + 1)
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    writeln!(
+        out,
+        "{:<w$}  {:<9}  {:>7}  {:>8}  ERROR",
+        "SOURCE", "STATUS", "CHANGES", "FINDINGS"
+    )?;
     for r in reports {
         writeln!(
             out,
@@ -201,10 +277,18 @@ fn split_target(t: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn history(config: &Config, store: &Store, target: &str, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+fn history(
+    config: &Config,
+    store: &Store,
+    target: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
     let (entity, source) = split_target(target);
     let Some(ent) = config.entity(entity) else {
-        return Err(AppError::Usage(format!("no entity {entity:?} in the watchlists")));
+        return Err(AppError::Usage(format!(
+            "no entity {entity:?} in the watchlists"
+        )));
     };
     for s in &ent.sources {
         if source.is_some_and(|x| x != s.id) {
@@ -220,12 +304,17 @@ fn history(config: &Config, store: &Store, target: &str, json: bool, out: &mut i
                     "  last check {} ({}){}",
                     st.last_check.map(|t| t.to_rfc3339()).unwrap_or_default(),
                     st.last_status.map(|s| s.to_string()).unwrap_or_default(),
-                    st.last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                    st.last_error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 )?;
             }
         }
         for id in store.history(&key)? {
-            let Some(snap) = store.snapshot(id)? else { continue };
+            let Some(snap) = store.snapshot(id)? else {
+                continue;
+            };
             if json {
                 let v = serde_json::json!({
                     "entity": ent.id, "source": s.id, "snapshot": snap.id,
@@ -253,13 +342,21 @@ fn history(config: &Config, store: &Store, target: &str, json: bool, out: &mut i
 fn resolve_ref(store: &Store, key: &str, ids: &[u64], r: &str) -> Result<Snapshot, AppError> {
     if let Ok(id) = r.parse::<u64>() {
         if !ids.contains(&id) {
-            return Err(AppError::Usage(format!("snapshot {id} is not in the history of {key}")));
+            return Err(AppError::Usage(format!(
+                "snapshot {id} is not in the history of {key}"
+            )));
         }
-        return store.snapshot(id)?.ok_or_else(|| AppError::Usage(format!("snapshot {id} not found")));
+        return store
+            .snapshot(id)?
+            .ok_or_else(|| AppError::Usage(format!("snapshot {id} not found")));
     }
     let t: DateTime<Utc> = DateTime::parse_from_rfc3339(r)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| AppError::Usage(format!("REF {r:?} is neither a snapshot id nor an RFC 3339 time ({e})")))?;
+        .map_err(|e| {
+            AppError::Usage(format!(
+                "REF {r:?} is neither a snapshot id nor an RFC 3339 time ({e})"
+            ))
+        })?;
     let mut best = None;
     for id in ids {
         if let Some(s) = store.snapshot(*id)?
@@ -271,18 +368,29 @@ fn resolve_ref(store: &Store, key: &str, ids: &[u64], r: &str) -> Result<Snapsho
     best.ok_or_else(|| AppError::Usage(format!("{key} has no snapshot at or before {r}")))
 }
 
-fn diff(store: &Store, target: &str, from: Option<&str>, to: Option<&str>, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+fn diff(
+    store: &Store,
+    target: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
     let (entity, Some(source)) = split_target(target) else {
         return Err(AppError::Usage("diff needs ENTITY/SOURCE".into()));
     };
     let key = format!("{entity}/{source}");
     let ids = store.history(&key)?;
     if ids.is_empty() {
-        return Err(AppError::Usage(format!("{key} has no snapshots yet; run `pivotwatch once --source {key}`")));
+        return Err(AppError::Usage(format!(
+            "{key} has no snapshots yet; run `pivotwatch once --source {key}`"
+        )));
     }
     let to_snap = match to {
         Some(r) => resolve_ref(store, &key, &ids, r)?,
-        None => store.snapshot(ids[ids.len() - 1])?.ok_or_else(|| AppError::Usage("latest snapshot missing".into()))?,
+        None => store
+            .snapshot(ids[ids.len() - 1])?
+            .ok_or_else(|| AppError::Usage("latest snapshot missing".into()))?,
     };
     let from_snap = match from {
         Some(r) => Some(resolve_ref(store, &key, &ids, r)?),
@@ -295,7 +403,10 @@ fn diff(store: &Store, target: &str, from: Option<&str>, to: Option<&str>, json:
         }
     };
     let empty = Record::default();
-    let changes = crate::diff::diff(from_snap.as_ref().map(|s| &s.record).unwrap_or(&empty), &to_snap.record);
+    let changes = crate::diff::diff(
+        from_snap.as_ref().map(|s| &s.record).unwrap_or(&empty),
+        &to_snap.record,
+    );
     if json {
         for c in &changes {
             writeln!(out, "{}", serde_json::to_string(c).unwrap_or_default())?;
@@ -304,7 +415,10 @@ fn diff(store: &Store, target: &str, from: Option<&str>, to: Option<&str>, json:
         writeln!(
             out,
             "{key}: snapshot {} → {} ({} change{})",
-            from_snap.as_ref().map(|s| s.id.to_string()).unwrap_or_else(|| "(none)".into()),
+            from_snap
+                .as_ref()
+                .map(|s| s.id.to_string())
+                .unwrap_or_else(|| "(none)".into()),
             to_snap.id,
             changes.len(),
             if changes.len() == 1 { "" } else { "s" }
@@ -320,9 +434,13 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>, AppError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    let d = humantime::parse_duration(s)
-        .map_err(|_| AppError::Usage(format!("--since {s:?}: write a duration (24h, 7d) or an RFC 3339 time")))?;
-    let d = chrono::Duration::from_std(d).map_err(|_| AppError::Usage(format!("--since {s:?} is too long")))?;
+    let d = humantime::parse_duration(s).map_err(|_| {
+        AppError::Usage(format!(
+            "--since {s:?}: write a duration (24h, 7d) or an RFC 3339 time"
+        ))
+    })?;
+    let d = chrono::Duration::from_std(d)
+        .map_err(|_| AppError::Usage(format!("--since {s:?} is too long")))?;
     Ok(Utc::now() - d)
 }
 
@@ -345,7 +463,13 @@ pub fn print_finding(f: &Finding, out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn findings(store: &Store, since: Option<&str>, entity: Option<&str>, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+fn findings(
+    store: &Store,
+    since: Option<&str>,
+    entity: Option<&str>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
     let since = since.map(parse_since).transpose()?;
     for f in store.findings()? {
         if since.is_some_and(|t| f.created_at < t) || entity.is_some_and(|e| e != f.entity) {
@@ -370,7 +494,11 @@ fn split_kv(s: &str) -> Result<(String, String), AppError> {
 fn html_field(sel: &str, all: bool) -> Result<HtmlField, AppError> {
     // `a.site@href` reads the href attribute.
     let (sel, attr) = match sel.rsplit_once('@') {
-        Some((s, a)) if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => (s, Some(a.to_string())),
+        Some((s, a))
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+        {
+            (s, Some(a.to_string()))
+        }
         _ => (sel, None),
     };
     HtmlField::new(sel, attr, all).map_err(AppError::Usage)
@@ -399,26 +527,45 @@ async fn probe(
     json: bool,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
-    let url = url::Url::parse(url).map_err(|e| AppError::Usage(format!("invalid URL {url:?}: {e}")))?;
+    let url =
+        url::Url::parse(url).map_err(|e| AppError::Usage(format!("invalid URL {url:?}: {e}")))?;
     let spec = if json_format {
         let mut s = JsonSpec::default();
         for f in fields {
             let (k, v) = split_kv(f)?;
             extract::check_pointer(&v).map_err(AppError::Usage)?;
-            s.fields.push((k, JsonField { pointer: v, all: false }));
+            s.fields.push((
+                k,
+                JsonField {
+                    pointer: v,
+                    all: false,
+                },
+            ));
         }
         if let Some(r) = rows {
             extract::check_pointer(r).map_err(AppError::Usage)?;
             let mut columns = Vec::new();
             for c in cols {
                 let (k, v) = split_kv(c)?;
-                columns.push((column(&k), JsonField { pointer: v, all: false }));
+                columns.push((
+                    column(&k),
+                    JsonField {
+                        pointer: v,
+                        all: false,
+                    },
+                ));
             }
-            s.items = Some(JsonItems { row: r.to_string(), columns });
+            s.items = Some(JsonItems {
+                row: r.to_string(),
+                columns,
+            });
         }
         ExtractSpec::Json(s)
     } else {
-        let mut s = HtmlSpec { max_pages: 1, ..HtmlSpec::default() };
+        let mut s = HtmlSpec {
+            max_pages: 1,
+            ..HtmlSpec::default()
+        };
         for f in fields {
             let (k, v) = split_kv(f)?;
             s.fields.push((k, html_field(&v, false)?));
@@ -433,9 +580,15 @@ async fn probe(
                 columns.push((column(&k), html_field(&v, false)?));
             }
             if columns.is_empty() {
-                columns.push((Column::Name, html_field(":scope", false).or_else(|_| html_field("*", false))?));
+                columns.push((
+                    Column::Name,
+                    html_field(":scope", false).or_else(|_| html_field("*", false))?,
+                ));
             }
-            s.items = Some(HtmlItems { row: html_field(r, true)?, columns });
+            s.items = Some(HtmlItems {
+                row: html_field(r, true)?,
+                columns,
+            });
         }
         ExtractSpec::Html(s)
     };
@@ -454,10 +607,21 @@ async fn probe(
         ExtractSpec::Json(s) => extract::extract_json(s, &resp.text)?,
     };
     if json {
-        writeln!(out, "{}", serde_json::to_string(&record).unwrap_or_default())?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&record).unwrap_or_default()
+        )?;
         return Ok(0);
     }
-    writeln!(out, "{} → HTTP {}, {} bytes, charset {}", resp.url, resp.status, resp.body.len(), resp.charset)?;
+    writeln!(
+        out,
+        "{} → HTTP {}, {} bytes, charset {}",
+        resp.url,
+        resp.status,
+        resp.body.len(),
+        resp.charset
+    )?;
     for (k, v) in &record.fields {
         writeln!(out, "field {k}: {}", v.display())?;
     }

@@ -19,7 +19,7 @@ use crate::detect;
 use crate::diff::diff;
 use crate::extract::{self, ExtractError, ExtractSpec};
 use crate::fetch::{Conditional, FetchError, FetchOptions, Fetcher, looks_blocked};
-use crate::record::{CheckStatus, Change, Finding, Record, Snapshot};
+use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
 use crate::store::{Commit, NewSnapshot, SourceState, Store, StoreError, body_hash};
 
 /// What one check did, as `once` reports it.
@@ -119,7 +119,9 @@ impl Checker {
     /// Checks many sources at once, at most `[http] concurrency` in flight.
     /// Reports come back in the order of `sources`.
     pub async fn check_all(&self, sources: &[(String, String)]) -> Vec<CheckReport> {
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.settings.http.concurrency));
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config.settings.http.concurrency,
+        ));
         let mut set = tokio::task::JoinSet::new();
         for (i, (e, s)) in sources.iter().enumerate() {
             let me = self.clone();
@@ -197,12 +199,19 @@ impl Checker {
         .await
     }
 
-    async fn check_inner(&self, entity: &Entity, source: &Source) -> Result<CheckReport, CheckError> {
+    async fn check_inner(
+        &self,
+        entity: &Entity,
+        source: &Source,
+    ) -> Result<CheckReport, CheckError> {
         let key = source.key();
         let store = self.store.clone();
         let k = key.clone();
         let (state, previous) = blocking(move || {
-            Ok((store.source_state(&k)?.unwrap_or_default(), store.latest_snapshot(&k)?))
+            Ok((
+                store.source_state(&k)?.unwrap_or_default(),
+                store.latest_snapshot(&k)?,
+            ))
         })
         .await?;
         let now = Utc::now();
@@ -220,17 +229,28 @@ impl Checker {
         let fetcher = self.fetcher(source);
         let first = match fetcher.fetch(&source.url, &cond).await {
             Ok(r) => r,
-            Err(e) => return self.record_failure(entity, source, state, &e.to_string(), e.is_blocked()).await,
+            Err(e) => {
+                return self
+                    .record_failure(entity, source, state, &e.to_string(), e.is_blocked())
+                    .await;
+            }
         };
         if first.not_modified {
             return self.record_unchanged(entity, source, state, None).await;
         }
-        let (etag, last_modified, http_status) = (first.etag.clone(), first.last_modified.clone(), first.status);
+        let (etag, last_modified, http_status) = (
+            first.etag.clone(),
+            first.last_modified.clone(),
+            first.status,
+        );
 
         // Extract (following pagination for HTML).
         let paginated = matches!(&source.spec, ExtractSpec::Html(h) if h.next_page.is_some());
         let first_hash = body_hash(&first.body);
-        if !paginated && state.body_hash.as_deref() == Some(first_hash.as_str()) && previous.is_some() {
+        if !paginated
+            && state.body_hash.as_deref() == Some(first_hash.as_str())
+            && previous.is_some()
+        {
             state.etag = etag;
             state.last_modified = last_modified;
             return self.record_unchanged(entity, source, state, None).await;
@@ -241,7 +261,11 @@ impl Checker {
             ExtractSpec::Json(spec) => {
                 match extract::extract_json(spec, &first.text) {
                     Ok(r) => record = r,
-                    Err(e) => return self.extract_failed(entity, source, state, e, &first.text).await,
+                    Err(e) => {
+                        return self
+                            .extract_failed(entity, source, state, e, &first.text)
+                            .await;
+                    }
                 }
                 body = first.body;
             }
@@ -255,10 +279,16 @@ impl Checker {
                     let extracted = extract::extract_html(spec, &page.text, &page.url);
                     let p = match extracted {
                         Ok(p) => p,
-                        Err(e) => return self.extract_failed(entity, source, state, e, &page.text).await,
+                        Err(e) => {
+                            return self
+                                .extract_failed(entity, source, state, e, &page.text)
+                                .await;
+                        }
                     };
                     if n > 1 {
-                        body.extend_from_slice(format!("\n<!-- pivotwatch: page {n}: {} -->\n", page.url).as_bytes());
+                        body.extend_from_slice(
+                            format!("\n<!-- pivotwatch: page {n}: {} -->\n", page.url).as_bytes(),
+                        );
                     }
                     body.extend_from_slice(&page.body);
                     merge(&mut record, p.record);
@@ -270,13 +300,19 @@ impl Checker {
                         Ok(r) => r,
                         Err(e) => {
                             let msg = format!("page {} ({next}): {e}", n + 1);
-                            return self.record_failure(entity, source, state, &msg, e.is_blocked()).await;
+                            return self
+                                .record_failure(entity, source, state, &msg, e.is_blocked())
+                                .await;
                         }
                     };
                 }
             }
         }
-        let hash = if paginated { body_hash(&body) } else { first_hash };
+        let hash = if paginated {
+            body_hash(&body)
+        } else {
+            first_hash
+        };
         state.etag = etag;
         state.last_modified = last_modified;
         state.body_hash = Some(hash.clone());
@@ -284,7 +320,9 @@ impl Checker {
         if let Some(prev) = &previous
             && crate::diff::same(&prev.record, &record)
         {
-            return self.record_unchanged(entity, source, state, Some(prev.id)).await;
+            return self
+                .record_unchanged(entity, source, state, Some(prev.id))
+                .await;
         }
         let snapshot = Snapshot {
             id: 0,
@@ -295,8 +333,15 @@ impl Checker {
             body_hash: hash,
             record,
         };
-        let changes = previous.as_ref().map(|p| diff(&p.record, &snapshot.record)).unwrap_or_default();
-        let status = if previous.is_some() { CheckStatus::Changed } else { CheckStatus::New };
+        let changes = previous
+            .as_ref()
+            .map(|p| diff(&p.record, &snapshot.record))
+            .unwrap_or_default();
+        let status = if previous.is_some() {
+            CheckStatus::Changed
+        } else {
+            CheckStatus::New
+        };
         let store = self.store.clone();
         let findings = {
             let input = detect::Input {
@@ -335,18 +380,37 @@ impl Checker {
         .without_error())
     }
 
-    async fn extract_failed(&self, entity: &Entity, source: &Source, state: SourceState, e: ExtractError, text: &str) -> Result<CheckReport, CheckError> {
+    async fn extract_failed(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        state: SourceState,
+        e: ExtractError,
+        text: &str,
+    ) -> Result<CheckReport, CheckError> {
         let blocked = looks_blocked(text);
         let msg = if blocked {
             format!("the site answered with a block page or bot challenge ({e})")
         } else {
             e.to_string()
         };
-        self.record_failure(entity, source, state, &msg, blocked).await
+        self.record_failure(entity, source, state, &msg, blocked)
+            .await
     }
 
-    async fn record_failure(&self, entity: &Entity, source: &Source, mut state: SourceState, msg: &str, blocked: bool) -> Result<CheckReport, CheckError> {
-        let status = if blocked { CheckStatus::Blocked } else { CheckStatus::Failed };
+    async fn record_failure(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        mut state: SourceState,
+        msg: &str,
+        blocked: bool,
+    ) -> Result<CheckReport, CheckError> {
+        let status = if blocked {
+            CheckStatus::Blocked
+        } else {
+            CheckStatus::Failed
+        };
         state.last_status = Some(status);
         state.last_error = Some(msg.to_string());
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
@@ -357,7 +421,13 @@ impl Checker {
         Ok(failed_report(entity, source, status, msg.to_string()))
     }
 
-    async fn record_unchanged(&self, entity: &Entity, source: &Source, mut state: SourceState, snapshot: Option<u64>) -> Result<CheckReport, CheckError> {
+    async fn record_unchanged(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        mut state: SourceState,
+        snapshot: Option<u64>,
+    ) -> Result<CheckReport, CheckError> {
         let now = Utc::now();
         state.last_status = Some(CheckStatus::Unchanged);
         state.last_error = None;
@@ -381,7 +451,12 @@ impl CheckReport {
     }
 }
 
-fn failed_report(entity: &Entity, source: &Source, status: CheckStatus, error: String) -> CheckReport {
+fn failed_report(
+    entity: &Entity,
+    source: &Source,
+    status: CheckStatus,
+    error: String,
+) -> CheckReport {
     CheckReport {
         entity: entity.id.clone(),
         source: source.id.clone(),
@@ -403,7 +478,9 @@ fn merge(into: &mut Record, page: Record) {
     extract::insert_items(into, page.items.into_values().collect());
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Corrupt {

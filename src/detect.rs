@@ -44,7 +44,14 @@ pub fn detect(input: &Input<'_>, already_raised: &dyn Fn(&str) -> bool) -> Vec<F
     out
 }
 
-fn finding(input: &Input<'_>, rule: &str, severity: Severity, summary: String, changes: Vec<Change>, key_material: &str) -> Finding {
+fn finding(
+    input: &Input<'_>,
+    rule: &str,
+    severity: Severity,
+    summary: String,
+    changes: Vec<Change>,
+    key_material: &str,
+) -> Finding {
     let explanation = String::new();
     Finding {
         id: 0,
@@ -95,7 +102,11 @@ fn items_added(input: &Input<'_>, out: &mut Vec<Finding>) {
         .iter()
         .filter_map(|c| match c {
             Change::ItemAdded { new, .. } => {
-                let id = new.part_number.clone().or_else(|| new.name.clone()).unwrap_or_else(|| new.key.clone());
+                let id = new
+                    .part_number
+                    .clone()
+                    .or_else(|| new.name.clone())
+                    .unwrap_or_else(|| new.key.clone());
                 Some(match &new.manufacturer {
                     Some(m) => format!("{id} ({m})"),
                     None => id,
@@ -119,7 +130,14 @@ fn items_added(input: &Input<'_>, out: &mut Vec<Finding>) {
         if n == 1 { "" } else { "s" },
         list_some(&labels, 5)
     );
-    out.push(finding(input, rules::ITEMS_ADDED, Severity::Low, summary, added, &keys.join("\n")));
+    out.push(finding(
+        input,
+        rules::ITEMS_ADDED,
+        Severity::Low,
+        summary,
+        added,
+        &keys.join("\n"),
+    ));
 }
 
 fn field_changed(input: &Input<'_>, out: &mut Vec<Finding>) {
@@ -153,8 +171,18 @@ fn field_changed(input: &Input<'_>, out: &mut Vec<Finding>) {
             input.entity.name,
             source_label(input.source)
         );
-        let material = format!("{field}\n{}", serde_json::to_string(&changes).unwrap_or_default());
-        out.push(finding(input, rules::FIELD_CHANGED, Severity::Low, summary, changes, &material));
+        let material = format!(
+            "{field}\n{}",
+            serde_json::to_string(&changes).unwrap_or_default()
+        );
+        out.push(finding(
+            input,
+            rules::FIELD_CHANGED,
+            Severity::Low,
+            summary,
+            changes,
+            &material,
+        ));
     }
 }
 

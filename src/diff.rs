@@ -52,7 +52,12 @@ pub fn same(old: &Record, new: &Record) -> bool {
     diff(old, new).is_empty()
 }
 
-fn diff_field(name: &str, old: Option<&FieldValue>, new: Option<&FieldValue>, out: &mut Vec<Change>) {
+fn diff_field(
+    name: &str,
+    old: Option<&FieldValue>,
+    new: Option<&FieldValue>,
+    out: &mut Vec<Change>,
+) {
     use FieldValue::*;
     match (old, new) {
         (Some(List(o)), Some(List(n))) => {
@@ -113,7 +118,10 @@ mod tests {
 
     fn rec(fields: &[(&str, FieldValue)], items: &[Item]) -> Record {
         Record {
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             items: items.iter().map(|i| (i.key.clone(), i.clone())).collect(),
         }
     }
@@ -156,7 +164,12 @@ mod tests {
         let d = diff(&a, &b);
         let kinds: Vec<String> = d
             .iter()
-            .map(|c| serde_json::to_value(c).unwrap()["kind"].as_str().unwrap().to_string())
+            .map(|c| {
+                serde_json::to_value(c).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(
             kinds,
@@ -169,6 +182,8 @@ mod tests {
                 "item_added"
             ]
         );
-        assert!(matches!(&d[3], Change::ItemChanged { attributes, .. } if attributes == &vec!["price".to_string()]));
+        assert!(
+            matches!(&d[3], Change::ItemChanged { attributes, .. } if attributes == &vec!["price".to_string()])
+        );
     }
 }

@@ -9,17 +9,17 @@
 
 #![warn(missing_docs)]
 
+pub mod alert;
+pub mod app;
+pub mod check;
 pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod detect;
+pub mod diff;
+pub mod extract;
 pub mod fetch;
 pub mod record;
-pub mod config;
-pub mod extract;
 pub mod schedule;
 pub mod store;
-pub mod diff;
-pub mod detect;
-pub mod alert;
-pub mod check;
-pub mod app;
-pub mod cli;
-pub mod demo;

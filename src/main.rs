@@ -10,11 +10,21 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("pivotwatch=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if cli.log_json { builder.json().try_init() } else { builder.try_init() };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("pivotwatch=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cli.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -25,13 +35,19 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let e = anyhow::Error::from(e);
-            let code = e.downcast_ref::<app::AppError>().map(app::AppError::exit_code).unwrap_or(app::EXIT_FAILED);
+            let code = e
+                .downcast_ref::<app::AppError>()
+                .map(app::AppError::exit_code)
+                .unwrap_or(app::EXIT_FAILED);
             match e.downcast_ref::<app::AppError>() {
                 Some(app::AppError::Config(errs)) => {
                     for d in &errs.0 {
                         eprintln!("{d}");
                     }
-                    eprintln!("error: {} configuration error(s); nothing was loaded", errs.0.len());
+                    eprintln!(
+                        "error: {} configuration error(s); nothing was loaded",
+                        errs.0.len()
+                    );
                 }
                 _ => eprintln!("error: {e:#}"),
             }

@@ -85,7 +85,10 @@ mod tests {
         let sat = chrono_tz::Europe::Berlin
             .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
             .unwrap();
-        let next = s.next_after(&sat).unwrap().with_timezone(&chrono_tz::Europe::Berlin);
+        let next = s
+            .next_after(&sat)
+            .unwrap()
+            .with_timezone(&chrono_tz::Europe::Berlin);
         assert_eq!(next.weekday(), Weekday::Mon);
         assert_eq!((next.day(), next.hour()), (30, 9));
         let sun = Schedule::parse("0 9 * * 0").unwrap();

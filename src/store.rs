@@ -18,8 +18,8 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -49,7 +49,9 @@ pub enum StoreError {
     #[error("store error: {0}; check free disk space and permissions of the state folder")]
     Sled(#[from] sled::Error),
     /// A stored value does not decode.
-    #[error("stored value under {key} does not decode ({detail}); the store may be from a newer pivotwatch")]
+    #[error(
+        "stored value under {key} does not decode ({detail}); the store may be from a newer pivotwatch"
+    )]
     Corrupt {
         /// Which key.
         key: String,
@@ -300,7 +302,11 @@ impl Store {
 
     /// The latest snapshot of a source.
     pub fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>, StoreError> {
-        match self.source_snapshots.scan_prefix(source_prefix(source)).next_back() {
+        match self
+            .source_snapshots
+            .scan_prefix(source_prefix(source))
+            .next_back()
+        {
             Some(kv) => {
                 let (k, _) = kv?;
                 match id_from(&k) {
@@ -315,17 +321,22 @@ impl Store {
     /// The raw body stored under a hash.
     pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.blobs.get(hash.as_bytes())? {
-            Some(v) => zstd::decode_all(&v[..]).map(Some).map_err(|e| StoreError::Blob {
-                hash: hash.to_string(),
-                detail: e.to_string(),
-            }),
+            Some(v) => zstd::decode_all(&v[..])
+                .map(Some)
+                .map_err(|e| StoreError::Blob {
+                    hash: hash.to_string(),
+                    detail: e.to_string(),
+                }),
             None => Ok(None),
         }
     }
 
     /// Whether a finding with this dedup key was ever committed.
     pub fn finding_for_key(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.finding_keys.get(key.as_bytes())?.and_then(|v| id_from(&v)))
+        Ok(self
+            .finding_keys
+            .get(key.as_bytes())?
+            .and_then(|v| id_from(&v)))
     }
 
     /// A finding by id.
@@ -394,8 +405,8 @@ impl Store {
             &self.finding_keys,
             &self.outbox,
         );
-        let res: Result<(), TransactionError<()>> =
-            trees.transaction(|(sources, snapshots, index, blobs, findings, keys, outbox)| {
+        let res: Result<(), TransactionError<()>> = trees.transaction(
+            |(sources, snapshots, index, blobs, findings, keys, outbox)| {
                 if let Some(ns) = &c.snapshot {
                     let id = ns.snapshot.id;
                     snapshots.insert(&id.to_be_bytes(), enc(&ns.snapshot))?;
@@ -415,7 +426,8 @@ impl Store {
                 }
                 sources.insert(c.source.as_bytes(), enc(&c.state))?;
                 Ok::<(), ConflictableTransactionError<()>>(())
-            });
+            },
+        );
         match res {
             Ok(()) => {}
             Err(TransactionError::Storage(e)) => return Err(e.into()),

@@ -43,7 +43,9 @@ name = "data/name"
 
 /// `path:line:col` of the first occurrence of `needle` in `text`.
 fn at(path: &str, text: &str, needle: &str) -> String {
-    let off = text.find(needle).unwrap_or_else(|| panic!("{needle} not in text"));
+    let off = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in text"));
     let line = text[..off].matches('\n').count() + 1;
     let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     format!("{path}:{line}:{col}")
@@ -76,7 +78,10 @@ fn check_reports_every_error_with_its_location_and_exits_3() {
     // The duplicate id points at the second declaration.
     let second = BROKEN.rfind("\"dup\"").unwrap();
     let line = BROKEN[..second].matches('\n').count() + 1;
-    assert!(err.contains(&format!("{p}:{line}:6: duplicate entity id \"dup\"")), "{err}");
+    assert!(
+        err.contains(&format!("{p}:{line}:6: duplicate entity id \"dup\"")),
+        "{err}"
+    );
     assert!(err.contains("configuration error(s)"));
 }
 
@@ -84,22 +89,48 @@ fn check_reports_every_error_with_its_location_and_exits_3() {
 fn check_reports_toml_syntax_errors_and_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("watchlists")).unwrap();
-    std::fs::write(dir.path().join("watchlists/a.toml"), "[watchlist]\nname = \"a\"\nschedul = \"0 * * * *\"\n").unwrap();
-    std::fs::write(dir.path().join("watchlists/b.toml"), "[watchlist\nname = \"b\"\n").unwrap();
-    std::fs::write(dir.path().join("pivotwatch.toml"), "[http]\ntimeout = \"soon\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("watchlists/a.toml"),
+        "[watchlist]\nname = \"a\"\nschedul = \"0 * * * *\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("watchlists/b.toml"),
+        "[watchlist\nname = \"b\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pivotwatch.toml"),
+        "[http]\ntimeout = \"soon\"\n",
+    )
+    .unwrap();
     let out = pivotwatch(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pivotwatch.toml:2:11: invalid duration \"soon\""), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("watchlists/a.toml:3:1:") && l.contains("schedul")), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("watchlists/b.toml:1:")), "{err}");
+    assert!(
+        err.contains("pivotwatch.toml:2:11: invalid duration \"soon\""),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("watchlists/a.toml:3:1:") && l.contains("schedul")),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with("watchlists/b.toml:1:")),
+        "{err}"
+    );
 }
 
 #[test]
 fn shipped_watchlists_pass_check() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = pivotwatch(root, &["--config", "pivotwatch.example.toml", "check"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("ok: "), "{stdout}");
 }
@@ -109,10 +140,16 @@ fn demo_catches_the_pivot_and_writes_the_email() {
     let dir = tempfile::tempdir().unwrap();
     let out = pivotwatch(dir.path(), &["demo", "--dir", "d"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("TMS320F28335PGFA"), "{stdout}");
     assert!(stdout.contains("Subject: [pivotwatch] "), "{stdout}");
-    let emls = std::fs::read_dir(dir.path().join("d/spool")).unwrap().count();
+    let emls = std::fs::read_dir(dir.path().join("d/spool"))
+        .unwrap()
+        .count();
     assert!(emls >= 1);
 }
 
@@ -146,14 +183,32 @@ fn once_json_history_diff_and_findings_from_the_command_line() {
     let out = run(&["history", "atlas-metaux/catalogue", "--json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
     let out = run(&["diff", "atlas-metaux/catalogue", "--json"]);
-    let changes: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(changes.iter().any(|c| c["kind"] == "item_added" && c["item"] == "TMS320F28335PGFA"), "{changes:?}");
+    let changes: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["kind"] == "item_added" && c["item"] == "TMS320F28335PGFA"),
+        "{changes:?}"
+    );
     let out = run(&["findings", "--json", "--since", "1h"]);
-    let f: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let f: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!f.is_empty());
-    for k in ["id", "entity", "source", "rule", "severity", "summary", "created_at", "evidence"] {
+    for k in [
+        "id",
+        "entity",
+        "source",
+        "rule",
+        "severity",
+        "summary",
+        "created_at",
+        "evidence",
+    ] {
         assert!(f[0].get(k).is_some(), "finding lacks {k}");
     }
     let out = run(&["diff", "atlas-metaux/nope"]);

@@ -266,7 +266,10 @@ fn loopback_fetcher(tweak: impl FnOnce(&mut FetchOptions)) -> Fetcher {
     Fetcher::new(opts).unwrap()
 }
 
-async fn fetch_plain(fetcher: &Fetcher, url: &Url) -> Result<pivotwatch::fetch::FetchResponse, FetchError> {
+async fn fetch_plain(
+    fetcher: &Fetcher,
+    url: &Url,
+) -> Result<pivotwatch::fetch::FetchResponse, FetchError> {
     fetcher.fetch(url, &Conditional::default()).await
 }
 
@@ -292,7 +295,10 @@ async fn raw_head(addr: SocketAddr, path: &str) -> String {
 #[test]
 fn default_options_match_design() {
     let opts = FetchOptions::default();
-    assert_eq!(opts.user_agent, "pivotwatch/0.1 (+https://github.com/pivotwatch)");
+    assert_eq!(
+        opts.user_agent,
+        "pivotwatch/0.1 (+https://github.com/pivotwatch)"
+    );
     assert_eq!(opts.connect_timeout, Duration::from_secs(10));
     assert_eq!(opts.timeout, Duration::from_secs(30));
     assert_eq!(opts.max_body, 8 * 1024 * 1024);
@@ -334,7 +340,10 @@ async fn plain_200_html() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.url, url);
     assert!(!resp.not_modified);
-    assert_eq!(resp.content_type.as_deref(), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        resp.content_type.as_deref(),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(resp.charset, "UTF-8");
     assert_eq!(
         resp.text,
@@ -355,10 +364,16 @@ async fn plain_200_html() {
 async fn gzip_body_is_decompressed() {
     let server = start().await;
     let fetcher = loopback_fetcher(|_| {});
-    let resp = fetch_plain(&fetcher, &server.url("/gzip-small")).await.unwrap();
+    let resp = fetch_plain(&fetcher, &server.url("/gzip-small"))
+        .await
+        .unwrap();
     assert_eq!(resp.text, "<p>Société Générale</p>");
     let accept_encoding = server.headers_for("/gzip-small");
-    let accept_encoding = accept_encoding.get("accept-encoding").unwrap().to_str().unwrap();
+    let accept_encoding = accept_encoding
+        .get("accept-encoding")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(accept_encoding.contains("gzip"), "{accept_encoding}");
 }
 
@@ -369,16 +384,32 @@ async fn gzip_body_is_decompressed() {
 #[tokio::test]
 async fn content_length_over_cap_rejected() {
     let server = start().await;
-    assert!(raw_head(server.addr, "/big").await.contains("content-length: 4096"));
+    assert!(
+        raw_head(server.addr, "/big")
+            .await
+            .contains("content-length: 4096")
+    );
 
     let fetcher = loopback_fetcher(|o| o.max_body = 1024);
-    let err = fetch_plain(&fetcher, &server.url("/big")).await.unwrap_err();
+    let err = fetch_plain(&fetcher, &server.url("/big"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::TooLarge { cap: 1024 }), "{err:?}");
-    assert!(err.to_string().contains("1.0 KiB cap (max_body in [http])"), "{err}");
+    assert!(
+        err.to_string().contains("1.0 KiB cap (max_body in [http])"),
+        "{err}"
+    );
 
     // Exactly at the cap is fine.
     let fetcher = loopback_fetcher(|o| o.max_body = 4096);
-    assert_eq!(fetch_plain(&fetcher, &server.url("/big")).await.unwrap().body.len(), 4096);
+    assert_eq!(
+        fetch_plain(&fetcher, &server.url("/big"))
+            .await
+            .unwrap()
+            .body
+            .len(),
+        4096
+    );
 }
 
 #[tokio::test]
@@ -389,11 +420,18 @@ async fn chunked_body_over_cap_rejected_mid_stream() {
     assert!(!head.contains("content-length"), "{head}");
 
     let fetcher = loopback_fetcher(|o| o.max_body = 64 * 1024);
-    let err = fetch_plain(&fetcher, &server.url("/chunked")).await.unwrap_err();
-    assert!(matches!(err, FetchError::TooLarge { cap: 65536 }), "{err:?}");
+    let err = fetch_plain(&fetcher, &server.url("/chunked"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooLarge { cap: 65536 }),
+        "{err:?}"
+    );
 
     let fetcher = loopback_fetcher(|o| o.max_body = 4 * 1024 * 1024);
-    let resp = fetch_plain(&fetcher, &server.url("/chunked")).await.unwrap();
+    let resp = fetch_plain(&fetcher, &server.url("/chunked"))
+        .await
+        .unwrap();
     assert_eq!(resp.body.len(), 4 * 1024 * 1024);
 }
 
@@ -402,11 +440,19 @@ async fn gzip_bomb_rejected_on_decompressed_size() {
     let server = start().await;
     let cap = 1024 * 1024;
     let on_wire = gzip(&vec![0u8; GZIP_BOMB_INFLATED]).len();
-    assert!(on_wire < cap as usize / 10, "fixture is not a bomb: {on_wire} bytes");
+    assert!(
+        on_wire < cap as usize / 10,
+        "fixture is not a bomb: {on_wire} bytes"
+    );
 
     let fetcher = loopback_fetcher(|o| o.max_body = cap);
-    let err = fetch_plain(&fetcher, &server.url("/gzip-bomb")).await.unwrap_err();
-    assert!(matches!(err, FetchError::TooLarge { cap: c } if c == cap), "{err:?}");
+    let err = fetch_plain(&fetcher, &server.url("/gzip-bomb"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooLarge { cap: c } if c == cap),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -429,7 +475,9 @@ async fn timeout_on_slow_handler() {
     let server = start().await;
     let fetcher = loopback_fetcher(|o| o.timeout = Duration::from_millis(300));
     let started = Instant::now();
-    let err = fetch_plain(&fetcher, &server.url("/slow")).await.unwrap_err();
+    let err = fetch_plain(&fetcher, &server.url("/slow"))
+        .await
+        .unwrap_err();
     let elapsed = started.elapsed();
 
     assert!(
@@ -478,8 +526,13 @@ async fn redirect_chain_within_limit_is_followed() {
 async fn redirect_chain_over_limit_rejected() {
     let server = start().await;
     let fetcher = loopback_fetcher(|o| o.max_redirects = 3);
-    let err = fetch_plain(&fetcher, &server.url("/r/4")).await.unwrap_err();
-    assert!(matches!(err, FetchError::TooManyRedirects { max: 3 }), "{err:?}");
+    let err = fetch_plain(&fetcher, &server.url("/r/4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooManyRedirects { max: 3 }),
+        "{err:?}"
+    );
     // The initial request plus three followed redirects; the fourth is refused.
     assert_eq!(server.hits(), 4);
 }
@@ -505,7 +558,9 @@ async fn initial_non_http_scheme_refused_without_request() {
         ("ftp://127.0.0.1/", "ftp"),
         ("gopher://127.0.0.1:70/", "gopher"),
     ] {
-        let err = fetch_plain(&fetcher, &Url::parse(url).unwrap()).await.unwrap_err();
+        let err = fetch_plain(&fetcher, &Url::parse(url).unwrap())
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, FetchError::UnsupportedScheme { scheme: s } if s == scheme),
             "{url}: {err:?}"
@@ -537,18 +592,29 @@ async fn private_addresses_refused_without_any_request() {
     let cases = [
         (format!("http://127.0.0.1:{port}/html"), "127.0.0.1"),
         (format!("http://localhost:{port}/html"), "localhost"),
-        (format!("http://[::ffff:127.0.0.1]:{port}/html"), "[::ffff:7f00:1]"),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/html"),
+            "[::ffff:7f00:1]",
+        ),
         (format!("http://2130706433:{port}/html"), "127.0.0.1"),
     ];
     for (url, want_host) in &cases {
-        let err = fetch_plain(&guarded, &Url::parse(url).unwrap()).await.unwrap_err();
+        let err = fetch_plain(&guarded, &Url::parse(url).unwrap())
+            .await
+            .unwrap_err();
         let FetchError::PrivateAddress { host, addr } = &err else {
             panic!("{url}: expected PrivateAddress, got {err:?}");
         };
         assert_eq!(host, want_host, "{url}");
-        assert!(addr.is_loopback() || addr.to_string() == "::ffff:127.0.0.1", "{url}: {addr}");
+        assert!(
+            addr.is_loopback() || addr.to_string() == "::ffff:127.0.0.1",
+            "{url}: {addr}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(want_host) && msg.contains(&addr.to_string()), "{msg}");
+        assert!(
+            msg.contains(want_host) && msg.contains(&addr.to_string()),
+            "{msg}"
+        );
         assert!(msg.contains("allow_private_addresses = true"), "{msg}");
         assert!(!err.is_transient());
     }
@@ -556,7 +622,9 @@ async fn private_addresses_refused_without_any_request() {
 
     // Control: the same URLs do reach the server when allowed, so hits() works.
     let open = loopback_fetcher(|_| {});
-    let resp = fetch_plain(&open, &Url::parse(&cases[1].0).unwrap()).await.unwrap();
+    let resp = fetch_plain(&open, &Url::parse(&cases[1].0).unwrap())
+        .await
+        .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(server.hits(), 1);
 }
@@ -589,15 +657,18 @@ fn is_public_ip_ipv4_ranges() {
         ("255.255.255.255", "broadcast"),
     ];
     for (ip, what) in refused {
-        assert!(!is_public_ip(ip.parse().unwrap()), "{ip} ({what}) must be refused");
+        assert!(
+            !is_public_ip(ip.parse().unwrap()),
+            "{ip} ({what}) must be refused"
+        );
     }
     let public = [
         "8.8.8.8",
         "1.1.1.1",
-        "100.63.255.255",  // just below CGNAT
-        "100.128.0.1",     // just above CGNAT
-        "172.15.255.255",  // just below 172.16/12
-        "172.32.0.1",      // just above
+        "100.63.255.255", // just below CGNAT
+        "100.128.0.1",    // just above CGNAT
+        "172.15.255.255", // just below 172.16/12
+        "172.32.0.1",     // just above
         "192.169.0.1",
         "198.20.0.1",
         "223.255.255.254", // just below multicast
@@ -635,7 +706,10 @@ fn is_public_ip_ipv6_ranges() {
         ("2002:c0a8:101::1", "6to4 of 192.168.1.1"),
     ];
     for (ip, what) in refused {
-        assert!(!is_public_ip(ip.parse().unwrap()), "{ip} ({what}) must be refused");
+        assert!(
+            !is_public_ip(ip.parse().unwrap()),
+            "{ip} ({what}) must be refused"
+        );
     }
     let public = [
         "::ffff:8.8.8.8",
@@ -647,7 +721,10 @@ fn is_public_ip_ipv6_ranges() {
         "2001:4860:4860::8888",
     ];
     for ip in public {
-        assert!(is_public_ip(ip.parse::<IpAddr>().unwrap()), "{ip} must be public");
+        assert!(
+            is_public_ip(ip.parse::<IpAddr>().unwrap()),
+            "{ip} must be public"
+        );
     }
 }
 
@@ -658,7 +735,9 @@ fn is_public_ip_ipv6_ranges() {
 #[tokio::test]
 async fn charset_windows_1252_from_header() {
     let server = start().await;
-    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/cp1252")).await.unwrap();
+    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/cp1252"))
+        .await
+        .unwrap();
     assert_eq!(resp.charset, "windows-1252");
     assert_eq!(resp.text, "<p>Société Métaux</p>");
 }
@@ -666,7 +745,9 @@ async fn charset_windows_1252_from_header() {
 #[tokio::test]
 async fn charset_windows_1256_arabic_from_header() {
     let server = start().await;
-    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/cp1256")).await.unwrap();
+    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/cp1256"))
+        .await
+        .unwrap();
     assert_eq!(resp.charset, "windows-1256");
     assert_eq!(resp.text, "<p>سلام</p>");
 }
@@ -674,10 +755,16 @@ async fn charset_windows_1256_arabic_from_header() {
 #[tokio::test]
 async fn charset_windows_1251_russian_from_meta_charset() {
     let server = start().await;
-    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/cp1251-meta")).await.unwrap();
+    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/cp1251-meta"))
+        .await
+        .unwrap();
     assert_eq!(resp.content_type.as_deref(), Some("text/html"));
     assert_eq!(resp.charset, "windows-1251");
-    assert!(resp.text.contains("<title>Микроконтроллер</title>"), "{}", resp.text);
+    assert!(
+        resp.text.contains("<title>Микроконтроллер</title>"),
+        "{}",
+        resp.text
+    );
     // The raw bytes are the windows-1251 ones, not UTF-8.
     assert!(resp.body.windows(3).any(|w| w == b"\xcc\xe8\xea"));
 }
@@ -685,16 +772,24 @@ async fn charset_windows_1251_russian_from_meta_charset() {
 #[tokio::test]
 async fn charset_iso_8859_1_from_http_equiv_meta() {
     let server = start().await;
-    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/latin1-equiv")).await.unwrap();
+    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/latin1-equiv"))
+        .await
+        .unwrap();
     // WHATWG: the iso-8859-1 label means windows-1252.
     assert_eq!(resp.charset, "windows-1252");
-    assert!(resp.text.contains("<BODY>Société Générale ©</BODY>"), "{}", resp.text);
+    assert!(
+        resp.text.contains("<BODY>Société Générale ©</BODY>"),
+        "{}",
+        resp.text
+    );
 }
 
 #[tokio::test]
 async fn charset_utf8_bom() {
     let server = start().await;
-    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/bom")).await.unwrap();
+    let resp = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/bom"))
+        .await
+        .unwrap();
     assert_eq!(resp.charset, "UTF-8");
     assert_eq!(resp.text, "Zürich"); // BOM stripped
 }
@@ -727,7 +822,10 @@ async fn conditional_get_304_with_if_none_match() {
     assert_eq!(first.status, 200);
     assert!(!first.not_modified);
     assert_eq!(first.etag.as_deref(), Some("\"v1\""));
-    assert_eq!(first.last_modified.as_deref(), Some("Wed, 21 Oct 2015 07:28:00 GMT"));
+    assert_eq!(
+        first.last_modified.as_deref(),
+        Some("Wed, 21 Oct 2015 07:28:00 GMT")
+    );
 
     let cond = Conditional {
         etag: first.etag.clone(),
@@ -755,7 +853,9 @@ async fn conditional_get_304_with_if_none_match() {
 #[tokio::test]
 async fn status_403_challenge_page_is_blocked() {
     let server = start().await;
-    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/challenge")).await.unwrap_err();
+    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/challenge"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -769,15 +869,27 @@ async fn status_403_challenge_page_is_blocked() {
     );
     assert!(err.is_blocked());
     assert!(!err.is_transient());
-    assert!(err.to_string().contains("block page or bot challenge"), "{err}");
+    assert!(
+        err.to_string().contains("block page or bot challenge"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn status_403_plain_is_not_blocked() {
     let server = start().await;
-    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/forbidden")).await.unwrap_err();
+    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/forbidden"))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, FetchError::HttpStatus { status: 403, blocked: false, .. }),
+        matches!(
+            err,
+            FetchError::HttpStatus {
+                status: 403,
+                blocked: false,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(!err.is_blocked());
@@ -786,7 +898,9 @@ async fn status_403_plain_is_not_blocked() {
 #[tokio::test]
 async fn status_503_retry_after_seconds_parsed() {
     let server = start().await;
-    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/maintenance")).await.unwrap_err();
+    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/maintenance"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -806,9 +920,18 @@ async fn status_503_retry_after_seconds_parsed() {
 #[tokio::test]
 async fn status_404_is_http_status_not_transient() {
     let server = start().await;
-    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/no-such-page")).await.unwrap_err();
+    let err = fetch_plain(&loopback_fetcher(|_| {}), &server.url("/no-such-page"))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, FetchError::HttpStatus { status: 404, retry_after: None, blocked: false }),
+        matches!(
+            err,
+            FetchError::HttpStatus {
+                status: 404,
+                retry_after: None,
+                blocked: false
+            }
+        ),
         "{err:?}"
     );
     assert!(!err.is_transient());
@@ -818,7 +941,10 @@ async fn status_404_is_http_status_not_transient() {
 fn retry_after_forms() {
     // 2015-10-21T07:28:00Z
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
-    assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+    assert_eq!(
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
+    );
     assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
     assert_eq!(
         parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
@@ -833,7 +959,10 @@ fn retry_after_forms() {
         Some(Duration::from_secs(30))
     );
     // In the past: retry now.
-    assert_eq!(parse_retry_after("Tue, 20 Oct 2015 07:28:00 GMT", now), Some(Duration::ZERO));
+    assert_eq!(
+        parse_retry_after("Tue, 20 Oct 2015 07:28:00 GMT", now),
+        Some(Duration::ZERO)
+    );
     assert_eq!(parse_retry_after("-5", now), None);
     assert_eq!(parse_retry_after("soon", now), None);
     assert_eq!(parse_retry_after("", now), None);
@@ -842,10 +971,16 @@ fn retry_after_forms() {
 #[test]
 fn looks_blocked_markers() {
     assert!(looks_blocked(CHALLENGE_PAGE));
-    assert!(looks_blocked("<html><title>Access Denied</title>Reference #18.2f</html>"));
-    assert!(looks_blocked("Our systems have detected UNUSUAL TRAFFIC from your computer network."));
+    assert!(looks_blocked(
+        "<html><title>Access Denied</title>Reference #18.2f</html>"
+    ));
+    assert!(looks_blocked(
+        "Our systems have detected UNUSUAL TRAFFIC from your computer network."
+    ));
     assert!(looks_blocked("<h1>Are you a robot?</h1>"));
-    assert!(!looks_blocked("<html><title>Acme Métaux SARL</title><p>Ferraille, cuivre</p></html>"));
+    assert!(!looks_blocked(
+        "<html><title>Acme Métaux SARL</title><p>Ferraille, cuivre</p></html>"
+    ));
 
     // A long catalogue page with a reCAPTCHA contact form is not a block page…
     let catalogue = format!(

@@ -16,7 +16,8 @@ const SCRAP: &[(&str, &str, &str, &str)] = &[
 async fn first_unchanged_then_changed_check() {
     let env = Env::new().await;
     env.write(SETTINGS, CATALOGUE_WATCHLIST);
-    env.site.set("/shop", Page::html(catalogue_page(SCRAP, "09:00", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(SCRAP, "09:00", None)));
 
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::New, "{:?}", r[0].error);
@@ -24,13 +25,18 @@ async fn first_unchanged_then_changed_check() {
 
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::Unchanged);
-    assert_eq!(env.store().history("acme/shop").unwrap().len(), 1, "an unchanged check stores no snapshot");
+    assert_eq!(
+        env.store().history("acme/shop").unwrap().len(),
+        1,
+        "an unchanged check stores no snapshot"
+    );
     assert!(env.eml_files().is_empty());
 
     let mut rows = SCRAP.to_vec();
     rows.push(("DSP 32-bit", "Texas Instruments", "TMS320F28335PGFA", "310"));
     rows[0].3 = "7100";
-    env.site.set("/shop", Page::html(catalogue_page(&rows, "10:00", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(&rows, "10:00", None)));
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::Changed);
     let kinds: Vec<(String, String)> = r[0]
@@ -38,13 +44,18 @@ async fn first_unchanged_then_changed_check() {
         .iter()
         .map(|c| match c {
             Change::ItemAdded { item, .. } => ("added".to_string(), item.clone()),
-            Change::ItemChanged { item, attributes, .. } => (format!("changed {}", attributes.join(",")), item.clone()),
+            Change::ItemChanged {
+                item, attributes, ..
+            } => (format!("changed {}", attributes.join(",")), item.clone()),
             other => (format!("{other:?}"), String::new()),
         })
         .collect();
     assert_eq!(
         kinds,
-        vec![("changed price".to_string(), "CU1".to_string()), ("added".to_string(), "TMS320F28335PGFA".to_string())]
+        vec![
+            ("changed price".to_string(), "CU1".to_string()),
+            ("added".to_string(), "TMS320F28335PGFA".to_string())
+        ]
     );
     let rules: Vec<&str> = r[0].findings.iter().map(|f| f.rule.as_str()).collect();
     assert!(rules.contains(&"items_added"), "{rules:?}");
@@ -59,12 +70,19 @@ async fn first_unchanged_then_changed_check() {
     assert_eq!(files.len(), findings.len());
     for f in &files {
         let raw = std::fs::read(f).unwrap();
-        let msg = mail_parser::MessageParser::default().parse(&raw).expect("MIME");
+        let msg = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .expect("MIME");
         let subject = msg.subject().unwrap_or_default();
         assert!(subject.starts_with("[pivotwatch] "), "{subject}");
         assert!(subject.contains("Acme Recycling"), "{subject}");
         assert!(msg.message_id().is_some_and(|m| m.starts_with("finding-")));
-        let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_string();
+        let to = msg
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or_default()
+            .to_string();
         assert_eq!(to, "desk@watchdog.test");
         let text = msg.body_text(0).unwrap_or_default();
         assert!(text.contains("TMS320F28335PGFA"), "{text}");
@@ -77,13 +95,15 @@ async fn first_unchanged_then_changed_check() {
 async fn reordered_rows_and_outside_noise_are_no_change() {
     let env = Env::new().await;
     env.write(SETTINGS, CATALOGUE_WATCHLIST);
-    env.site.set("/shop", Page::html(catalogue_page(SCRAP, "09:00", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(SCRAP, "09:00", None)));
     assert_eq!(env.once().await[0].status, CheckStatus::New);
     let mut rows = SCRAP.to_vec();
     rows.reverse();
     // Case and whitespace noise inside the cells too.
     rows[0].0 = "STEEL   scrap e3";
-    env.site.set("/shop", Page::html(catalogue_page(&rows, "23:59", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(&rows, "23:59", None)));
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::Unchanged, "{:?}", r[0].changes);
     assert_eq!(env.store().history("acme/shop").unwrap().len(), 1);
@@ -93,7 +113,8 @@ async fn reordered_rows_and_outside_noise_are_no_change() {
 async fn block_page_fails_the_check_and_removes_nothing() {
     let env = Env::new().await;
     env.write(SETTINGS, CATALOGUE_WATCHLIST);
-    env.site.set("/shop", Page::html(catalogue_page(SCRAP, "09:00", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(SCRAP, "09:00", None)));
     env.once().await;
     env.site.set(
         "/shop",
@@ -101,32 +122,66 @@ async fn block_page_fails_the_check_and_removes_nothing() {
     );
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::Blocked, "{:?}", r[0]);
-    assert!(r[0].error.as_deref().unwrap_or("").contains("matched nothing"));
+    assert!(
+        r[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("matched nothing")
+    );
     assert!(r[0].changes.is_empty());
     let store = env.store();
     assert_eq!(store.history("acme/shop").unwrap().len(), 1);
-    assert_eq!(store.latest_snapshot("acme/shop").unwrap().unwrap().record.items.len(), 2);
+    assert_eq!(
+        store
+            .latest_snapshot("acme/shop")
+            .unwrap()
+            .unwrap()
+            .record
+            .items
+            .len(),
+        2
+    );
     assert!(store.findings().unwrap().is_empty());
     let st = store.source_state("acme/shop").unwrap().unwrap();
     assert_eq!(st.consecutive_failures, 1);
 
     // A plain page without the rows (no challenge markers) is a failure.
     drop(store);
-    env.site.set("/shop", Page::html("<html><body><p>We moved!</p></body></html>"));
+    env.site.set(
+        "/shop",
+        Page::html("<html><body><p>We moved!</p></body></html>"),
+    );
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::Failed);
-    assert_eq!(env.store().source_state("acme/shop").unwrap().unwrap().consecutive_failures, 2);
+    assert_eq!(
+        env.store()
+            .source_state("acme/shop")
+            .unwrap()
+            .unwrap()
+            .consecutive_failures,
+        2
+    );
 }
 
 #[tokio::test]
 async fn pagination_collects_every_page() {
     let env = Env::new().await;
     env.write(SETTINGS, CATALOGUE_WATCHLIST);
-    env.site.set("/shop", Page::html(catalogue_page(&SCRAP[..1], "x", Some("/shop?p=2"))));
-    env.site.set("/shop?p=2", Page::html(catalogue_page(&SCRAP[1..], "x", Some("shop?p=3"))));
+    env.site.set(
+        "/shop",
+        Page::html(catalogue_page(&SCRAP[..1], "x", Some("/shop?p=2"))),
+    );
+    env.site.set(
+        "/shop?p=2",
+        Page::html(catalogue_page(&SCRAP[1..], "x", Some("shop?p=3"))),
+    );
     env.site.set(
         "/shop?p=3",
-        Page::html(catalogue_page(&[("Brass scrap", "", "BR-1", "5")], "x", Some("/shop"))),
+        Page::html(catalogue_page(
+            &[("Brass scrap", "", "BR-1", "5")],
+            "x",
+            Some("/shop"),
+        )),
     );
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::New, "{:?}", r[0].error);
@@ -160,13 +215,30 @@ activity = "td.act"
 "#;
     env.write(SETTINGS, wl);
     let (ru, _, _) = encoding_rs::WINDOWS_1251.encode("<html><head><meta charset=\"windows-1251\"></head><body><table><tr><td class=act>Микроконтроллеры</td></tr></table></body></html>");
-    env.site.set("/ru", Page { content_type: "text/html".into(), body: ru.into_owned(), ..Page::html("") });
-    let (ar, _, _) = encoding_rs::WINDOWS_1256.encode("<html><body><table><tr><td class=act>تجارة الخردة</td></tr></table></body></html>");
-    env.site.set("/ar", Page { content_type: "text/html; charset=windows-1256".into(), body: ar.into_owned(), ..Page::html("") });
+    env.site.set(
+        "/ru",
+        Page {
+            content_type: "text/html".into(),
+            body: ru.into_owned(),
+            ..Page::html("")
+        },
+    );
+    let (ar, _, _) = encoding_rs::WINDOWS_1256.encode(
+        "<html><body><table><tr><td class=act>تجارة الخردة</td></tr></table></body></html>",
+    );
+    env.site.set(
+        "/ar",
+        Page {
+            content_type: "text/html; charset=windows-1256".into(),
+            body: ar.into_owned(),
+            ..Page::html("")
+        },
+    );
     let r = env.once().await;
     assert!(r.iter().all(|r| r.status == CheckStatus::New), "{r:?}");
     let store = env.store();
-    let act = |k: &str| store.latest_snapshot(k).unwrap().unwrap().record.fields["activity"].display();
+    let act =
+        |k: &str| store.latest_snapshot(k).unwrap().unwrap().record.fields["activity"].display();
     assert_eq!(act("ru/reg"), "Микроконтроллеры");
     assert_eq!(act("ar/reg"), "تجارة الخردة");
 }
@@ -179,15 +251,37 @@ async fn oversized_body_and_private_address_are_refused() {
     env.site.set("/shop", Page::html(huge));
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::Failed);
-    assert!(r[0].error.as_deref().unwrap_or("").contains("cap"), "{:?}", r[0].error);
+    assert!(
+        r[0].error.as_deref().unwrap_or("").contains("cap"),
+        "{:?}",
+        r[0].error
+    );
 
     let env2 = Env::new().await;
-    env2.write(&SETTINGS.replace("allow_private_addresses = true", "allow_private_addresses = false"), CATALOGUE_WATCHLIST);
-    env2.site.set("/shop", Page::html(catalogue_page(SCRAP, "x", None)));
+    env2.write(
+        &SETTINGS.replace(
+            "allow_private_addresses = true",
+            "allow_private_addresses = false",
+        ),
+        CATALOGUE_WATCHLIST,
+    );
+    env2.site
+        .set("/shop", Page::html(catalogue_page(SCRAP, "x", None)));
     let r = env2.once().await;
     assert_eq!(r[0].status, CheckStatus::Failed);
-    assert!(r[0].error.as_deref().unwrap_or("").contains("allow_private_addresses"), "{:?}", r[0].error);
-    assert_eq!(env2.site.requests(), 0, "the guard refuses before connecting");
+    assert!(
+        r[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("allow_private_addresses"),
+        "{:?}",
+        r[0].error
+    );
+    assert_eq!(
+        env2.site.requests(),
+        0,
+        "the guard refuses before connecting"
+    );
 }
 
 #[tokio::test]
@@ -197,15 +291,22 @@ async fn reopened_store_keeps_history_and_evidence() {
     let page1 = catalogue_page(SCRAP, "1", None);
     env.site.set("/shop", Page::html(page1.clone()));
     env.once().await;
-    env.site.set("/shop", Page::html(catalogue_page(&SCRAP[..1], "2", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(&SCRAP[..1], "2", None)));
     env.once().await;
     // Each `once` opened and closed the store; open it again.
     let store = env.store();
     let ids = store.history("acme/shop").unwrap();
     assert_eq!(ids.len(), 2);
     let first = store.snapshot(ids[0]).unwrap().unwrap();
-    assert_eq!(store.blob(&first.body_hash).unwrap().unwrap(), page1.as_bytes());
-    assert!(store.findings().unwrap().is_empty(), "a removal alone raises no finding in the minimal rule set");
+    assert_eq!(
+        store.blob(&first.body_hash).unwrap().unwrap(),
+        page1.as_bytes()
+    );
+    assert!(
+        store.findings().unwrap().is_empty(),
+        "a removal alone raises no finding in the minimal rule set"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +327,11 @@ status = "/data/attributes/entity/status"
 city = "/data/attributes/entity/legalAddress/city"
 "#;
     env.write(SETTINGS, wl);
-    let doc = |city: &str| format!(r#"{{"data":{{"attributes":{{"entity":{{"legalName":{{"name":"Example Holdings"}},"status":"ACTIVE","legalAddress":{{"city":"{city}"}}}}}}}}}}"#);
+    let doc = |city: &str| {
+        format!(
+            r#"{{"data":{{"attributes":{{"entity":{{"legalName":{{"name":"Example Holdings"}},"status":"ACTIVE","legalAddress":{{"city":"{city}"}}}}}}}}}}"#
+        )
+    };
     env.site.set("/lei", Page::json(doc("Casablanca")));
     assert_eq!(env.once().await[0].status, CheckStatus::New);
     env.site.set("/lei", Page::json(doc("Tanger Free Zone")));
@@ -234,7 +339,11 @@ city = "/data/attributes/entity/legalAddress/city"
     assert_eq!(r[0].status, CheckStatus::Changed);
     assert_eq!(
         r[0].changes,
-        vec![Change::FieldChanged { field: "city".into(), old: Some("Casablanca".into()), new: Some("Tanger Free Zone".into()) }]
+        vec![Change::FieldChanged {
+            field: "city".into(),
+            old: Some("Casablanca".into()),
+            new: Some("Tanger Free Zone".into())
+        }]
     );
     assert_eq!(r[0].findings.len(), 1);
     assert_eq!(r[0].findings[0].rule, "field_changed");

@@ -35,7 +35,9 @@ pub enum AlertError {
     #[error("cannot build the alert email: {0}")]
     Build(String),
     /// Writing the `.eml` file failed.
-    #[error("cannot write the alert to the spool folder {dir}: {detail}; check that it exists and is writable")]
+    #[error(
+        "cannot write the alert to the spool folder {dir}: {detail}; check that it exists and is writable"
+    )]
     Spool {
         /// The spool folder.
         dir: PathBuf,
@@ -59,10 +61,10 @@ pub fn route(settings: &Settings, entity: &Entity, finding: &Finding) -> Vec<Str
 
 fn wants(s: &Subscriber, entity: &Entity, f: &Finding) -> bool {
     f.severity >= s.min_severity
-        && (s.watchlists.is_empty() || s.watchlists.iter().any(|w| *w == f.watchlist))
+        && (s.watchlists.is_empty() || s.watchlists.contains(&f.watchlist))
         && (s.tags.is_empty() || s.tags.iter().any(|t| entity.tags.contains(t)))
-        && (s.rules.is_empty() || s.rules.iter().any(|r| *r == f.rule))
-        && !s.exclude_rules.iter().any(|r| *r == f.rule)
+        && (s.rules.is_empty() || s.rules.contains(&f.rule))
+        && !s.exclude_rules.contains(&f.rule)
 }
 
 fn subscriber<'a>(settings: &'a Settings, name: &str) -> Option<std::borrow::Cow<'a, Subscriber>> {

@@ -28,7 +28,10 @@ pub fn sanitize_header(s: &str, max: usize) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    truncate(&cleaned.split_whitespace().collect::<Vec<_>>().join(" "), max)
+    truncate(
+        &cleaned.split_whitespace().collect::<Vec<_>>().join(" "),
+        max,
+    )
 }
 
 /// The Subject line of a finding's mail: `[pivotwatch] SEVERITY Entity: summary`,
@@ -75,11 +78,10 @@ pub fn render(
     sub: &Subscriber,
     _delivery: &Delivery,
 ) -> Result<Rendered, AlertError> {
-    let from: Mailbox = settings
-        .email
-        .from
-        .parse()
-        .map_err(|e| AlertError::Build(format!("[email] from {:?}: {e}", settings.email.from)))?;
+    let from: Mailbox =
+        settings.email.from.parse().map_err(|e| {
+            AlertError::Build(format!("[email] from {:?}: {e}", settings.email.from))
+        })?;
     let entity_name = entity.map(|e| e.name.as_str()).unwrap_or(f.entity.as_str());
     let subject = subject(entity_name, f);
     let sub_tag = &blake3::hash(sub.name.as_bytes()).to_hex()[..12];
@@ -98,9 +100,9 @@ pub fn render(
         .header(AutoSubmitted("auto-generated".into()))
         .header(PivotwatchFinding(format!("{} {}", f.id, f.rule)));
     for to in &sub.to {
-        let mb: Mailbox = to
-            .parse()
-            .map_err(|e| AlertError::Build(format!("subscriber {:?} address {to:?}: {e}", sub.name)))?;
+        let mb: Mailbox = to.parse().map_err(|e| {
+            AlertError::Build(format!("subscriber {:?} address {to:?}: {e}", sub.name))
+        })?;
         b = b.to(mb);
     }
     let text = text_body(entity_name, f);
@@ -131,7 +133,10 @@ pub fn text_body(entity_name: &str, f: &Finding) -> String {
     s.push_str(&format!("Entity:    {} ({})\n", entity_name, f.entity));
     s.push_str(&format!("Source:    {}\n", f.source));
     s.push_str(&format!("Watchlist: {}\n", f.watchlist));
-    s.push_str(&format!("Rule:      {} (severity {})\n", f.rule, f.severity));
+    s.push_str(&format!(
+        "Rule:      {} (severity {})\n",
+        f.rule, f.severity
+    ));
     s.push_str(&format!("URL:       {}\n", f.evidence.url));
     if let Some(id) = f.evidence.snapshot {
         s.push_str(&format!("Snapshot:  {id}"));
@@ -140,7 +145,11 @@ pub fn text_body(entity_name: &str, f: &Finding) -> String {
         }
         s.push('\n');
     }
-    s.push_str(&format!("Finding:   {} at {}\n", f.id, f.created_at.to_rfc3339()));
+    s.push_str(&format!(
+        "Finding:   {} at {}\n",
+        f.id,
+        f.created_at.to_rfc3339()
+    ));
     for (k, v) in &f.evidence.facts {
         s.push_str(&format!("{k}: {v}\n"));
     }
@@ -154,7 +163,10 @@ pub fn text_body(entity_name: &str, f: &Finding) -> String {
         s.push_str(&format!("\nWhy:\n{}\n", f.explanation));
     }
     s.push_str("\n-- \npivotwatch: `pivotwatch diff ");
-    s.push_str(&format!("{}/{}` shows the full change.\n", f.entity, f.source));
+    s.push_str(&format!(
+        "{}/{}` shows the full change.\n",
+        f.entity, f.source
+    ));
     s
 }
 
@@ -168,11 +180,20 @@ fn html_body(entity_name: &str, f: &Finding) -> String {
     );
     h.push_str(&format!("<p><strong>{}</strong></p>", e(&f.summary)));
     h.push_str("<table cellpadding=\"4\" style=\"border-collapse:collapse\">");
-    let mut row = |k: &str, v: String| h.push_str(&format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>", e(k), v));
+    let mut row = |k: &str, v: String| {
+        h.push_str(&format!(
+            "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+            e(k),
+            v
+        ))
+    };
     row("Entity", format!("{} ({})", e(entity_name), e(&f.entity)));
     row("Source", e(&f.source));
     row("Watchlist", e(&f.watchlist));
-    row("Rule", format!("{} (severity {})", e(&f.rule), e(f.severity.as_str())));
+    row(
+        "Rule",
+        format!("{} (severity {})", e(&f.rule), e(f.severity.as_str())),
+    );
     // The URL is shown as text, not a link: the mail must not make the
     // reader's client fetch anything.
     row("URL", format!("<code>{}</code>", e(&f.evidence.url)));
@@ -185,7 +206,10 @@ fn html_body(entity_name: &str, f: &Finding) -> String {
             },
         );
     }
-    row("Finding", format!("{} at {}", f.id, e(&f.created_at.to_rfc3339())));
+    row(
+        "Finding",
+        format!("{} at {}", f.id, e(&f.created_at.to_rfc3339())),
+    );
     for (k, v) in &f.evidence.facts {
         row(k, e(v));
     }
@@ -231,10 +255,20 @@ fn change_row(c: &Change) -> (&'static str, String, String, String) {
             old.clone().unwrap_or_default(),
             new.clone().unwrap_or_default(),
         ),
-        Change::ValueAdded { field, new } => ("value added", field.clone(), String::new(), new.clone()),
-        Change::ValueRemoved { field, old } => ("value removed", field.clone(), old.clone(), String::new()),
-        Change::ItemAdded { item, new } => ("item added", item.clone(), String::new(), item_cell(new)),
-        Change::ItemRemoved { item, old } => ("item removed", item.clone(), item_cell(old), String::new()),
-        Change::ItemChanged { item, old, new, .. } => ("item changed", item.clone(), item_cell(old), item_cell(new)),
+        Change::ValueAdded { field, new } => {
+            ("value added", field.clone(), String::new(), new.clone())
+        }
+        Change::ValueRemoved { field, old } => {
+            ("value removed", field.clone(), old.clone(), String::new())
+        }
+        Change::ItemAdded { item, new } => {
+            ("item added", item.clone(), String::new(), item_cell(new))
+        }
+        Change::ItemRemoved { item, old } => {
+            ("item removed", item.clone(), item_cell(old), String::new())
+        }
+        Change::ItemChanged { item, old, new, .. } => {
+            ("item changed", item.clone(), item_cell(old), item_cell(new))
+        }
     }
 }

@@ -17,9 +17,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use diag::{ConfigErrors, Diagnostic};
-pub use settings::{
-    DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber,
-};
+pub use settings::{DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber};
 pub use watchlist::{DEFAULT_MAX_PAGES, DEFAULT_SCHEDULE};
 
 use crate::extract::ExtractSpec;

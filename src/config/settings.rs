@@ -324,7 +324,10 @@ impl Settings {
         };
         let before = sink.out.len();
         let base = path.parent().unwrap_or(Path::new("."));
-        let state_dir = match (state_dir_flag, raw.store.as_ref().and_then(|s| s.path.as_ref())) {
+        let state_dir = match (
+            state_dir_flag,
+            raw.store.as_ref().and_then(|s| s.path.as_ref()),
+        ) {
             (Some(flag), _) => flag.to_path_buf(),
             (None, Some(p)) => resolve(base, p),
             (None, None) => PathBuf::from(".pivotwatch"),
@@ -385,8 +388,14 @@ impl Settings {
         }
         for (name, h) in &raw.hosts {
             let hs = HostSettings {
-                concurrency: h.concurrency.as_ref().map(|_| positive(&h.concurrency, sink, 1)),
-                interval: h.interval.as_ref().map(|_| dur(&h.interval, sink, Duration::ZERO)),
+                concurrency: h
+                    .concurrency
+                    .as_ref()
+                    .map(|_| positive(&h.concurrency, sink, 1)),
+                interval: h
+                    .interval
+                    .as_ref()
+                    .map(|_| dur(&h.interval, sink, Duration::ZERO)),
             };
             s.hosts.insert(name.to_ascii_lowercase(), hs);
         }
@@ -442,15 +451,17 @@ impl Settings {
         }
         let mut names = BTreeMap::new();
         for sub in &raw.subscriber {
-            if let Some(prev) = names.insert(sub.name.get_ref().clone(), ()) {
-                let _ = prev;
+            if names.insert(sub.name.get_ref().clone(), ()).is_some() {
                 sink.error(
                     Some(sub.name.span()),
                     format!("duplicate subscriber name {:?}", sub.name.get_ref()),
                 );
             }
             if sub.to.get_ref().is_empty() {
-                sink.error(Some(sub.to.span()), "a subscriber needs at least one address in `to`");
+                sink.error(
+                    Some(sub.to.span()),
+                    "a subscriber needs at least one address in `to`",
+                );
             }
             for a in sub.to.get_ref() {
                 if let Err(e) = parse_mailbox(a.get_ref()) {
@@ -485,7 +496,12 @@ impl Settings {
             };
             s.subscribers.push(Subscriber {
                 name: sub.name.get_ref().clone(),
-                to: sub.to.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
+                to: sub
+                    .to
+                    .get_ref()
+                    .iter()
+                    .map(|a| a.get_ref().clone())
+                    .collect(),
                 watchlists: sub.watchlists.clone(),
                 tags: sub.tags.clone(),
                 min_severity,
@@ -502,7 +518,10 @@ impl Settings {
                 Ok(a) => s.status_listen = Some(a),
                 Err(e) => sink.error(
                     Some(l.span()),
-                    format!("invalid listen address {:?} ({e}); write e.g. \"127.0.0.1:9187\"", l.get_ref()),
+                    format!(
+                        "invalid listen address {:?} ({e}); write e.g. \"127.0.0.1:9187\"",
+                        l.get_ref()
+                    ),
                 ),
             }
         }
@@ -519,5 +538,6 @@ impl Settings {
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -130,7 +130,11 @@ impl<'de> Deserialize<'de> for RawField {
     }
 }
 
-fn de<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, sink: &mut Sink<'_>, what: &str) -> Option<T> {
+fn de<T: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    sink: &mut Sink<'_>,
+    what: &str,
+) -> Option<T> {
     let span = value.span();
     match T::deserialize(toml::de::ValueDeserializer::from(value)) {
         Ok(v) => Some(v),
@@ -148,7 +152,8 @@ fn check_id(id: &Spanned<String>, what: &str, sink: &mut Sink<'_>) -> bool {
     let s = id.get_ref();
     let ok = !s.is_empty()
         && s.len() <= 100
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
         sink.error(
             Some(id.span()),
@@ -210,7 +215,9 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
     };
     let default_schedule = match &meta.schedule {
         None => Schedule::parse(DEFAULT_SCHEDULE).ok(),
-        Some(s) => Schedule::parse(s.get_ref()).map_err(|e| sink.error(Some(s.span()), e)).ok(),
+        Some(s) => Schedule::parse(s.get_ref())
+            .map_err(|e| sink.error(Some(s.span()), e))
+            .ok(),
     };
     for m in &meta.maintainers {
         if let Err(e) = super::settings::parse_mailbox(m.get_ref()) {
@@ -230,15 +237,21 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
             }
         };
         let sources_val = table.remove("source");
-        let Some(raw) = de::<RawEntity>(Spanned::new(span.clone(), DeValue::Table(table)), sink, "[[entity]]")
-        else {
+        let Some(raw) = de::<RawEntity>(
+            Spanned::new(span.clone(), DeValue::Table(table)),
+            sink,
+            "[[entity]]",
+        ) else {
             continue;
         };
         check_id(&raw.id, "entity", sink);
         if entity_ids.insert(raw.id.get_ref().clone(), ()).is_some() {
             sink.error(
                 Some(raw.id.span()),
-                format!("duplicate entity id {:?} in this watchlist", raw.id.get_ref()),
+                format!(
+                    "duplicate entity id {:?} in this watchlist",
+                    raw.id.get_ref()
+                ),
             );
         }
         for a in &raw.activity {
@@ -257,7 +270,10 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
             None => Vec::new(),
             Some(DeValue::Array(a)) => a.into_iter().collect(),
             Some(_) => {
-                sink.error(Some(raw.id.span()), "`source` must be an array of tables: write [[entity.source]]");
+                sink.error(
+                    Some(raw.id.span()),
+                    "`source` must be an array of tables: write [[entity.source]]",
+                );
                 Vec::new()
             }
         };
@@ -269,17 +285,26 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
             if source_ids.insert(rs.id.get_ref().clone(), ()).is_some() {
                 sink.error(
                     Some(rs.id.span()),
-                    format!("duplicate source id {:?} in entity {:?}", rs.id.get_ref(), raw.id.get_ref()),
+                    format!(
+                        "duplicate source id {:?} in entity {:?}",
+                        rs.id.get_ref(),
+                        raw.id.get_ref()
+                    ),
                 );
             }
-            if let Some(src) = compile_source(&rs, raw.id.get_ref(), default_schedule.as_ref(), sink) {
+            if let Some(src) =
+                compile_source(&rs, raw.id.get_ref(), default_schedule.as_ref(), sink)
+            {
                 sources.push(src);
             }
         }
         if sources.is_empty() && sink.out.len() == before {
             sink.error(
                 Some(raw.id.span()),
-                format!("entity {:?} has no sources; add at least one [[entity.source]]", raw.id.get_ref()),
+                format!(
+                    "entity {:?} has no sources; add at least one [[entity.source]]",
+                    raw.id.get_ref()
+                ),
             );
         }
         entities.push(Entity {
@@ -301,7 +326,11 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
         name,
         path: path.to_path_buf(),
         description: meta.description,
-        maintainers: meta.maintainers.into_iter().map(Spanned::into_inner).collect(),
+        maintainers: meta
+            .maintainers
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
         tags: meta.tags,
         timezone,
         entities,
@@ -325,12 +354,17 @@ fn compile_source(
             None
         }
         Err(e) => {
-            sink.error(Some(rs.url.span()), format!("invalid URL {:?}: {e}", rs.url.get_ref()));
+            sink.error(
+                Some(rs.url.span()),
+                format!("invalid URL {:?}: {e}", rs.url.get_ref()),
+            );
             None
         }
     };
     let schedule = match &rs.schedule {
-        Some(s) => Schedule::parse(s.get_ref()).map_err(|e| sink.error(Some(s.span()), e)).ok(),
+        Some(s) => Schedule::parse(s.get_ref())
+            .map_err(|e| sink.error(Some(s.span()), e))
+            .ok(),
         None => default_schedule.cloned(),
     };
     let kind = rs.kind.unwrap_or(if rs.items.is_some() {
@@ -373,7 +407,10 @@ fn html_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<HtmlField> {
         RawField::Short(s) => (s.clone(), None, false),
         RawField::Full(t) => {
             if t.pointer.is_some() {
-                sink.error(Some(f.span()), "`pointer` is for format = \"json\" sources; HTML fields use `selector`");
+                sink.error(
+                    Some(f.span()),
+                    "`pointer` is for format = \"json\" sources; HTML fields use `selector`",
+                );
                 return None;
             }
             let Some(sel) = &t.selector else {
@@ -383,7 +420,9 @@ fn html_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<HtmlField> {
             (sel.clone(), t.attr.clone(), t.all)
         }
     };
-    HtmlField::new(&sel, attr, all).map_err(|e| sink.error(Some(f.span()), e)).ok()
+    HtmlField::new(&sel, attr, all)
+        .map_err(|e| sink.error(Some(f.span()), e))
+        .ok()
 }
 
 fn json_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<JsonField> {
@@ -404,11 +443,13 @@ fn json_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<JsonField> {
             (p.clone(), t.all)
         }
     };
-    check_pointer(&pointer).map_err(|e| sink.error(Some(f.span()), e)).ok()?;
+    check_pointer(&pointer)
+        .map_err(|e| sink.error(Some(f.span()), e))
+        .ok()?;
     Some(JsonField { pointer, all })
 }
 
-fn columns<'a>(items: &'a RawItems) -> Vec<(Column, &'a Spanned<RawField>)> {
+fn columns(items: &RawItems) -> Vec<(Column, &Spanned<RawField>)> {
     let mut out = Vec::new();
     for (c, f) in [
         (Column::Name, &items.name),
@@ -436,10 +477,16 @@ fn check_item_columns(items: &Spanned<RawItems>, sink: &mut Sink<'_>) {
         );
     }
     for k in i.columns.keys() {
-        if matches!(k.get_ref().as_str(), "name" | "manufacturer" | "part_number" | "price" | "link" | "key") {
+        if matches!(
+            k.get_ref().as_str(),
+            "name" | "manufacturer" | "part_number" | "price" | "link" | "key"
+        ) {
             sink.error(
                 Some(k.span()),
-                format!("extra column `{}` clashes with a built-in column; rename it", k.get_ref()),
+                format!(
+                    "extra column `{}` clashes with a built-in column; rename it",
+                    k.get_ref()
+                ),
             );
         }
     }
@@ -500,7 +547,10 @@ fn json_spec(rs: &RawSource, sink: &mut Sink<'_>) -> Option<JsonSpec> {
             sink.error(Some(i.row.span()), e);
         }
         if let Some(n) = &i.next_page {
-            sink.error(Some(n.span()), "pagination (next_page) is only supported for HTML sources");
+            sink.error(
+                Some(n.span()),
+                "pagination (next_page) is only supported for HTML sources",
+            );
         }
         let mut cols = Vec::new();
         for (c, f) in columns(i) {

@@ -20,15 +20,24 @@ use crate::config::{Config, LoadOptions};
 /// Sets the scenario's pages for one state.
 fn publish(site: &Site, after: bool, stamp: &str) {
     site.set("/rc/84213", Page::html(scenario::registry(stamp)));
-    site.set("/produits", Page::html(scenario::catalogue(1, after, stamp)));
-    site.set("/produits?page=2", Page::html(scenario::catalogue(2, after, stamp)));
+    site.set(
+        "/produits",
+        Page::html(scenario::catalogue(1, after, stamp)),
+    );
+    site.set(
+        "/produits?page=2",
+        Page::html(scenario::catalogue(2, after, stamp)),
+    );
 }
 
 /// Writes the demo's settings and watchlist into `dir`.
 pub fn write_config(dir: &Path, base: &str) -> std::io::Result<(PathBuf, PathBuf)> {
     let wl_dir = dir.join("watchlists");
     std::fs::create_dir_all(&wl_dir)?;
-    std::fs::write(wl_dir.join("demo.toml"), scenario::WATCHLIST.replace("{BASE}", base))?;
+    std::fs::write(
+        wl_dir.join("demo.toml"),
+        scenario::WATCHLIST.replace("{BASE}", base),
+    )?;
     let settings = dir.join("pivotwatch.toml");
     std::fs::write(
         &settings,
@@ -61,19 +70,36 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
         state_dir: None,
     })?);
 
-    writeln!(out, "pivotwatch demo: Atlas Métaux SARL, registered in Tangier for wholesale of waste and scrap (NACE 46.77)")?;
-    writeln!(out, "site served at {}; state, watchlist and mail under {}\n", site.base(), dir.display())?;
-    writeln!(out, "== 1. First check: the registry record and the catalogue (scrap metal only)")?;
+    writeln!(
+        out,
+        "pivotwatch demo: Atlas Métaux SARL, registered in Tangier for wholesale of waste and scrap (NACE 46.77)"
+    )?;
+    writeln!(
+        out,
+        "site served at {}; state, watchlist and mail under {}\n",
+        site.base(),
+        dir.display()
+    )?;
+    writeln!(
+        out,
+        "== 1. First check: the registry record and the catalogue (scrap metal only)"
+    )?;
     crate::app::once(config.clone(), &[], true, false, out).await?;
 
-    writeln!(out, "\n== 2. The site changes: processors appear in the catalogue, rows are reordered, timestamps move")?;
+    writeln!(
+        out,
+        "\n== 2. The site changes: processors appear in the catalogue, rows are reordered, timestamps move"
+    )?;
     publish(&site, true, "2026-11-28 09:00");
     let code = crate::app::once(config.clone(), &[], true, false, out).await?;
 
     let store = crate::store::Store::open(&config.settings.state_dir)?;
     let ids = store.history("atlas-metaux/catalogue")?;
     if let [.., a, b] = ids.as_slice() {
-        writeln!(out, "\n== 3. What changed in the catalogue (pivotwatch diff atlas-metaux/catalogue)")?;
+        writeln!(
+            out,
+            "\n== 3. What changed in the catalogue (pivotwatch diff atlas-metaux/catalogue)"
+        )?;
         if let (Some(a), Some(b)) = (store.snapshot(*a)?, store.snapshot(*b)?) {
             for c in crate::diff::diff(&a.record, &b.record) {
                 writeln!(out, "  {}", c.describe())?;
@@ -89,10 +115,20 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
     let sent = store.sent_deliveries()?;
     let spool = &config.settings.email.spool_dir;
     let mut files: Vec<PathBuf> = std::fs::read_dir(spool)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
-    writeln!(out, "{} alert(s) delivered; {} .eml file(s) in {}", sent.len(), files.len(), spool.display())?;
+    writeln!(
+        out,
+        "{} alert(s) delivered; {} .eml file(s) in {}",
+        sent.len(),
+        files.len(),
+        spool.display()
+    )?;
     if let Some(f) = findings.last() {
         let entity = config.entity(&f.entity);
         for p in &files {
@@ -101,7 +137,17 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
                 writeln!(out, "file: {}\n", p.display())?;
                 let name = entity.map(|e| e.name.as_str()).unwrap_or(&f.entity);
                 for line in text.lines().take_while(|l| !l.is_empty()) {
-                    if ["From:", "To:", "Message-ID:", "Date:", "List-Id:", "Auto-Submitted:"].iter().any(|h| line.starts_with(h)) {
+                    if [
+                        "From:",
+                        "To:",
+                        "Message-ID:",
+                        "Date:",
+                        "List-Id:",
+                        "Auto-Submitted:",
+                    ]
+                    .iter()
+                    .any(|h| line.starts_with(h))
+                    {
                         writeln!(out, "{line}")?;
                     }
                 }

@@ -25,20 +25,60 @@ pub fn registry(footer_stamp: &str) -> String {
 struct Row(&'static str, &'static str, &'static str, &'static str);
 
 const SCRAP: &[Row] = &[
-    Row("Ferraille lourde E3, lot 20 t", "—", "FER-E3-20", "2 400 MAD/t"),
-    Row("Cuivre dénudé (millberry), 1 t", "—", "CU-MB-1", "71 000 MAD/t"),
-    Row("Aluminium profilé 6063, chutes", "—", "AL-6063-CH", "14 500 MAD/t"),
+    Row(
+        "Ferraille lourde E3, lot 20 t",
+        "—",
+        "FER-E3-20",
+        "2 400 MAD/t",
+    ),
+    Row(
+        "Cuivre dénudé (millberry), 1 t",
+        "—",
+        "CU-MB-1",
+        "71 000 MAD/t",
+    ),
+    Row(
+        "Aluminium profilé 6063, chutes",
+        "—",
+        "AL-6063-CH",
+        "14 500 MAD/t",
+    ),
     Row("Batteries plomb usagées", "—", "PB-BAT-U", "6 100 MAD/t"),
     Row("Câbles cuivre sous gaine", "—", "CU-CAB-G", "38 000 MAD/t"),
 ];
 
 const CHIPS: &[Row] = &[
-    Row("DSP C2000 Delfino 32 bits, 150 MHz", "Texas Instruments", "TMS320F28335PGFA", "310 MAD"),
-    Row("Microcontrôleur MSP430 16 bits", "T.I.", "MSP430F1611IPMR", "95 MAD"),
-    Row("FPGA Cyclone IV E, 22k LE", "Intel (Altera)", "EP4CE22F17C8N", "420 MAD"),
-    Row("Processeur i.MX 6Quad, 1 GHz", "NXP", "MCIMX6Q5EYM10AC", "690 MAD"),
+    Row(
+        "DSP C2000 Delfino 32 bits, 150 MHz",
+        "Texas Instruments",
+        "TMS320F28335PGFA",
+        "310 MAD",
+    ),
+    Row(
+        "Microcontrôleur MSP430 16 bits",
+        "T.I.",
+        "MSP430F1611IPMR",
+        "95 MAD",
+    ),
+    Row(
+        "FPGA Cyclone IV E, 22k LE",
+        "Intel (Altera)",
+        "EP4CE22F17C8N",
+        "420 MAD",
+    ),
+    Row(
+        "Processeur i.MX 6Quad, 1 GHz",
+        "NXP",
+        "MCIMX6Q5EYM10AC",
+        "690 MAD",
+    ),
     Row("FPGA Artix-7 35T", "Xilinx", "XC7A35T-1CSG324C", "560 MAD"),
-    Row("Mémoire NOR Flash 128 Mb", "Micron", "MT25QL128ABA1ESE", "48 MAD"),
+    Row(
+        "Mémoire NOR Flash 128 Mb",
+        "Micron",
+        "MT25QL128ABA1ESE",
+        "48 MAD",
+    ),
 ];
 
 fn rows(rows: &[&Row]) -> String {

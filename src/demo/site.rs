@@ -64,7 +64,9 @@ impl Site {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner::default());
-        let app = axum::Router::new().fallback(serve).with_state(inner.clone());
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(inner.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "Demo site stopped.");
@@ -123,7 +125,10 @@ async fn serve(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Response 
     let mut resp = match page {
         Some(p) => {
             let etag = format!("\"{}\"", &blake3::hash(&p.body).to_hex()[..16]);
-            let inm = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+            let inm = req
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
             if p.status == 200 && inm == Some(etag.as_str()) {
                 let mut r = Response::new(Body::empty());
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -131,14 +136,18 @@ async fn serve(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Response 
                 return r;
             }
             let mut r = Response::new(Body::from(p.body));
-            *r.status_mut() = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            *r.status_mut() =
+                StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let h: &mut HeaderMap = r.headers_mut();
             h.insert(header::CONTENT_TYPE, hv(&p.content_type));
             if p.status == 200 {
                 h.insert(header::ETAG, hv(&etag));
             }
             for (k, v) in &p.headers {
-                if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                if let (Ok(k), Ok(v)) = (
+                    header::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
                     h.insert(k, v);
                 }
             }
@@ -150,7 +159,8 @@ async fn serve(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Response 
             r
         }
     };
-    resp.headers_mut().insert(header::CACHE_CONTROL, hv("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, hv("no-store"));
     resp
 }
 

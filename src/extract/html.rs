@@ -200,8 +200,22 @@ fn collect_text(node: ego_tree::NodeRef<'_, Node>, out: &mut String) {
                 }
                 let block = matches!(
                     name,
-                    "br" | "p" | "div" | "li" | "td" | "th" | "tr" | "h1" | "h2" | "h3" | "h4"
-                        | "h5" | "h6" | "dd" | "dt" | "section" | "article"
+                    "br" | "p"
+                        | "div"
+                        | "li"
+                        | "td"
+                        | "th"
+                        | "tr"
+                        | "h1"
+                        | "h2"
+                        | "h3"
+                        | "h4"
+                        | "h5"
+                        | "h6"
+                        | "dd"
+                        | "dt"
+                        | "section"
+                        | "article"
                 );
                 if block {
                     out.push(' ');

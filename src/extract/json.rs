@@ -91,8 +91,13 @@ pub fn extract_json(spec: &JsonSpec, text: &str) -> Result<Record, ExtractError>
         for el in arr {
             let mut values = BTreeMap::new();
             for (col, f) in &items.columns {
-                if let Some(FieldValue::Text(t)) = read(el, &JsonField { all: false, ..f.clone() })
-                {
+                if let Some(FieldValue::Text(t)) = read(
+                    el,
+                    &JsonField {
+                        all: false,
+                        ..f.clone()
+                    },
+                ) {
                     values.insert(col.clone(), t);
                 }
             }
@@ -150,12 +155,30 @@ mod tests {
     fn fields_and_items() {
         let spec = JsonSpec {
             fields: vec![
-                ("name".into(), JsonField { pointer: "/name".into(), all: false }),
-                ("officers".into(), JsonField { pointer: "/officers".into(), all: true }),
+                (
+                    "name".into(),
+                    JsonField {
+                        pointer: "/name".into(),
+                        all: false,
+                    },
+                ),
+                (
+                    "officers".into(),
+                    JsonField {
+                        pointer: "/officers".into(),
+                        all: true,
+                    },
+                ),
             ],
             items: Some(JsonItems {
                 row: "/items".into(),
-                columns: vec![(Column::PartNumber, JsonField { pointer: "/mpn".into(), all: false })],
+                columns: vec![(
+                    Column::PartNumber,
+                    JsonField {
+                        pointer: "/mpn".into(),
+                        all: false,
+                    },
+                )],
             }),
         };
         let r = extract_json(
@@ -164,7 +187,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.fields["name"], FieldValue::Text("ACME Ltd".into()));
-        assert_eq!(r.fields["officers"], FieldValue::List(vec!["A".into(), "B".into()]));
+        assert_eq!(
+            r.fields["officers"],
+            FieldValue::List(vec!["A".into(), "B".into()])
+        );
         assert_eq!(r.items.keys().collect::<Vec<_>>(), vec!["LM317"]);
         assert!(matches!(
             extract_json(&spec, "<html>"),

@@ -14,7 +14,9 @@ mod normalize;
 
 use std::collections::BTreeMap;
 
-pub use html::{HtmlField, HtmlItems, HtmlPage, HtmlSpec, compile_selector, element_text, extract_html};
+pub use html::{
+    HtmlField, HtmlItems, HtmlPage, HtmlSpec, compile_selector, element_text, extract_html,
+};
 pub use json::{JsonField, JsonItems, JsonSpec, check_pointer, extract_json};
 pub use normalize::{clean_text, fold, item_key, normalise_part_number};
 

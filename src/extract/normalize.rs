@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn whitespace_and_nbsp_collapse() {
-        assert_eq!(clean_text("  Texas\u{a0}\n Instruments\t "), "Texas Instruments");
+        assert_eq!(
+            clean_text("  Texas\u{a0}\n Instruments\t "),
+            "Texas Instruments"
+        );
         assert_eq!(clean_text(""), "");
     }
 

@@ -138,7 +138,9 @@ impl<'a> Iterator for Attributes<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let s = self.rest;
-            let start = s.iter().position(|b| !b.is_ascii_whitespace() && *b != b'/')?;
+            let start = s
+                .iter()
+                .position(|b| !b.is_ascii_whitespace() && *b != b'/')?;
             let s = &s[start..];
             let name_end = s
                 .iter()
@@ -188,7 +190,10 @@ mod tests {
     #[test]
     fn charset_param_variants() {
         assert_eq!(charset_param("text/html; charset=UTF-8"), Some("UTF-8"));
-        assert_eq!(charset_param("text/html;CHARSET=\"koi8-r\""), Some("koi8-r"));
+        assert_eq!(
+            charset_param("text/html;CHARSET=\"koi8-r\""),
+            Some("koi8-r")
+        );
         assert_eq!(charset_param("text/html; q=1; charset = 'x' "), Some("x"));
         assert_eq!(charset_param("text/html"), None);
         assert_eq!(charset_param("text/html; charset="), None);
@@ -198,7 +203,10 @@ mod tests {
     fn meta_variants() {
         let name = |html: &[u8]| sniff_meta(html).map(Encoding::name);
         assert_eq!(name(b"<meta charset=windows-1251>"), Some("windows-1251"));
-        assert_eq!(name(b"<META CHARSET='Windows-1256'/>"), Some("windows-1256"));
+        assert_eq!(
+            name(b"<META CHARSET='Windows-1256'/>"),
+            Some("windows-1256")
+        );
         assert_eq!(
             name(b"<meta content=\"text/html; charset=iso-8859-1\" http-equiv=\"content-type\">"),
             Some("windows-1252")
@@ -207,7 +215,10 @@ mod tests {
         assert_eq!(name(b"<meta name=x content=\"charset=koi8-r\">"), None);
         assert_eq!(name(b"<metadata charset=koi8-r>"), None);
         assert_eq!(name(b"<meta charset=utf-16>"), Some("UTF-8"));
-        assert_eq!(name(b"<meta charset=bogus><meta charset=koi8-r>"), Some("KOI8-R"));
+        assert_eq!(
+            name(b"<meta charset=bogus><meta charset=koi8-r>"),
+            Some("KOI8-R")
+        );
         let mut late = vec![b' '; META_SNIFF_LIMIT];
         late.extend_from_slice(b"<meta charset=koi8-r>");
         assert_eq!(name(&late), None);
@@ -216,14 +227,25 @@ mod tests {
     #[test]
     fn header_wins_over_meta_and_json_skips_meta() {
         let body = b"<meta charset=windows-1251>\xcc";
-        assert_eq!(decode_body(body, Some("text/html; charset=koi8-r")).1.name(), "KOI8-R");
-        assert_eq!(decode_body(body, Some("application/json")).1.name(), "UTF-8");
+        assert_eq!(
+            decode_body(body, Some("text/html; charset=koi8-r"))
+                .1
+                .name(),
+            "KOI8-R"
+        );
+        assert_eq!(
+            decode_body(body, Some("application/json")).1.name(),
+            "UTF-8"
+        );
         assert_eq!(decode_body(body, None).1.name(), "windows-1251");
     }
 
     #[test]
     fn unknown_header_label_falls_through() {
-        let (text, enc) = decode_body(b"<meta charset=windows-1252>M\xe9taux", Some("text/html; charset=nonsense"));
+        let (text, enc) = decode_body(
+            b"<meta charset=windows-1252>M\xe9taux",
+            Some("text/html; charset=nonsense"),
+        );
         assert_eq!(enc.name(), "windows-1252");
         assert!(text.ends_with("Métaux"));
     }

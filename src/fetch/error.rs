@@ -48,7 +48,9 @@ pub enum FetchError {
     },
 
     /// The host name could not be resolved.
-    #[error("could not resolve {host}; check the host name in the source URL and this machine's DNS")]
+    #[error(
+        "could not resolve {host}; check the host name in the source URL and this machine's DNS"
+    )]
     Dns {
         /// The host that failed to resolve.
         host: String,
@@ -138,7 +140,9 @@ pub enum FetchError {
     },
 
     /// The HTTP client could not be built from the options.
-    #[error("cannot build the HTTP client; check user_agent in [http] (it must be a valid header value)")]
+    #[error(
+        "cannot build the HTTP client; check user_agent in [http] (it must be a valid header value)"
+    )]
     Client {
         /// The underlying error.
         #[source]
@@ -153,7 +157,9 @@ impl FetchError {
     /// worse.
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => true,
+            FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
+                true
+            }
             FetchError::HttpStatus {
                 status, blocked, ..
             } => !blocked && (*status >= 500 || *status == 408 || *status == 429),
@@ -203,8 +209,12 @@ fn status_message(status: u16, retry_after: Option<Duration>, blocked: bool) -> 
          (per_host_interval) or drop the source"
     } else {
         match status {
-            429 => "too many requests; the check will back off, raise per_host_interval for this host",
-            401 | 403 => "the site refuses this request; check whether the page needs a login or blocks crawlers",
+            429 => {
+                "too many requests; the check will back off, raise per_host_interval for this host"
+            }
+            401 | 403 => {
+                "the site refuses this request; check whether the page needs a login or blocks crawlers"
+            }
             404 | 410 => "the page is gone; update the source URL",
             500.. => "server error, usually temporary; the check will be retried",
             _ => "check the source URL",

@@ -238,9 +238,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -305,15 +304,28 @@ mod tests {
 
     #[test]
     fn hop_to_other_scheme_refused_even_when_private_allowed() {
-        for target in ["file:///etc/passwd", "ftp://example.org/", "gopher://x/", "data:text/plain,hi"] {
+        for target in [
+            "file:///etc/passwd",
+            "ftp://example.org/",
+            "gopher://x/",
+            "data:text/plain,hi",
+        ] {
             let err = check_hop(&url(target), 1, 5, true).unwrap_err();
-            assert!(matches!(err, GuardError::Scheme { .. }), "{target}: {err:?}");
+            assert!(
+                matches!(err, GuardError::Scheme { .. }),
+                "{target}: {err:?}"
+            );
         }
     }
 
     #[test]
     fn numeric_host_spellings_are_normalised_then_refused() {
-        for s in ["http://2130706433/", "http://0x7f000001/", "http://127.1/", "http://[::1]/"] {
+        for s in [
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://127.1/",
+            "http://[::1]/",
+        ] {
             let err = check_url_inner(&url(s), false).unwrap_err();
             assert!(matches!(err, GuardError::Private { .. }), "{s}: {err:?}");
         }
@@ -321,7 +333,8 @@ mod tests {
 
     #[test]
     fn credentials_refused_and_not_echoed() {
-        let err = check_url_inner(&url("http://bob:hunter2@example.org/?key=s3cret"), true).unwrap_err();
+        let err =
+            check_url_inner(&url("http://bob:hunter2@example.org/?key=s3cret"), true).unwrap_err();
         let GuardError::Invalid { url, .. } = &err else {
             panic!("expected Invalid, got {err:?}");
         };

@@ -227,7 +227,9 @@ impl Fetcher {
                 elapsed_ms,
                 "Fetched."
             ),
-            Err(FetchError::HttpStatus { status, blocked, .. }) => tracing::debug!(
+            Err(FetchError::HttpStatus {
+                status, blocked, ..
+            }) => tracing::debug!(
                 url = %log_url,
                 status,
                 blocked,
@@ -239,7 +241,11 @@ impl Fetcher {
         result
     }
 
-    async fn fetch_inner(&self, url: &Url, cond: &Conditional) -> Result<FetchResponse, FetchError> {
+    async fn fetch_inner(
+        &self,
+        url: &Url,
+        cond: &Conditional,
+    ) -> Result<FetchResponse, FetchError> {
         let opts = &self.inner.opts;
         // IP-literal hosts never reach the resolver: check them here.
         check_url(url, opts.allow_private_addresses)?;
@@ -257,7 +263,10 @@ impl Fetcher {
             request = request.header(header::IF_MODIFIED_SINCE, value);
         }
 
-        let mut resp = request.send().await.map_err(|e| map_reqwest_error(e, &host, opts))?;
+        let mut resp = request
+            .send()
+            .await
+            .map_err(|e| map_reqwest_error(e, &host, opts))?;
         let status = resp.status().as_u16();
         let final_url = resp.url().clone();
         let final_host = host_of(&final_url);
@@ -278,6 +287,24 @@ impl Fetcher {
                 last_modified: last_modified.or_else(|| cond.last_modified.clone()),
                 not_modified: true,
             });
+        }
+
+        if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            // A redirect came back unfollowed: reqwest only hands the policy
+            // targets that form a valid `http::Uri`, so `file:///…` and
+            // unparseable Locations end up here. Say why.
+            if let Some(location) = header_string(resp.headers(), header::LOCATION) {
+                match final_url.join(&location) {
+                    Ok(target) => check_url(&target, opts.allow_private_addresses)?,
+                    Err(_) => {
+                        return Err(FetchError::InvalidUrl {
+                            url: location.chars().take(200).collect(),
+                            reason: "the server redirected to something that is not a valid URL"
+                                .to_owned(),
+                        });
+                    }
+                }
+            }
         }
 
         if !(200..300).contains(&status) {
@@ -337,7 +364,11 @@ impl ReadError {
 /// Reads the whole body, failing as soon as it grows past `cap`.
 /// `chunk()` yields decompressed bytes, so the cap holds against gzip bombs.
 async fn read_capped(resp: &mut reqwest::Response, cap: u64) -> Result<Vec<u8>, ReadError> {
-    let reserve = resp.content_length().unwrap_or(0).min(cap).min(MAX_PREALLOCATION);
+    let reserve = resp
+        .content_length()
+        .unwrap_or(0)
+        .min(cap)
+        .min(MAX_PREALLOCATION);
     let mut body = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
     while let Some(chunk) = resp.chunk().await.map_err(ReadError::Reqwest)? {
         let total = u64::try_from(body.len().saturating_add(chunk.len())).unwrap_or(u64::MAX);

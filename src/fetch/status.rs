@@ -49,7 +49,8 @@ const SCAN_LIMIT: usize = 256 * 1024;
 /// case-insensitive over the first 256 KiB.
 pub fn looks_blocked(text: &str) -> bool {
     let hay = lowercase_prefix(text);
-    contains_any(&hay, STRONG_MARKERS) || (text.len() <= SHORT_PAGE && contains_any(&hay, WEAK_MARKERS))
+    contains_any(&hay, STRONG_MARKERS)
+        || (text.len() <= SHORT_PAGE && contains_any(&hay, WEAK_MARKERS))
 }
 
 /// Like [`looks_blocked`] but counts every marker regardless of page size;

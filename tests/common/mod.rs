@@ -43,8 +43,16 @@ impl Env {
     pub fn write(&self, settings: &str, watchlist: &str) {
         let base = self.site.base();
         std::fs::create_dir_all(self.dir.path().join("watchlists")).unwrap();
-        std::fs::write(self.dir.path().join("pivotwatch.toml"), settings.replace("{BASE}", &base)).unwrap();
-        std::fs::write(self.dir.path().join("watchlists/test.toml"), watchlist.replace("{BASE}", &base)).unwrap();
+        std::fs::write(
+            self.dir.path().join("pivotwatch.toml"),
+            settings.replace("{BASE}", &base),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir.path().join("watchlists/test.toml"),
+            watchlist.replace("{BASE}", &base),
+        )
+        .unwrap();
     }
 
     pub fn opts(&self) -> LoadOptions {
@@ -65,7 +73,11 @@ impl Env {
 
     pub fn eml_files(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.spool())
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -76,9 +88,14 @@ impl Env {
         let config = self.config();
         let store = Store::open(&config.settings.state_dir).expect("store");
         let checker = Checker::new(config.clone(), store.clone()).expect("checker");
-        let ids: Vec<(String, String)> = config.sources().map(|(e, s)| (e.id.clone(), s.id.clone())).collect();
+        let ids: Vec<(String, String)> = config
+            .sources()
+            .map(|(e, s)| (e.id.clone(), s.id.clone()))
+            .collect();
         let reports = checker.check_all(&ids).await;
-        pivotwatch::alert::deliver_pending(&store, &config).await.expect("deliver");
+        pivotwatch::alert::deliver_pending(&store, &config)
+            .await
+            .expect("deliver");
         reports
     }
 
@@ -87,14 +104,20 @@ impl Env {
     }
 }
 
-pub fn catalogue_page(rows: &[(&str, &str, &str, &str)], stamp: &str, next: Option<&str>) -> String {
+pub fn catalogue_page(
+    rows: &[(&str, &str, &str, &str)],
+    stamp: &str,
+    next: Option<&str>,
+) -> String {
     let body: String = rows
         .iter()
         .map(|(n, m, p, price)| {
             format!("<tr><td class=\"n\">{n}</td><td class=\"m\">{m}</td><td class=\"p\">{p}</td><td class=\"price\">{price}</td></tr>")
         })
         .collect();
-    let next = next.map(|n| format!("<a class=\"next\" href=\"{n}\">next</a>")).unwrap_or_default();
+    let next = next
+        .map(|n| format!("<a class=\"next\" href=\"{n}\">next</a>"))
+        .unwrap_or_default();
     format!(
         "<html><head><title>Shop</title><script>var t='{stamp}';</script></head><body>\
          <div class=\"banner\">Updated {stamp}</div><table id=\"products\"><tbody>{body}</tbody></table>{next}\
