@@ -115,6 +115,20 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             let store = Store::open(&config.settings.state_dir)?;
             findings(&store, since.as_deref(), entity.as_deref(), json, &mut out)
         }
+        Command::Explain { entity, json } => {
+            let config = Config::load(&opts)?;
+            let store = Store::open(&config.settings.state_dir)?;
+            explain(&config, &store, &entity, json, &mut out)
+        }
+        Command::Outbox { action } => {
+            let config = Config::load(&opts)?;
+            let store = Store::open(&config.settings.state_dir)?;
+            outbox(&config, &store, action, &mut out).await
+        }
+        Command::SendTestEmail { subscriber } => {
+            let config = Config::load(&opts)?;
+            send_test_email(&config, &subscriber, &mut out).await
+        }
         Command::Probe {
             url,
             fields,
@@ -213,23 +227,10 @@ pub async fn once(
     let reports = checker.check_all(&selected).await;
     print_reports(&reports, json, out)?;
     if deliver {
-        for d in crate::alert::deliver_pending(&store, &config).await? {
-            if json {
-                continue;
-            }
-            match (&d.file, &d.error) {
-                (_, Some(e)) => writeln!(
-                    out,
-                    "alert for finding {} to {} still queued: {e}",
-                    d.delivery.finding, d.delivery.subscriber
-                )?,
-                (Some(f), None) => writeln!(out, "alert written: {}", f.display())?,
-                (None, None) => writeln!(
-                    out,
-                    "alert sent to {}: {}",
-                    d.delivery.subscriber, d.subject
-                )?,
-            }
+        crate::alert::test_pause_before_delivery().await;
+        let report = crate::alert::deliver_pending(&store, &config).await?;
+        if !json {
+            print_delivery(&report, out)?;
         }
     }
     let failed = reports
@@ -639,4 +640,319 @@ async fn probe(
 /// Opens the store, creating the folder.
 pub fn open_store(dir: &Path) -> Result<Store, AppError> {
     Ok(Store::open(dir)?)
+}
+
+/// `explain`: the entity's profile and every rule's verdict on the latest
+/// change of each source.
+pub fn explain(config: &Config, store: &Store, entity: &str, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+    use crate::detect::{self, Profile};
+    let Some(ent) = config.entity(entity) else {
+        return Err(AppError::Usage(format!("no entity {entity:?} in the watchlists")));
+    };
+    let reference = crate::classify::Reference::load(config.settings.reference_dir.as_deref())
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let mut snaps: Vec<(&crate::config::Source, Option<Snapshot>, Option<Snapshot>)> = Vec::new();
+    for s in &ent.sources {
+        let ids = store.history(&s.key())?;
+        let cur = match ids.last() {
+            Some(id) => store.snapshot(*id)?,
+            None => None,
+        };
+        let prev = match ids.len().checked_sub(2) {
+            Some(i) => store.snapshot(ids[i])?,
+            None => None,
+        };
+        snaps.push((s, cur, prev));
+    }
+    let latest: Vec<(&crate::config::Source, &Snapshot)> =
+        snaps.iter().filter_map(|(s, c, _)| c.as_ref().map(|c| (*s, c))).collect();
+    let profile = Profile::build(&reference, ent, &latest);
+    let default_rules = detect::RuleConfig::default();
+    let rules = config.watchlist_of(ent).map(|w| &w.rules).unwrap_or(&default_rules);
+    let mut verdicts = Vec::new();
+    for (s, cur, prev) in &snaps {
+        let Some(cur) = cur else { continue };
+        let changes = prev.as_ref().map(|p| crate::diff::diff(&p.record, &cur.record)).unwrap_or_default();
+        let input = detect::Input {
+            reference: &reference,
+            rules,
+            entity: ent,
+            source: s,
+            previous: prev.as_ref(),
+            current: cur,
+            changes: &changes,
+            profile: &profile,
+        };
+        for v in detect::evaluate(&input) {
+            verdicts.push((s.id.clone(), v));
+        }
+    }
+    // The profile rule judges the entity, not a source: show it once, as
+    // seen from the catalogue when there is one.
+    let pm = crate::detect::ids::PROFILE_MISMATCH;
+    let keep = verdicts
+        .iter()
+        .rposition(|(s, v)| {
+            v.rule == pm && ent.sources.iter().any(|x| &x.id == s && x.kind == crate::config::SourceKind::Catalogue)
+        })
+        .or_else(|| verdicts.iter().position(|(_, v)| v.rule == pm));
+    let mut i = 0;
+    verdicts.retain(|(_, v)| {
+        let k = v.rule != pm || Some(i) == keep;
+        i += 1;
+        k
+    });
+    if let Some(p) = verdicts.iter().position(|(_, v)| v.rule == pm) {
+        let v = verdicts.remove(p);
+        verdicts.insert(0, ("(entity)".to_string(), v.1));
+    }
+    if json {
+        let v = serde_json::json!({
+            "entity": ent.id,
+            "name": ent.name,
+            "watchlist": ent.watchlist,
+            "profile": {
+                "declared": profile.declared,
+                "registered": profile.registered,
+                "registered_text": profile.registered_text,
+                "sectors": profile.sectors(),
+                "items": profile.items.len(),
+                "controlled": profile.controlled(0.5).iter().map(|i| i.evidence()).collect::<Vec<_>>(),
+                "by_tier": profile.by_tier().iter().map(|(t, n)| (t.as_str().to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+                "by_manufacturer": profile.by_manufacturer(),
+            },
+            "rules": verdicts.iter().map(|(s, v)| serde_json::json!({
+                "source": s, "rule": v.rule, "enabled": v.enabled, "fires": v.finding.is_some(),
+                "severity": v.finding.as_ref().map(|f| f.severity), "reason": v.reason,
+                "summary": v.finding.as_ref().map(|f| f.summary.clone()),
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{v}")?;
+        return Ok(0);
+    }
+    writeln!(out, "{} ({}), watchlist {}", ent.name, ent.id, ent.watchlist)?;
+    let acts = |v: &[crate::classify::ActivityMatch]| -> String {
+        if v.is_empty() {
+            return "(none known)".into();
+        }
+        v.iter().map(|m| format!("{}:{} {} [{}]", m.scheme, m.code, m.label, m.sector)).collect::<Vec<_>>().join("; ")
+    };
+    writeln!(out, "declared activity:   {}", acts(&profile.declared))?;
+    if !profile.registered_text.is_empty() {
+        writeln!(out, "registry says:       {}", profile.registered_text.join("; "))?;
+    }
+    writeln!(out, "registered activity: {}", acts(&profile.registered))?;
+    let controlled = profile.controlled(0.5);
+    writeln!(out, "catalogue:           {} items, {} controlled (CHPL tier or listed manufacturer)", profile.items.len(), controlled.len())?;
+    for (t, n) in profile.by_tier() {
+        writeln!(out, "  {t}: {n}")?;
+    }
+    for (m, (country, n)) in profile.by_manufacturer() {
+        writeln!(out, "  {m} ({country}): {n}")?;
+    }
+    for i in &controlled {
+        let e = i.evidence();
+        writeln!(
+            out,
+            "  - {:<20} {:<20} {:<24} HS {:<8} {:<9} confidence {:.2}",
+            e.part_number.clone().or(e.name.clone()).unwrap_or_default(),
+            e.manufacturer.clone().unwrap_or_else(|| "-".into()),
+            e.family.clone().unwrap_or_else(|| "-".into()),
+            e.hs_code.clone().unwrap_or_else(|| "-".into()),
+            e.tier.map(|t| format!("Tier {t}")).unwrap_or_else(|| "-".into()),
+            e.confidence
+        )?;
+        for r in &i.class.reasons {
+            writeln!(out, "      {r}")?;
+        }
+    }
+    writeln!(out, "rules (on the latest change of each source):")?;
+    for (s, v) in &verdicts {
+        let state = match (&v.finding, v.enabled) {
+            (_, false) => "off".to_string(),
+            (Some(f), true) => format!("FIRES {}", f.severity.as_str().to_uppercase()),
+            (None, true) => "quiet".to_string(),
+        };
+        writeln!(out, "  {:<18} {:<12} {:<15} {}", v.rule, s, state, v.reason)?;
+        if let Some(f) = &v.finding {
+            writeln!(out, "  {:<18} {:<12} {:<15} {}", "", "", "", f.summary)?;
+        }
+    }
+    Ok(0)
+}
+
+fn alert_usage(e: crate::alert::AlertError) -> AppError {
+    use crate::alert::AlertError as A;
+    match e {
+        A::UnknownSubscriber(_) | A::UnknownDelivery(_) => AppError::Usage(e.to_string()),
+        other => AppError::Alert(other),
+    }
+}
+
+/// Prints what a delivery run did, one line per mail.
+pub fn print_delivery(
+    report: &crate::alert::DeliveryReport,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    use crate::alert::Outcome;
+    for m in &report.mails {
+        let first = m.deliveries.first();
+        let what = if m.digest {
+            format!("digest of {} finding(s)", m.deliveries.len())
+        } else {
+            format!(
+                "alert for finding {}",
+                first.map(|d| d.finding).unwrap_or_default()
+            )
+        };
+        let id = first.map(|d| d.id).unwrap_or_default();
+        match &m.outcome {
+            Outcome::Sent {
+                file: Some(f), ..
+            } => writeln!(out, "alert written: {}", f.display())?,
+            Outcome::Sent { reply, file: None } => writeln!(
+                out,
+                "{what} sent to {}: {} ({reply})",
+                m.subscriber, m.subject
+            )?,
+            Outcome::Retry {
+                error,
+                next_attempt,
+            } => writeln!(
+                out,
+                "{what} to {} still queued (delivery {id}, next attempt {}): {error}",
+                m.subscriber,
+                next_attempt.format("%Y-%m-%d %H:%M:%S UTC")
+            )?,
+            Outcome::Dead { error } => writeln!(
+                out,
+                "{what} to {} failed permanently (dead letter {id}; fix the cause, then `pivotwatch outbox retry {id}`): {error}",
+                m.subscriber
+            )?,
+            Outcome::Deferred {
+                error,
+                next_attempt,
+            } => writeln!(
+                out,
+                "{what} to {} deferred to {}: {error}",
+                m.subscriber,
+                next_attempt.format("%Y-%m-%d %H:%M:%S UTC")
+            )?,
+            Outcome::Held { reason } => writeln!(
+                out,
+                "{} alert(s) for {} held: {reason}",
+                m.deliveries.len(),
+                m.subscriber
+            )?,
+        }
+        if m.possible_duplicate {
+            writeln!(
+                out,
+                "  an earlier attempt was interrupted: it may arrive twice, with the same Message-ID {}",
+                m.message_id
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn delivery_state(d: &crate::store::Delivery) -> &'static str {
+    if d.dead {
+        "dead"
+    } else if d.next_attempt.is_some() {
+        "retry"
+    } else {
+        "queued"
+    }
+}
+
+/// `outbox [list | retry ID | retry --all]`.
+pub async fn outbox(
+    config: &Config,
+    store: &Store,
+    action: Option<crate::cli::OutboxAction>,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    use crate::cli::OutboxAction;
+    match action.unwrap_or(OutboxAction::List { json: false }) {
+        OutboxAction::List { json } => {
+            let all = store.outbox_all()?;
+            if json {
+                for d in &all {
+                    let mut v = serde_json::to_value(d).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("state".into(), delivery_state(d).into());
+                    }
+                    writeln!(out, "{v}")?;
+                }
+                return Ok(0);
+            }
+            if all.is_empty() {
+                writeln!(
+                    out,
+                    "outbox empty: every alert was delivered ({} in the delivery log)",
+                    store.sent_deliveries()?.len()
+                )?;
+                return Ok(0);
+            }
+            writeln!(
+                out,
+                "{:>8}  {:<6}  {:<16}  {:>8}  {:>8}  {:<20}  LAST ERROR",
+                "ID", "STATE", "SUBSCRIBER", "FINDING", "ATTEMPTS", "NEXT ATTEMPT"
+            )?;
+            for d in &all {
+                let mode = crate::alert::subscriber(&config.settings, &d.subscriber)
+                    .is_some_and(|s| s.mode == crate::config::DeliveryMode::Digest);
+                writeln!(
+                    out,
+                    "{:>8}  {:<6}  {:<16}  {:>8}  {:>8}  {:<20}  {}",
+                    d.id,
+                    delivery_state(d),
+                    if mode {
+                        format!("{} (digest)", d.subscriber)
+                    } else {
+                        d.subscriber.clone()
+                    },
+                    d.finding,
+                    d.attempts,
+                    d.next_attempt
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    d.last_error.as_deref().unwrap_or("")
+                )?;
+            }
+            let dead = all.iter().filter(|d| d.dead).count();
+            writeln!(
+                out,
+                "{} pending, {dead} dead; `pivotwatch outbox retry ID` or `--all` requeues and sends",
+                all.len() - dead
+            )?;
+            Ok(0)
+        }
+        OutboxAction::Retry { id, all } => {
+            let id = if all { None } else { id };
+            let requeued = crate::alert::requeue(store, id).map_err(alert_usage)?;
+            writeln!(out, "requeued {} deliver(y/ies)", requeued.len())?;
+            let report = crate::alert::deliver_pending(store, config).await?;
+            print_delivery(&report, out)?;
+            Ok(0)
+        }
+    }
+}
+
+/// `send-test-email SUBSCRIBER`: a test mail, sent now.
+pub async fn send_test_email(
+    config: &Config,
+    name: &str,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let (via, mail, ok) = crate::alert::send_test_email(config, name)
+        .await
+        .map_err(alert_usage)?;
+    let to = crate::alert::subscriber(&config.settings, name)
+        .map(|s| s.to.join(", "))
+        .unwrap_or_default();
+    writeln!(out, "test mail sent to {to} via {via}: {}", ok.reply)?;
+    writeln!(out, "Message-ID: {}", mail.message_id)?;
+    Ok(0)
 }

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::alert;
+use crate::classify::{RefDataError, Reference};
 use crate::config::{Config, Entity, Source};
 use crate::detect;
 use crate::diff::diff;
@@ -57,6 +58,7 @@ pub struct CheckReport {
 #[derive(Clone, Debug)]
 pub struct Checker {
     config: Arc<Config>,
+    reference: Arc<Reference>,
     store: Store,
     public: Fetcher,
     private: Fetcher,
@@ -72,6 +74,9 @@ pub enum CheckError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// The reference data is invalid.
+    #[error(transparent)]
+    Reference(#[from] RefDataError),
 }
 
 impl Checker {
@@ -86,6 +91,7 @@ impl Checker {
             max_redirects: h.max_redirects,
             allow_private_addresses: false,
         };
+        let reference = Arc::new(Reference::load(config.settings.reference_dir.as_deref())?);
         let public = Fetcher::new(opts.clone())?;
         let private = Fetcher::new(FetchOptions {
             allow_private_addresses: true,
@@ -93,6 +99,7 @@ impl Checker {
         })?;
         Ok(Checker {
             config,
+            reference,
             store,
             public,
             private,
@@ -102,6 +109,11 @@ impl Checker {
     /// The configuration in use.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    /// The reference data in use.
+    pub fn reference(&self) -> &Arc<Reference> {
+        &self.reference
     }
 
     /// The store in use.
@@ -343,13 +355,37 @@ impl Checker {
             CheckStatus::New
         };
         let store = self.store.clone();
+        let others = {
+            let store = store.clone();
+            let keys: Vec<String> = entity.sources.iter().filter(|s| s.id != source.id).map(|s| s.key()).collect();
+            blocking(move || {
+                let mut v = Vec::new();
+                for k in keys {
+                    v.push((k.clone(), store.latest_snapshot(&k)?));
+                }
+                Ok(v)
+            })
+            .await?
+        };
+        let mut latest: Vec<(&Source, &Snapshot)> = vec![(source, &snapshot)];
+        for (k, snap) in &others {
+            if let (Some(src), Some(snap)) = (entity.sources.iter().find(|s| &s.key() == k), snap) {
+                latest.push((src, snap));
+            }
+        }
+        let profile = detect::Profile::build(&self.reference, entity, &latest);
+        let rules = self.config.watchlist_of(entity).map(|w| &w.rules);
+        let default_rules = detect::RuleConfig::default();
         let findings = {
             let input = detect::Input {
+                reference: &self.reference,
+                rules: rules.unwrap_or(&default_rules),
                 entity,
                 source,
                 previous: previous.as_ref(),
                 current: &snapshot,
                 changes: &changes,
+                profile: &profile,
             };
             let raised = |k: &str| store.finding_for_key(k).ok().flatten().is_some();
             detect::detect(&input, &raised)

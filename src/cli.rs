@@ -85,6 +85,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// An entity's profile and, for every rule, whether it fires and why.
+    Explain {
+        /// Entity id.
+        entity: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pending and dead alert deliveries with their last error; `retry` requeues and sends.
+    Outbox {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
+    },
+    /// Send a test mail to a subscriber now (outside the outbox) and print the server's reply.
+    SendTestEmail {
+        /// Subscriber name from pivotwatch.toml (`default` when none is configured).
+        subscriber: String,
+    },
     /// Try an extractor on a live URL and print what it yields.
     Probe {
         /// The page to fetch.
@@ -107,5 +126,25 @@ pub enum Command {
         /// Print the record as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `outbox` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Pending and dead deliveries with attempts, next attempt and last error (the default).
+    List {
+        /// One JSON object per delivery.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Requeue a dead or waiting delivery (or every one with --all), then deliver what is due.
+    Retry {
+        /// Delivery id, as `pivotwatch outbox` shows it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead or waiting delivery.
+        #[arg(long)]
+        all: bool,
     },
 }

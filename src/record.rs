@@ -320,6 +320,44 @@ pub struct Evidence {
     /// Free facts (e.g. "registered activity" → "NACE 46.77").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub facts: BTreeMap<String, String>,
+    /// Classified catalogue items behind the finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<EvidenceItem>,
+}
+
+/// One catalogue item as evidence: what the page said and how it classified.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    /// `entity/source` it was listed on.
+    pub source: String,
+    /// Item key.
+    pub key: String,
+    /// Part number as shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_number: Option<String>,
+    /// Name as shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Brand column as shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    /// Canonical manufacturer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<String>,
+    /// Manufacturer's country.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Product family label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// HS-6 code, dotted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs_code: Option<String>,
+    /// CHPL tier ("1", "2", "3.A" …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// Classification confidence, 0 to 1.
+    pub confidence: f32,
 }
 
 /// What a rule concluded about one check.
@@ -347,6 +385,11 @@ pub struct Finding {
     /// Stable key: the same condition yields the same key, so it is not
     /// raised twice.
     pub dedup_key: String,
+    /// Keys of the facts behind the finding (a tier, a manufacturer, an
+    /// item). A finding that has them is raised only when at least one of
+    /// them is new: the condition escalated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalation_keys: Vec<String>,
     /// When the finding was made.
     pub created_at: DateTime<Utc>,
 }

@@ -14,6 +14,7 @@
 //! - `finding_keys`: dedup key → finding id
 //! - `outbox`: delivery id → [`Delivery`] (pending and dead)
 //! - `sent`: delivery id → [`Delivery`] (delivery log)
+//! - `digests`: subscriber name → [`DigestState`] (last digest sent)
 
 use std::path::{Path, PathBuf};
 
@@ -133,6 +134,68 @@ pub struct Delivery {
     /// When it was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
+    /// When the last attempt was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// Set when an attempt starts and cleared when its outcome is recorded.
+    /// Still set at the next run means the process died mid-send: the mail
+    /// may have arrived, and is sent again with the same Message-ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<DateTime<Utc>>,
+    /// Message-ID of the mail that carried it (the last one tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The server's reply (or the spool file) when it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// The most recent attempts, oldest first (at most [`MAX_ATTEMPT_LOG`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
+}
+
+/// How many attempts a [`Delivery`] remembers.
+pub const MAX_ATTEMPT_LOG: usize = 10;
+
+/// One delivery attempt, as recorded in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// `sent`, `retry` (transient failure), `dead` (permanent failure) or
+    /// `deferred` (not tried because an earlier send to the same
+    /// subscriber could not reach the server).
+    pub outcome: String,
+    /// The server's reply or the error.
+    pub detail: String,
+}
+
+impl Delivery {
+    /// Appends an attempt to [`Delivery::history`], keeping the last
+    /// [`MAX_ATTEMPT_LOG`].
+    pub fn record(&mut self, at: DateTime<Utc>, outcome: &str, detail: &str) {
+        self.history.push(Attempt {
+            at,
+            outcome: outcome.to_string(),
+            detail: detail.to_string(),
+        });
+        if self.history.len() > MAX_ATTEMPT_LOG {
+            let extra = self.history.len() - MAX_ATTEMPT_LOG;
+            self.history.drain(..extra);
+        }
+    }
+}
+
+/// When a digest subscriber last got its digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestState {
+    /// When the last digest was sent.
+    pub last_sent: DateTime<Utc>,
+    /// Its Message-ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// How many findings it carried.
+    #[serde(default)]
+    pub findings: usize,
 }
 
 /// Everything one check persists, committed atomically.
@@ -175,6 +238,7 @@ pub struct Store {
     finding_keys: sled::Tree,
     outbox: sled::Tree,
     sent: sled::Tree,
+    digests: sled::Tree,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -245,6 +309,7 @@ impl Store {
             finding_keys: db.open_tree("finding_keys")?,
             outbox: db.open_tree("outbox")?,
             sent: db.open_tree("sent")?,
+            digests: db.open_tree("digests")?,
             db,
         })
     }
@@ -392,6 +457,11 @@ impl Store {
                     last_error: None,
                     dead: false,
                     sent_at: None,
+                    last_attempt: None,
+                    in_flight: None,
+                    message_id: None,
+                    reply: None,
+                    history: Vec::new(),
                 });
             }
         }
@@ -420,6 +490,9 @@ impl Store {
                 for f in &out.findings {
                     findings.insert(&f.id.to_be_bytes(), enc(f))?;
                     keys.insert(f.dedup_key.as_bytes(), &f.id.to_be_bytes())?;
+                    for k in &f.escalation_keys {
+                        keys.insert(k.as_bytes(), &f.id.to_be_bytes())?;
+                    }
                 }
                 for d in &out.deliveries {
                     outbox.insert(&d.id.to_be_bytes(), enc(d))?;
@@ -494,6 +567,77 @@ impl Store {
             out.push(dec(&k, &v)?);
         }
         Ok(out)
+    }
+
+    /// A delivery still in the outbox (pending or dead).
+    pub fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
+        let k = id.to_be_bytes();
+        match self.outbox.get(k)? {
+            Some(v) => Ok(Some(dec(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Updates several deliveries still in the outbox at once (failed
+    /// attempts, dead letters, requeued ones), then flushes.
+    pub fn update_deliveries(&self, ds: &[Delivery]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for d in ds {
+            batch.insert(&d.id.to_be_bytes(), enc(d));
+        }
+        self.outbox.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Marks deliveries as in flight (an attempt started). Not flushed: if
+    /// the mark is lost in a crash, only the "possible duplicate" hint is.
+    pub fn note_in_flight(&self, ds: &[Delivery]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for d in ds {
+            batch.insert(&d.id.to_be_bytes(), enc(d));
+        }
+        self.outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Moves sent deliveries (as given: `sent_at`, `attempts`, `history`
+    /// already filled in) from the outbox to the log and, for a digest,
+    /// records the subscriber's digest state, all in one transaction; then
+    /// flushes. A delivery that is no longer in the outbox is not logged
+    /// twice.
+    pub fn mark_sent_batch(
+        &self,
+        ds: &[Delivery],
+        digest: Option<(&str, &DigestState)>,
+    ) -> Result<(), StoreError> {
+        let res: Result<(), TransactionError<()>> = (&self.outbox, &self.sent, &self.digests)
+            .transaction(|(outbox, sent, digests)| {
+                for d in ds {
+                    let k = d.id.to_be_bytes();
+                    if outbox.remove(&k)?.is_some() {
+                        sent.insert(&k, enc(d))?;
+                    }
+                }
+                if let Some((name, state)) = digest {
+                    digests.insert(name.as_bytes(), enc(state))?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match res {
+            Ok(()) | Err(TransactionError::Abort(())) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// When a digest subscriber last got its digest.
+    pub fn digest_state(&self, subscriber: &str) -> Result<Option<DigestState>, StoreError> {
+        match self.digests.get(subscriber.as_bytes())? {
+            Some(v) => Ok(Some(dec(subscriber.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Flushes everything written so far to disk.

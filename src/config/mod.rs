@@ -52,6 +52,8 @@ pub struct Watchlist {
     pub timezone: chrono_tz::Tz,
     /// The entities watched.
     pub entities: Vec<Entity>,
+    /// Rule thresholds, switches and custom rules (`[rules.ID]`, `[[rule]]`).
+    pub rules: crate::detect::RuleConfig,
 }
 
 /// A company being watched.

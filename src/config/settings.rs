@@ -127,7 +127,9 @@ pub struct SmtpSettings {
     pub password_file: Option<PathBuf>,
     /// Environment variable holding the password.
     pub password_env: Option<String>,
-    /// Timeout for each SMTP command, default 30s.
+    /// The longest one mail's SMTP exchange (connect, TLS, login, send)
+    /// may take, default 30s; past it the attempt counts as a transient
+    /// failure.
     pub timeout: Duration,
 }
 
@@ -162,6 +164,9 @@ pub struct Subscriber {
     pub mode: DeliveryMode,
     /// Digest schedule (digest mode).
     pub digest_schedule: Option<Schedule>,
+    /// Timezone the digest schedule is read in (`timezone`, IANA name,
+    /// default UTC).
+    pub timezone: chrono_tz::Tz,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -242,6 +247,7 @@ struct RawSubscriber {
     exclude_rules: Vec<String>,
     mode: Option<DeliveryMode>,
     digest_schedule: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,6 +429,19 @@ impl Settings {
                     "set password_file or password_env, not both",
                 );
             }
+            let has_password = m.password_file.is_some() || m.password_env.is_some();
+            if m.username.is_some() && !has_password {
+                sink.error(
+                    Some(m.host.span()),
+                    "username is set but no password source: add password_file or password_env",
+                );
+            }
+            if m.username.is_none() && has_password {
+                sink.error(
+                    Some(m.host.span()),
+                    "a password source is set but no username: add username, or drop password_file/password_env",
+                );
+            }
             let security = m.security.unwrap_or(SmtpSecurity::Starttls);
             if m.host.get_ref().trim().is_empty() {
                 sink.error(Some(m.host.span()), "smtp host is empty");
@@ -494,6 +513,19 @@ impl Settings {
                     None
                 }
             };
+            let timezone = match &sub.timezone {
+                None => chrono_tz::UTC,
+                Some(v) => v.get_ref().parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                    sink.error(
+                        Some(v.span()),
+                        format!(
+                            "unknown timezone {:?}; write an IANA name such as \"Europe/Paris\" or \"UTC\"",
+                            v.get_ref()
+                        ),
+                    );
+                    chrono_tz::UTC
+                }),
+            };
             s.subscribers.push(Subscriber {
                 name: sub.name.get_ref().clone(),
                 to: sub
@@ -509,6 +541,7 @@ impl Settings {
                 exclude_rules: sub.exclude_rules.clone(),
                 mode,
                 digest_schedule,
+                timezone,
             });
         }
         if let Some(st) = &raw.status

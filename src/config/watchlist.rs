@@ -16,6 +16,8 @@ use crate::extract::{
     Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec,
     check_pointer,
 };
+use crate::detect::{BUILTIN_RULES, CustomRule, CustomTarget, RuleConfig, RuleOverride};
+use crate::record::Severity;
 use crate::schedule::Schedule;
 
 /// Default schedule for sources that name none: every six hours.
@@ -178,11 +180,23 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
     let mut root = root.into_inner();
     let mut meta = RawMeta::default();
     let mut raw_entities = Vec::new();
+    let mut overrides = BTreeMap::new();
+    let mut customs = Vec::new();
     for (key, value) in std::mem::take(&mut root) {
         match key.get_ref().as_ref() {
             "watchlist" => {
                 if let Some(m) = de::<RawMeta>(value, sink, "[watchlist]") {
                     meta = m;
+                }
+            }
+            "rules" => {
+                if let Some(r) = de::<BTreeMap<Spanned<String>, Spanned<RawRuleOverride>>>(value, sink, "[rules]") {
+                    overrides = r;
+                }
+            }
+            "rule" => {
+                if let Some(r) = de::<Vec<Spanned<RawCustomRule>>>(value, sink, "[[rule]]") {
+                    customs = r;
                 }
             }
             "entity" => match value.into_inner() {
@@ -191,7 +205,7 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
             },
             other => sink.error(
                 Some(key.span()),
-                format!("unknown top-level key `{other}`; a watchlist has a [watchlist] table and [[entity]] tables"),
+                format!("unknown top-level key `{other}`; a watchlist has [watchlist], [rules.ID], [[rule]] and [[entity]] tables"),
             ),
         }
     }
@@ -225,6 +239,7 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
         }
     }
 
+    let rules = compile_rules(&overrides, &customs, sink);
     let mut entities = Vec::new();
     let mut entity_ids: BTreeMap<String, ()> = BTreeMap::new();
     for ent in raw_entities {
@@ -334,7 +349,116 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
         tags: meta.tags,
         timezone,
         entities,
+        rules,
     })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuleOverride {
+    enabled: Option<bool>,
+    severity: Option<Spanned<String>>,
+    min_items: Option<usize>,
+    min_confidence: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomRule {
+    id: Spanned<String>,
+    #[serde(default)]
+    keywords: Vec<String>,
+    pattern: Option<Spanned<String>>,
+    on: Option<CustomTarget>,
+    #[serde(default)]
+    fields: Vec<String>,
+    severity: Option<Spanned<String>>,
+    description: Option<String>,
+}
+
+fn severity(v: &Option<Spanned<String>>, sink: &mut Sink<'_>) -> Option<Severity> {
+    let v = v.as_ref()?;
+    v.get_ref().parse().map_err(|e: String| sink.error(Some(v.span()), e)).ok()
+}
+
+fn compile_rules(
+    overrides: &BTreeMap<Spanned<String>, Spanned<RawRuleOverride>>,
+    customs: &[Spanned<RawCustomRule>],
+    sink: &mut Sink<'_>,
+) -> RuleConfig {
+    let mut cfg = RuleConfig::default();
+    for (id, o) in overrides {
+        if !BUILTIN_RULES.contains(&id.get_ref().as_str()) {
+            sink.error(
+                Some(id.span()),
+                format!(
+                    "unknown rule `{}`; built-in rules are {}",
+                    id.get_ref(),
+                    BUILTIN_RULES.join(", ")
+                ),
+            );
+            continue;
+        }
+        let r = o.get_ref();
+        let min_confidence = match &r.min_confidence {
+            Some(c) if !(0.0..=1.0).contains(c.get_ref()) => {
+                sink.error(Some(c.span()), "min_confidence must be between 0 and 1");
+                None
+            }
+            Some(c) => Some(*c.get_ref() as f32),
+            None => None,
+        };
+        cfg.overrides.insert(
+            id.get_ref().clone(),
+            RuleOverride {
+                enabled: r.enabled.unwrap_or(true),
+                severity: severity(&r.severity, sink),
+                min_items: r.min_items,
+                min_confidence,
+            },
+        );
+    }
+    let mut seen = BTreeMap::new();
+    for c in customs {
+        let r = c.get_ref();
+        let id = r.id.get_ref();
+        if BUILTIN_RULES.contains(&id.as_str()) || seen.insert(id.clone(), ()).is_some() {
+            sink.error(Some(r.id.span()), format!("rule id `{id}` is already used; pick another"));
+        }
+        let mut alternatives: Vec<String> = r
+            .keywords
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| regex::escape(k.trim()))
+            .collect();
+        if let Some(p) = &r.pattern {
+            if let Err(e) = regex::Regex::new(p.get_ref()) {
+                sink.error(Some(p.span()), format!("invalid regular expression: {e}"));
+                continue;
+            }
+            alternatives.push(format!("(?:{})", p.get_ref()));
+        }
+        if alternatives.is_empty() {
+            sink.error(Some(c.span()), "a [[rule]] needs `keywords` or a `pattern`");
+            continue;
+        }
+        let Ok(regex) = regex::RegexBuilder::new(&alternatives.join("|"))
+            .case_insensitive(true)
+            .build()
+        else {
+            sink.error(Some(c.span()), "the rule's keywords do not form a valid expression");
+            continue;
+        };
+        cfg.custom.push(CustomRule {
+            id: id.clone(),
+            regex,
+            on: r.on.unwrap_or(CustomTarget::Any),
+            fields: r.fields.clone(),
+            severity: severity(&r.severity, sink).unwrap_or(Severity::Medium),
+            description: r.description.clone(),
+        });
+    }
+    cfg
 }
 
 fn compile_source(

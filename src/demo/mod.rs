@@ -57,9 +57,11 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
         None => std::env::temp_dir().join(format!("pivotwatch-demo-{}", std::process::id())),
     };
     // A fresh state each run, so the story is the same every time.
-    let state = dir.join("state");
-    if state.exists() {
-        std::fs::remove_dir_all(&state)?;
+    for old in ["state", "spool"] {
+        let p = dir.join(old);
+        if p.exists() {
+            std::fs::remove_dir_all(&p)?;
+        }
     }
     let site = Site::start().await?;
     publish(&site, false, "2026-11-27 09:00");
@@ -156,6 +158,8 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
             }
         }
     }
+    writeln!(out, "\n== 6. Why (pivotwatch explain atlas-metaux)")?;
+    crate::app::explain(&config, &store, "atlas-metaux", false, out)?;
     drop(store);
     Ok(code)
 }
