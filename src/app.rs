@@ -175,6 +175,15 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
 
 fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
     let config = Config::load(opts)?;
+    // Reference data (shipped, plus `[reference] dir`) is configuration too.
+    if let Err(e) = crate::classify::Reference::load(config.settings.reference_dir.as_deref()) {
+        return Err(AppError::Config(ConfigErrors(vec![crate::config::Diagnostic {
+            path: config.settings.reference_dir.clone().unwrap_or_default(),
+            line: 0,
+            col: 0,
+            message: e.to_string(),
+        }])));
+    }
     let entities = config.entities().count();
     let sources = config.sources().count();
     writeln!(
@@ -807,9 +816,7 @@ pub fn print_delivery(
         };
         let id = first.map(|d| d.id).unwrap_or_default();
         match &m.outcome {
-            Outcome::Sent {
-                file: Some(f), ..
-            } => writeln!(out, "alert written: {}", f.display())?,
+            Outcome::Sent { file: Some(f), .. } => writeln!(out, "alert written: {}", f.display())?,
             Outcome::Sent { reply, file: None } => writeln!(
                 out,
                 "{what} sent to {}: {} ({reply})",
@@ -932,7 +939,7 @@ pub async fn outbox(
         OutboxAction::Retry { id, all } => {
             let id = if all { None } else { id };
             let requeued = crate::alert::requeue(store, id).map_err(alert_usage)?;
-            writeln!(out, "requeued {} deliver(y/ies)", requeued.len())?;
+            writeln!(out, "requeued {} delivery(ies)", requeued.len())?;
             let report = crate::alert::deliver_pending(store, config).await?;
             print_delivery(&report, out)?;
             Ok(0)

@@ -172,12 +172,6 @@ pub fn evaluate(input: &Input<'_>) -> Vec<Verdict> {
         rules::items_added(input),
         rules::field_changed(input),
     ];
-    // One pivot, one alert: when the profile mismatch fires, it carries the
-    // added controlled items too.
-    if out[0].finding.is_some() && out[1].finding.is_some() {
-        out[1].finding = None;
-        out[1].reason = "the added controlled items are reported by profile_mismatch".into();
-    }
     for v in &mut out {
         if !input.rules.enabled(&v.rule) {
             v.enabled = false;
@@ -194,15 +188,23 @@ pub fn evaluate(input: &Input<'_>) -> Vec<Verdict> {
 /// Runs every rule and keeps the findings that are new: a finding whose
 /// dedup key was raised before is dropped, and one with escalation keys is
 /// kept only when at least one of them is new.
+///
+/// One pivot, one alert: when a new profile mismatch is raised, it carries
+/// the added controlled items too, so `controlled_goods` is not raised
+/// beside it.
 pub fn detect(input: &Input<'_>, already_raised: &dyn Fn(&str) -> bool) -> Vec<Finding> {
-    evaluate(input)
+    let mut out: Vec<Finding> = evaluate(input)
         .into_iter()
         .filter_map(|v| v.finding)
         .filter(|f| {
             !already_raised(&f.dedup_key)
                 && (f.escalation_keys.is_empty() || f.escalation_keys.iter().any(|k| !already_raised(k)))
         })
-        .collect()
+        .collect();
+    if out.iter().any(|f| f.rule == ids::PROFILE_MISMATCH) {
+        out.retain(|f| f.rule != ids::CONTROLLED_GOODS);
+    }
+    out
 }
 
 /// A finding skeleton for the checked source.

@@ -19,6 +19,7 @@ fn quote(s: Option<&str>) -> String {
 /// codes of the most severe tier.
 struct Composition {
     count: usize,
+    parts: Vec<String>,
     manufacturers: Vec<String>,
     tiers: BTreeSet<Tier>,
     top: Option<(Tier, usize, Vec<String>)>,
@@ -44,6 +45,10 @@ fn composition(items: &[&ClassifiedItem]) -> Composition {
     });
     Composition {
         count: items.len(),
+        parts: items
+            .iter()
+            .map(|i| i.item.part_number.clone().or_else(|| i.item.name.clone()).unwrap_or_else(|| i.item.key.clone()))
+            .collect(),
         manufacturers: ms.into_iter().map(|(m, _)| m.to_string()).collect(),
         tiers,
         top,
@@ -62,9 +67,16 @@ fn describe(c: &Composition) -> String {
         }
         s.push_str(&format!(" from {}", and_list(&m)));
     }
+    if c.count <= 3 {
+        s.push_str(&format!(" ({})", c.parts.join(", ")));
+    }
     if let Some((t, n, hs)) = &c.top {
-        let of = if *n == c.count { if c.count == 1 { "it".to_string() } else { "all of them".to_string() } } else { format!("{n} of them") };
-        s.push_str(&format!(", {of} in CHPL {t}"));
+        let of = match (*n == c.count, c.count) {
+            (true, 1) => String::new(),
+            (true, _) => " all".to_string(),
+            (false, _) => format!(" {n} of them"),
+        };
+        s.push_str(&format!(",{of} in CHPL {t}"));
         if !hs.is_empty() {
             s.push_str(&format!(" (HS {})", hs.join(", ")));
         }
