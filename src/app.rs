@@ -177,12 +177,14 @@ fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
     let config = Config::load(opts)?;
     // Reference data (shipped, plus `[reference] dir`) is configuration too.
     if let Err(e) = crate::classify::Reference::load(config.settings.reference_dir.as_deref()) {
-        return Err(AppError::Config(ConfigErrors(vec![crate::config::Diagnostic {
-            path: config.settings.reference_dir.clone().unwrap_or_default(),
-            line: 0,
-            col: 0,
-            message: e.to_string(),
-        }])));
+        return Err(AppError::Config(ConfigErrors(vec![
+            crate::config::Diagnostic {
+                path: config.settings.reference_dir.clone().unwrap_or_default(),
+                line: 0,
+                col: 0,
+                message: e.to_string(),
+            },
+        ])));
     }
     let entities = config.entities().count();
     let sources = config.sources().count();
@@ -653,10 +655,18 @@ pub fn open_store(dir: &Path) -> Result<Store, AppError> {
 
 /// `explain`: the entity's profile and every rule's verdict on the latest
 /// change of each source.
-pub fn explain(config: &Config, store: &Store, entity: &str, json: bool, out: &mut impl Write) -> Result<u8, AppError> {
+pub fn explain(
+    config: &Config,
+    store: &Store,
+    entity: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
     use crate::detect::{self, Profile};
     let Some(ent) = config.entity(entity) else {
-        return Err(AppError::Usage(format!("no entity {entity:?} in the watchlists")));
+        return Err(AppError::Usage(format!(
+            "no entity {entity:?} in the watchlists"
+        )));
     };
     let reference = crate::classify::Reference::load(config.settings.reference_dir.as_deref())
         .map_err(|e| AppError::Usage(e.to_string()))?;
@@ -673,15 +683,23 @@ pub fn explain(config: &Config, store: &Store, entity: &str, json: bool, out: &m
         };
         snaps.push((s, cur, prev));
     }
-    let latest: Vec<(&crate::config::Source, &Snapshot)> =
-        snaps.iter().filter_map(|(s, c, _)| c.as_ref().map(|c| (*s, c))).collect();
+    let latest: Vec<(&crate::config::Source, &Snapshot)> = snaps
+        .iter()
+        .filter_map(|(s, c, _)| c.as_ref().map(|c| (*s, c)))
+        .collect();
     let profile = Profile::build(&reference, ent, &latest);
     let default_rules = detect::RuleConfig::default();
-    let rules = config.watchlist_of(ent).map(|w| &w.rules).unwrap_or(&default_rules);
+    let rules = config
+        .watchlist_of(ent)
+        .map(|w| &w.rules)
+        .unwrap_or(&default_rules);
     let mut verdicts = Vec::new();
     for (s, cur, prev) in &snaps {
         let Some(cur) = cur else { continue };
-        let changes = prev.as_ref().map(|p| crate::diff::diff(&p.record, &cur.record)).unwrap_or_default();
+        let changes = prev
+            .as_ref()
+            .map(|p| crate::diff::diff(&p.record, &cur.record))
+            .unwrap_or_default();
         let input = detect::Input {
             reference: &reference,
             rules,
@@ -702,7 +720,11 @@ pub fn explain(config: &Config, store: &Store, entity: &str, json: bool, out: &m
     let keep = verdicts
         .iter()
         .rposition(|(s, v)| {
-            v.rule == pm && ent.sources.iter().any(|x| &x.id == s && x.kind == crate::config::SourceKind::Catalogue)
+            v.rule == pm
+                && ent
+                    .sources
+                    .iter()
+                    .any(|x| &x.id == s && x.kind == crate::config::SourceKind::Catalogue)
         })
         .or_else(|| verdicts.iter().position(|(_, v)| v.rule == pm));
     let mut i = 0;
@@ -739,20 +761,36 @@ pub fn explain(config: &Config, store: &Store, entity: &str, json: bool, out: &m
         writeln!(out, "{v}")?;
         return Ok(0);
     }
-    writeln!(out, "{} ({}), watchlist {}", ent.name, ent.id, ent.watchlist)?;
+    writeln!(
+        out,
+        "{} ({}), watchlist {}",
+        ent.name, ent.id, ent.watchlist
+    )?;
     let acts = |v: &[crate::classify::ActivityMatch]| -> String {
         if v.is_empty() {
             return "(none known)".into();
         }
-        v.iter().map(|m| format!("{}:{} {} [{}]", m.scheme, m.code, m.label, m.sector)).collect::<Vec<_>>().join("; ")
+        v.iter()
+            .map(|m| format!("{}:{} {} [{}]", m.scheme, m.code, m.label, m.sector))
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     writeln!(out, "declared activity:   {}", acts(&profile.declared))?;
     if !profile.registered_text.is_empty() {
-        writeln!(out, "registry says:       {}", profile.registered_text.join("; "))?;
+        writeln!(
+            out,
+            "registry says:       {}",
+            profile.registered_text.join("; ")
+        )?;
     }
     writeln!(out, "registered activity: {}", acts(&profile.registered))?;
     let controlled = profile.controlled(0.5);
-    writeln!(out, "catalogue:           {} items, {} controlled (CHPL tier or listed manufacturer)", profile.items.len(), controlled.len())?;
+    writeln!(
+        out,
+        "catalogue:           {} items, {} controlled (CHPL tier or listed manufacturer)",
+        profile.items.len(),
+        controlled.len()
+    )?;
     for (t, n) in profile.by_tier() {
         writeln!(out, "  {t}: {n}")?;
     }
@@ -768,7 +806,9 @@ pub fn explain(config: &Config, store: &Store, entity: &str, json: bool, out: &m
             e.manufacturer.clone().unwrap_or_else(|| "-".into()),
             e.family.clone().unwrap_or_else(|| "-".into()),
             e.hs_code.clone().unwrap_or_else(|| "-".into()),
-            e.tier.map(|t| format!("Tier {t}")).unwrap_or_else(|| "-".into()),
+            e.tier
+                .map(|t| format!("Tier {t}"))
+                .unwrap_or_else(|| "-".into()),
             e.confidence
         )?;
         for r in &i.class.reasons {

@@ -357,7 +357,12 @@ impl Checker {
         let store = self.store.clone();
         let others = {
             let store = store.clone();
-            let keys: Vec<String> = entity.sources.iter().filter(|s| s.id != source.id).map(|s| s.key()).collect();
+            let keys: Vec<String> = entity
+                .sources
+                .iter()
+                .filter(|s| s.id != source.id)
+                .map(|s| s.key())
+                .collect();
             blocking(move || {
                 let mut v = Vec::new();
                 for k in keys {

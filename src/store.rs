@@ -161,9 +161,10 @@ pub const MAX_ATTEMPT_LOG: usize = 10;
 pub struct Attempt {
     /// When it was made.
     pub at: DateTime<Utc>,
-    /// `sent`, `retry` (transient failure), `dead` (permanent failure) or
+    /// `sent`, `retry` (transient failure), `dead` (permanent failure),
     /// `deferred` (not tried because an earlier send to the same
-    /// subscriber could not reach the server).
+    /// subscriber could not reach the server) or `requeued` (by
+    /// `pivotwatch outbox retry`).
     pub outcome: String,
     /// The server's reply or the error.
     pub detail: String,
@@ -590,15 +591,11 @@ impl Store {
         Ok(())
     }
 
-    /// Marks deliveries as in flight (an attempt started). Not flushed: if
-    /// the mark is lost in a crash, only the "possible duplicate" hint is.
+    /// Marks deliveries as in flight (an attempt started), flushed before
+    /// the send, so a crash mid-send is known at the next run (the mail may
+    /// have arrived: "possible duplicate").
     pub fn note_in_flight(&self, ds: &[Delivery]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for d in ds {
-            batch.insert(&d.id.to_be_bytes(), enc(d));
-        }
-        self.outbox.apply_batch(batch)?;
-        Ok(())
+        self.update_deliveries(ds)
     }
 
     /// Moves sent deliveries (as given: `sent_at`, `attempts`, `history`

@@ -62,8 +62,17 @@ async fn first_unchanged_then_changed_check() {
     assert_eq!(rules, vec!["profile_mismatch"]);
     let f = &r[0].findings[0];
     assert_eq!(f.severity, pivotwatch::record::Severity::High);
-    assert!(f.summary.contains("wholesale of waste and scrap (NACE 46.77)"), "{}", f.summary);
-    assert!(f.summary.contains("Texas Instruments") && f.summary.contains("CHPL Tier 1 (HS 8542.31)"), "{}", f.summary);
+    assert!(
+        f.summary
+            .contains("wholesale of waste and scrap (NACE 46.77)"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary.contains("Texas Instruments") && f.summary.contains("CHPL Tier 1 (HS 8542.31)"),
+        "{}",
+        f.summary
+    );
     assert_eq!(f.evidence.items.len(), 1);
     assert_eq!(f.evidence.items[0].tier.as_deref(), Some("1"));
     let store = env.store();
@@ -355,7 +364,10 @@ city = "/data/attributes/entity/legalAddress/city"
     // The city is part of the address: a move into a free zone is high.
     assert_eq!(r[0].findings.len(), 1);
     assert_eq!(r[0].findings[0].rule, "registry_change");
-    assert_eq!(r[0].findings[0].severity, pivotwatch::record::Severity::High);
+    assert_eq!(
+        r[0].findings[0].severity,
+        pivotwatch::record::Severity::High
+    );
     assert!(r[0].findings[0].summary.contains("Tanger Free Zone"));
     // The same condition is not raised twice.
     env.site.set("/lei", Page::json(doc("Casablanca")));

@@ -12,11 +12,11 @@ use url::Url;
 
 use super::diag::Sink;
 use super::{Entity, Source, SourceKind, Watchlist};
+use crate::detect::{BUILTIN_RULES, CustomRule, CustomTarget, RuleConfig, RuleOverride};
 use crate::extract::{
     Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec,
     check_pointer,
 };
-use crate::detect::{BUILTIN_RULES, CustomRule, CustomTarget, RuleConfig, RuleOverride};
 use crate::record::Severity;
 use crate::schedule::Schedule;
 
@@ -378,7 +378,10 @@ struct RawCustomRule {
 
 fn severity(v: &Option<Spanned<String>>, sink: &mut Sink<'_>) -> Option<Severity> {
     let v = v.as_ref()?;
-    v.get_ref().parse().map_err(|e: String| sink.error(Some(v.span()), e)).ok()
+    v.get_ref()
+        .parse()
+        .map_err(|e: String| sink.error(Some(v.span()), e))
+        .ok()
 }
 
 fn compile_rules(
@@ -423,7 +426,10 @@ fn compile_rules(
         let r = c.get_ref();
         let id = r.id.get_ref();
         if BUILTIN_RULES.contains(&id.as_str()) || seen.insert(id.clone(), ()).is_some() {
-            sink.error(Some(r.id.span()), format!("rule id `{id}` is already used; pick another"));
+            sink.error(
+                Some(r.id.span()),
+                format!("rule id `{id}` is already used; pick another"),
+            );
         }
         let mut alternatives: Vec<String> = r
             .keywords
@@ -446,7 +452,10 @@ fn compile_rules(
             .case_insensitive(true)
             .build()
         else {
-            sink.error(Some(c.span()), "the rule's keywords do not form a valid expression");
+            sink.error(
+                Some(c.span()),
+                "the rule's keywords do not form a valid expression",
+            );
             continue;
         };
         cfg.custom.push(CustomRule {

@@ -106,13 +106,23 @@ impl RuleConfig {
         self.overrides.get(id).is_none_or(|o| o.enabled)
     }
     fn min_items(&self, id: &str) -> usize {
-        self.overrides.get(id).and_then(|o| o.min_items).unwrap_or(1).max(1)
+        self.overrides
+            .get(id)
+            .and_then(|o| o.min_items)
+            .unwrap_or(1)
+            .max(1)
     }
     fn min_confidence(&self, id: &str) -> f32 {
-        self.overrides.get(id).and_then(|o| o.min_confidence).unwrap_or(0.5)
+        self.overrides
+            .get(id)
+            .and_then(|o| o.min_confidence)
+            .unwrap_or(0.5)
     }
     fn severity(&self, id: &str, computed: Severity) -> Severity {
-        self.overrides.get(id).and_then(|o| o.severity).unwrap_or(computed)
+        self.overrides
+            .get(id)
+            .and_then(|o| o.severity)
+            .unwrap_or(computed)
     }
 }
 
@@ -176,7 +186,10 @@ pub fn evaluate(input: &Input<'_>) -> Vec<Verdict> {
         if !input.rules.enabled(&v.rule) {
             v.enabled = false;
             v.finding = None;
-            v.reason = format!("switched off in the watchlist ([rules.{}] enabled = false)", v.rule);
+            v.reason = format!(
+                "switched off in the watchlist ([rules.{}] enabled = false)",
+                v.rule
+            );
         } else if let Some(f) = &mut v.finding {
             f.severity = input.rules.severity(&v.rule, f.severity);
         }
@@ -198,7 +211,8 @@ pub fn detect(input: &Input<'_>, already_raised: &dyn Fn(&str) -> bool) -> Vec<F
         .filter_map(|v| v.finding)
         .filter(|f| {
             !already_raised(&f.dedup_key)
-                && (f.escalation_keys.is_empty() || f.escalation_keys.iter().any(|k| !already_raised(k)))
+                && (f.escalation_keys.is_empty()
+                    || f.escalation_keys.iter().any(|k| !already_raised(k)))
         })
         .collect();
     if out.iter().any(|f| f.rule == ids::PROFILE_MISMATCH) {
@@ -208,7 +222,13 @@ pub fn detect(input: &Input<'_>, already_raised: &dyn Fn(&str) -> bool) -> Vec<F
 }
 
 /// A finding skeleton for the checked source.
-fn finding(input: &Input<'_>, rule: &str, severity: Severity, summary: String, changes: Vec<Change>) -> Finding {
+fn finding(
+    input: &Input<'_>,
+    rule: &str,
+    severity: Severity,
+    summary: String,
+    changes: Vec<Change>,
+) -> Finding {
     Finding {
         id: 0,
         entity: input.entity.id.clone(),
@@ -234,7 +254,10 @@ fn finding(input: &Input<'_>, rule: &str, severity: Severity, summary: String, c
 
 /// `rule:scope:hash(material)`.
 fn key(rule: &str, scope: &str, material: &str) -> String {
-    format!("{rule}:{scope}:{}", &blake3::hash(material.as_bytes()).to_hex()[..16])
+    format!(
+        "{rule}:{scope}:{}",
+        &blake3::hash(material.as_bytes()).to_hex()[..16]
+    )
 }
 
 /// Lists up to `n` labels, then "and K more".

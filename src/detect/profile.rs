@@ -13,9 +13,11 @@ use crate::record::{EvidenceItem, FieldValue, Item, Snapshot};
 /// Whether a registry field holds the firm's activity (by its name).
 pub fn is_activity_field(name: &str) -> bool {
     let n = name.to_lowercase();
-    ["activ", "sic", "nace", "naf", "isic", "nma", "objet", "business", "industry", "sector"]
-        .iter()
-        .any(|k| n.contains(k))
+    [
+        "activ", "sic", "nace", "naf", "isic", "nma", "objet", "business", "industry", "sector",
+    ]
+    .iter()
+    .any(|k| n.contains(k))
 }
 
 /// One catalogue item with its classification.
@@ -40,7 +42,11 @@ impl ClassifiedItem {
             brand: self.item.manufacturer.clone(),
             manufacturer: self.class.manufacturer.clone(),
             country: self.class.manufacturer_country.clone(),
-            family: self.class.family_label.clone().or_else(|| self.class.family.clone()),
+            family: self
+                .class
+                .family_label
+                .clone()
+                .or_else(|| self.class.family.clone()),
             hs_code: self.class.hs_code.clone(),
             tier: self.class.chpl_tier.map(|t| t.as_str().to_string()),
             confidence: self.class.confidence,
@@ -78,7 +84,11 @@ pub struct Profile {
 
 impl Profile {
     /// Builds the profile from the latest snapshot of each source.
-    pub fn build(reference: &Reference, entity: &Entity, latest: &[(&Source, &Snapshot)]) -> Profile {
+    pub fn build(
+        reference: &Reference,
+        entity: &Entity,
+        latest: &[(&Source, &Snapshot)],
+    ) -> Profile {
         let mut p = Profile::default();
         for code in &entity.activity {
             p.declared.extend(first_matches(reference, code));
@@ -113,7 +123,11 @@ impl Profile {
 
     /// Sectors of the declared and registered activity.
     pub fn sectors(&self) -> BTreeSet<Sector> {
-        self.declared.iter().chain(&self.registered).map(|m| m.sector).collect()
+        self.declared
+            .iter()
+            .chain(&self.registered)
+            .map(|m| m.sector)
+            .collect()
     }
 
     /// Whether the firm is declared or registered as an electronics trader or maker.
@@ -138,7 +152,12 @@ impl Profile {
             .find(|m| m.sector == Sector::ScrapMetals)
             .or_else(|| all.iter().find(|m| !m.sector.is_electronics()))
             .or_else(|| all.first())?;
-        Some(format!("{} ({} {})", lower_first(&best.label), scheme_name(&best.scheme), best.code))
+        Some(format!(
+            "{} ({} {})",
+            lower_first(&best.label),
+            scheme_name(&best.scheme),
+            best.code
+        ))
     }
 
     /// Items per CHPL tier.
@@ -157,9 +176,9 @@ impl Profile {
         let mut m: BTreeMap<String, (String, usize)> = BTreeMap::new();
         for i in &self.items {
             if let Some(name) = &i.class.manufacturer {
-                let e = m
-                    .entry(name.clone())
-                    .or_insert_with(|| (i.class.manufacturer_country.clone().unwrap_or_default(), 0));
+                let e = m.entry(name.clone()).or_insert_with(|| {
+                    (i.class.manufacturer_country.clone().unwrap_or_default(), 0)
+                });
                 e.1 += 1;
             }
         }
@@ -184,7 +203,9 @@ fn dedup(v: &mut Vec<ActivityMatch>) {
 fn lower_first(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
-        Some(f) if c.clone().next().is_some_and(|n| n.is_lowercase()) => f.to_lowercase().chain(c).collect(),
+        Some(f) if c.clone().next().is_some_and(|n| n.is_lowercase()) => {
+            f.to_lowercase().chain(c).collect()
+        }
         Some(f) => std::iter::once(f).chain(c).collect(),
         None => String::new(),
     }

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ClassifiedItem, Input, Verdict, and_list, classify, finding, ids, is_activity_field, key, list_some, source_label, truncate};
+use super::{
+    ClassifiedItem, Input, Verdict, and_list, classify, finding, ids, is_activity_field, key,
+    list_some, source_label, truncate,
+};
 use crate::classify::{Sector, Tier};
 use crate::config::SourceKind;
 use crate::extract::fold;
@@ -39,15 +42,27 @@ fn composition(items: &[&ClassifiedItem]) -> Composition {
     let mut ms: Vec<(&str, usize)> = by_m.into_iter().collect();
     ms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let top = tiers.iter().next().map(|t| {
-        let in_tier: Vec<&&ClassifiedItem> = items.iter().filter(|i| i.class.chpl_tier == Some(*t)).collect();
-        let hs: BTreeSet<String> = in_tier.iter().filter_map(|i| i.class.hs_code.clone()).collect();
+        let in_tier: Vec<&&ClassifiedItem> = items
+            .iter()
+            .filter(|i| i.class.chpl_tier == Some(*t))
+            .collect();
+        let hs: BTreeSet<String> = in_tier
+            .iter()
+            .filter_map(|i| i.class.hs_code.clone())
+            .collect();
         (*t, in_tier.len(), hs.into_iter().collect())
     });
     Composition {
         count: items.len(),
         parts: items
             .iter()
-            .map(|i| i.item.part_number.clone().or_else(|| i.item.name.clone()).unwrap_or_else(|| i.item.key.clone()))
+            .map(|i| {
+                i.item
+                    .part_number
+                    .clone()
+                    .or_else(|| i.item.name.clone())
+                    .unwrap_or_else(|| i.item.key.clone())
+            })
             .collect(),
         manufacturers: ms.into_iter().map(|(m, _)| m.to_string()).collect(),
         tiers,
@@ -98,18 +113,30 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
     let controlled = p.controlled(input.rules.min_confidence(rule));
     let min = input.rules.min_items(rule);
     if controlled.len() < min {
-        return Verdict::quiet(rule, format!(
-            "the catalogue lists {} controlled item{} (CHPL tier or listed manufacturer); the rule needs {min}",
-            controlled.len(),
-            if controlled.len() == 1 { "" } else { "s" }
-        ));
+        return Verdict::quiet(
+            rule,
+            format!(
+                "the catalogue lists {} controlled item{} (CHPL tier or listed manufacturer); the rule needs {min}",
+                controlled.len(),
+                if controlled.len() == 1 { "" } else { "s" }
+            ),
+        );
     }
     let sectors = p.sectors();
     if sectors.is_empty() {
-        return Verdict::quiet(rule, "no declared or registered activity is known for this entity (add `activity` codes to the watchlist or an activity field to its registry source)");
+        return Verdict::quiet(
+            rule,
+            "no declared or registered activity is known for this entity (add `activity` codes to the watchlist or an activity field to its registry source)",
+        );
     }
     if p.is_electronics() {
-        return Verdict::quiet(rule, format!("the entity is declared or registered for {}: listing electronics fits its profile", sectors_text(&sectors)));
+        return Verdict::quiet(
+            rule,
+            format!(
+                "the entity is declared or registered for {}: listing electronics fits its profile",
+                sectors_text(&sectors)
+            ),
+        );
     }
     let c = composition(&controlled);
     let scrap = sectors.contains(&Sector::ScrapMetals);
@@ -119,9 +146,19 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
         (true, false) | (false, true) => Severity::Medium,
         (false, false) => Severity::Low,
     };
-    let activity = p.describe_activity().unwrap_or_else(|| sectors_text(&sectors));
-    let now = if input.previous.is_some() { "now lists" } else { "lists" };
-    let summary = format!("{} is registered for {activity} but its catalogue {now} {}", input.entity.name, describe(&c));
+    let activity = p
+        .describe_activity()
+        .unwrap_or_else(|| sectors_text(&sectors));
+    let now = if input.previous.is_some() {
+        "now lists"
+    } else {
+        "lists"
+    };
+    let summary = format!(
+        "{} is registered for {activity} but its catalogue {now} {}",
+        input.entity.name,
+        describe(&c)
+    );
     // Changes of this check that added controlled items, as evidence.
     let added: BTreeSet<&str> = controlled.iter().map(|i| i.item.key.as_str()).collect();
     let changes: Vec<Change> = input
@@ -132,29 +169,54 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
         .collect();
     let mut f = finding(input, rule, severity, summary, changes);
     f.evidence.items = controlled.iter().map(|i| i.evidence()).collect();
-    f.evidence.facts.insert("activity (declared)".into(), p.declared.iter().map(|m| format!("{}:{} {} [{}]", m.scheme, m.code, m.label, m.sector)).collect::<Vec<_>>().join("; "));
+    f.evidence.facts.insert(
+        "activity (declared)".into(),
+        p.declared
+            .iter()
+            .map(|m| format!("{}:{} {} [{}]", m.scheme, m.code, m.label, m.sector))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
     if !p.registered_text.is_empty() {
-        f.evidence.facts.insert("activity (registry)".into(), p.registered_text.join("; "));
+        f.evidence
+            .facts
+            .insert("activity (registry)".into(), p.registered_text.join("; "));
     }
-    f.evidence.facts.insert("sectors".into(), sectors_text(&sectors));
+    f.evidence
+        .facts
+        .insert("sectors".into(), sectors_text(&sectors));
     f.explanation = format!(
         "The watchlist declares, or the registry shows, activity in {} and none in electronics trade or manufacture, yet {} controlled item(s) are listed. Each item was classified by brand column, text or part-number pattern against the reference data (CHPL tiers, manufacturers).",
         sectors_text(&sectors),
         controlled.len()
     );
     let scope = &input.entity.id;
-    f.dedup_key = key(rule, scope, &format!("{severity}|{:?}|{:?}", c.tiers, c.manufacturers));
+    f.dedup_key = key(
+        rule,
+        scope,
+        &format!("{severity}|{:?}|{:?}", c.tiers, c.manufacturers),
+    );
     f.escalation_keys = c
         .tiers
         .iter()
         .map(|t| format!("{rule}:{scope}:tier:{}", t.as_str()))
-        .chain(c.manufacturers.iter().map(|m| format!("{rule}:{scope}:maker:{}", fold(m))))
-        .chain(std::iter::once(format!("{rule}:{scope}:severity:{severity}")))
+        .chain(
+            c.manufacturers
+                .iter()
+                .map(|m| format!("{rule}:{scope}:maker:{}", fold(m))),
+        )
+        .chain(std::iter::once(format!(
+            "{rule}:{scope}:severity:{severity}"
+        )))
         .collect();
     Verdict {
         rule: rule.into(),
         enabled: true,
-        reason: format!("fires: {} activity with {} controlled item(s)", sectors_text(&sectors), controlled.len()),
+        reason: format!(
+            "fires: {} activity with {} controlled item(s)",
+            sectors_text(&sectors),
+            controlled.len()
+        ),
         finding: Some(f),
     }
 }
@@ -162,7 +224,10 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
 pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
     let rule = ids::CONTROLLED_GOODS;
     if input.previous.is_none() {
-        return Verdict::quiet(rule, "first observation of this source: nothing was added yet (profile_mismatch judges what is listed)");
+        return Verdict::quiet(
+            rule,
+            "first observation of this source: nothing was added yet (profile_mismatch judges what is listed)",
+        );
     }
     let min_conf = input.rules.min_confidence(rule);
     let src = input.source.key();
@@ -177,7 +242,13 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
         .collect();
     let min = input.rules.min_items(rule);
     if added.len() < min {
-        return Verdict::quiet(rule, format!("this check added {} controlled item(s); the rule needs {min}", added.len()));
+        return Verdict::quiet(
+            rule,
+            format!(
+                "this check added {} controlled item(s); the rule needs {min}",
+                added.len()
+            ),
+        );
     }
     let refs: Vec<&ClassifiedItem> = added.iter().collect();
     let c = composition(&refs);
@@ -191,7 +262,13 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
     };
     let before = input
         .previous
-        .map(|p| p.record.items.values().filter(|i| classify(input.reference, &src, i).class.is_controlled()).count())
+        .map(|p| {
+            p.record
+                .items
+                .values()
+                .filter(|i| classify(input.reference, &src, i).class.is_controlled())
+                .count()
+        })
         .unwrap_or(0);
     let summary = format!(
         "{}'s {} added {} (it listed {before} controlled item{} before){}",
@@ -199,7 +276,11 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
         source_label(input.source),
         describe(&c),
         if before == 1 { "" } else { "s" },
-        if electronics { "; the firm is an electronics trader, so this is routine" } else { "" }
+        if electronics {
+            "; the firm is an electronics trader, so this is routine"
+        } else {
+            ""
+        }
     );
     let keys: BTreeSet<&str> = added.iter().map(|i| i.item.key.as_str()).collect();
     let changes: Vec<Change> = input
@@ -210,8 +291,15 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
         .collect();
     let mut f = finding(input, rule, severity, summary, changes);
     f.evidence.items = added.iter().map(|i| i.evidence()).collect();
-    f.dedup_key = key(rule, &src, &keys.iter().copied().collect::<Vec<_>>().join("\n"));
-    f.escalation_keys = keys.iter().map(|k| format!("{rule}:{src}:item:{k}")).collect();
+    f.dedup_key = key(
+        rule,
+        &src,
+        &keys.iter().copied().collect::<Vec<_>>().join("\n"),
+    );
+    f.escalation_keys = keys
+        .iter()
+        .map(|k| format!("{rule}:{src}:item:{k}"))
+        .collect();
     Verdict {
         rule: rule.into(),
         enabled: true,
@@ -222,14 +310,24 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
 
 fn field_of(c: &Change) -> Option<&str> {
     match c {
-        Change::FieldChanged { field, .. } | Change::ValueAdded { field, .. } | Change::ValueRemoved { field, .. } => Some(field),
+        Change::FieldChanged { field, .. }
+        | Change::ValueAdded { field, .. }
+        | Change::ValueRemoved { field, .. } => Some(field),
         _ => None,
     }
 }
 
 fn sectors_of(input: &Input<'_>, text: Option<&str>) -> BTreeSet<Sector> {
-    text.map(|t| input.reference.classify_activity(t).into_iter().take(3).map(|m| m.sector).collect())
-        .unwrap_or_default()
+    text.map(|t| {
+        input
+            .reference
+            .classify_activity(t)
+            .into_iter()
+            .take(3)
+            .map(|m| m.sector)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 pub(super) fn activity_changed(input: &Input<'_>) -> Verdict {
@@ -237,9 +335,21 @@ pub(super) fn activity_changed(input: &Input<'_>) -> Verdict {
     if input.source.kind != SourceKind::Registry {
         return Verdict::quiet(rule, "not a registry source");
     }
-    let changes: Vec<Change> = input.changes.iter().filter(|c| field_of(c).is_some_and(is_activity_field)).cloned().collect();
+    let changes: Vec<Change> = input
+        .changes
+        .iter()
+        .filter(|c| field_of(c).is_some_and(is_activity_field))
+        .cloned()
+        .collect();
     if changes.is_empty() {
-        return Verdict::quiet(rule, if input.previous.is_none() { "first observation: nothing changed yet" } else { "no activity field changed" });
+        return Verdict::quiet(
+            rule,
+            if input.previous.is_none() {
+                "first observation: nothing changed yet"
+            } else {
+                "no activity field changed"
+            },
+        );
     }
     let (mut old_s, mut new_s) = (BTreeSet::new(), BTreeSet::new());
     let mut parts = Vec::new();
@@ -248,7 +358,11 @@ pub(super) fn activity_changed(input: &Input<'_>) -> Verdict {
             Change::FieldChanged { old, new, .. } => {
                 old_s.extend(sectors_of(input, old.as_deref()));
                 new_s.extend(sectors_of(input, new.as_deref()));
-                parts.push(format!("from {} to {}", quote(old.as_deref()), quote(new.as_deref())));
+                parts.push(format!(
+                    "from {} to {}",
+                    quote(old.as_deref()),
+                    quote(new.as_deref())
+                ));
             }
             Change::ValueAdded { new, .. } => {
                 new_s.extend(sectors_of(input, Some(new)));
@@ -262,14 +376,30 @@ pub(super) fn activity_changed(input: &Input<'_>) -> Verdict {
         }
     }
     let gained: BTreeSet<Sector> = new_s.difference(&old_s).copied().collect();
-    let severity = if gained.iter().any(|s| s.is_electronics() || *s == Sector::DualUseMachinery) {
-        if old_s.contains(&Sector::ScrapMetals) || old_s.is_empty() { Severity::High } else { Severity::Medium }
-    } else if gained.iter().any(|s| matches!(s, Sector::GenericTrading | Sector::Logistics)) {
+    let severity = if gained
+        .iter()
+        .any(|s| s.is_electronics() || *s == Sector::DualUseMachinery)
+    {
+        if old_s.contains(&Sector::ScrapMetals) || old_s.is_empty() {
+            Severity::High
+        } else {
+            Severity::Medium
+        }
+    } else if gained
+        .iter()
+        .any(|s| matches!(s, Sector::GenericTrading | Sector::Logistics))
+    {
         Severity::Medium
     } else {
         Severity::Low
     };
-    let sect = |s: &BTreeSet<Sector>| if s.is_empty() { "unclassified".to_string() } else { sectors_text(s) };
+    let sect = |s: &BTreeSet<Sector>| {
+        if s.is_empty() {
+            "unclassified".to_string()
+        } else {
+            sectors_text(s)
+        }
+    };
     let summary = format!(
         "{} changed its registered activity {} ({} → {})",
         input.entity.name,
@@ -278,10 +408,23 @@ pub(super) fn activity_changed(input: &Input<'_>) -> Verdict {
         sect(&new_s)
     );
     let mut f = finding(input, rule, severity, summary, changes.clone());
-    f.evidence.facts.insert("sectors before".into(), sect(&old_s));
-    f.evidence.facts.insert("sectors after".into(), sect(&new_s));
-    f.dedup_key = key(rule, &input.source.key(), &serde_json::to_string(&changes).unwrap_or_default());
-    Verdict { rule: rule.into(), enabled: true, reason: "fires: an activity field changed".into(), finding: Some(f) }
+    f.evidence
+        .facts
+        .insert("sectors before".into(), sect(&old_s));
+    f.evidence
+        .facts
+        .insert("sectors after".into(), sect(&new_s));
+    f.dedup_key = key(
+        rule,
+        &input.source.key(),
+        &serde_json::to_string(&changes).unwrap_or_default(),
+    );
+    Verdict {
+        rule: rule.into(),
+        enabled: true,
+        reason: "fires: an activity field changed".into(),
+        finding: Some(f),
+    }
 }
 
 /// Registry field categories watched by `registry_change`, by field name.
@@ -290,9 +433,23 @@ fn registry_category(field: &str) -> Option<&'static str> {
     let has = |ks: &[&str]| ks.iter().any(|k| n.contains(k));
     if is_activity_field(field) {
         None
-    } else if has(&["officer", "director", "gerant", "gérant", "manager", "dirigeant", "shareholder", "associ", "psc", "owner", "beneficial"]) {
+    } else if has(&[
+        "officer",
+        "director",
+        "gerant",
+        "gérant",
+        "manager",
+        "dirigeant",
+        "shareholder",
+        "associ",
+        "psc",
+        "owner",
+        "beneficial",
+    ]) {
         Some("officers")
-    } else if has(&["address", "adresse", "siege", "siège", "city", "ville", "postcode", "postal", "zone"]) {
+    } else if has(&[
+        "address", "adresse", "siege", "siège", "city", "ville", "postcode", "postal", "zone",
+    ]) {
         Some("address")
     } else if has(&["status", "statut", "etat", "état", "state"]) {
         Some("status")
@@ -305,7 +462,18 @@ fn registry_category(field: &str) -> Option<&'static str> {
     }
 }
 
-const FREE_ZONE: &[&str] = &["zone franche", "free zone", "freezone", "free-zone", "zona franca", "zone d'accélération", "zone d'acceleration", "special economic zone", "свободная экономическая зона", "المنطقة الحرة"];
+const FREE_ZONE: &[&str] = &[
+    "zone franche",
+    "free zone",
+    "freezone",
+    "free-zone",
+    "zona franca",
+    "zone d'accélération",
+    "zone d'acceleration",
+    "special economic zone",
+    "свободная экономическая зона",
+    "المنطقة الحرة",
+];
 
 pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
     let rule = ids::REGISTRY_CHANGE;
@@ -319,7 +487,10 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
         }
     }
     if by_cat.is_empty() {
-        return Verdict::quiet(rule, "no officer, name, address, status or capital field changed");
+        return Verdict::quiet(
+            rule,
+            "no officer, name, address, status or capital field changed",
+        );
     }
     let mut severity = Severity::Low;
     let mut parts = Vec::new();
@@ -327,15 +498,23 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
         let s = match *cat {
             "address" => {
                 let into_zone = changes.iter().any(|c| match c {
-                    Change::FieldChanged { new: Some(n), old, .. } => {
+                    Change::FieldChanged {
+                        new: Some(n), old, ..
+                    } => {
                         let n = fold(n);
                         let o = old.as_deref().map(fold).unwrap_or_default();
                         FREE_ZONE.iter().any(|z| n.contains(z) && !o.contains(z))
                     }
-                    Change::ValueAdded { new, .. } => FREE_ZONE.iter().any(|z| fold(new).contains(z)),
+                    Change::ValueAdded { new, .. } => {
+                        FREE_ZONE.iter().any(|z| fold(new).contains(z))
+                    }
                     _ => false,
                 });
-                if into_zone { Severity::High } else { Severity::Medium }
+                if into_zone {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                }
             }
             "officers" | "name" | "status" => Severity::Medium,
             _ => Severity::Low,
@@ -343,7 +522,11 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
         severity = severity.max(s);
         for c in changes {
             parts.push(match c {
-                Change::FieldChanged { field, old, new } => format!("{field} {} → {}", quote(old.as_deref()), quote(new.as_deref())),
+                Change::FieldChanged { field, old, new } => format!(
+                    "{field} {} → {}",
+                    quote(old.as_deref()),
+                    quote(new.as_deref())
+                ),
                 Change::ValueAdded { field, new } => format!("{field} + {}", quote(Some(new))),
                 Change::ValueRemoved { field, old } => format!("{field} − {}", quote(Some(old))),
                 _ => String::new(),
@@ -351,13 +534,24 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
         }
     }
     let changes: Vec<Change> = by_cat.values().flatten().cloned().collect();
-    let summary = format!("{}'s registry record changed: {}", input.entity.name, list_some(&parts, 4));
+    let summary = format!(
+        "{}'s registry record changed: {}",
+        input.entity.name,
+        list_some(&parts, 4)
+    );
     let mut f = finding(input, rule, severity, summary, changes.clone());
-    f.dedup_key = key(rule, &input.source.key(), &serde_json::to_string(&changes).unwrap_or_default());
+    f.dedup_key = key(
+        rule,
+        &input.source.key(),
+        &serde_json::to_string(&changes).unwrap_or_default(),
+    );
     Verdict {
         rule: rule.into(),
         enabled: true,
-        reason: format!("fires: {} changed", and_list(&by_cat.keys().map(|s| s.to_string()).collect::<Vec<_>>())),
+        reason: format!(
+            "fires: {} changed",
+            and_list(&by_cat.keys().map(|s| s.to_string()).collect::<Vec<_>>())
+        ),
         finding: Some(f),
     }
 }
@@ -380,7 +574,12 @@ pub(super) fn items_added(input: &Input<'_>) -> Verdict {
     let labels: Vec<String> = added
         .iter()
         .filter_map(|c| match c {
-            Change::ItemAdded { new, .. } => Some(new.part_number.clone().or_else(|| new.name.clone()).unwrap_or_else(|| new.key.clone())),
+            Change::ItemAdded { new, .. } => Some(
+                new.part_number
+                    .clone()
+                    .or_else(|| new.name.clone())
+                    .unwrap_or_else(|| new.key.clone()),
+            ),
             _ => None,
         })
         .collect();
@@ -392,10 +591,21 @@ pub(super) fn items_added(input: &Input<'_>) -> Verdict {
         if n == 1 { "" } else { "s" },
         list_some(&labels, 5)
     );
-    let material: Vec<String> = added.iter().filter_map(|c| match c { Change::ItemAdded { item, .. } => Some(item.clone()), _ => None }).collect();
+    let material: Vec<String> = added
+        .iter()
+        .filter_map(|c| match c {
+            Change::ItemAdded { item, .. } => Some(item.clone()),
+            _ => None,
+        })
+        .collect();
     let mut f = finding(input, rule, Severity::Info, summary, added);
     f.dedup_key = key(rule, &src, &material.join("\n"));
-    Verdict { rule: rule.into(), enabled: true, reason: format!("fires: {n} uncontrolled item(s) added"), finding: Some(f) }
+    Verdict {
+        rule: rule.into(),
+        enabled: true,
+        reason: format!("fires: {n} uncontrolled item(s) added"),
+        finding: Some(f),
+    }
 }
 
 pub(super) fn field_changed(input: &Input<'_>) -> Verdict {
@@ -405,7 +615,9 @@ pub(super) fn field_changed(input: &Input<'_>) -> Verdict {
         .changes
         .iter()
         .filter(|c| {
-            field_of(c).is_some_and(|f| !(registry && (is_activity_field(f) || registry_category(f).is_some())))
+            field_of(c).is_some_and(|f| {
+                !(registry && (is_activity_field(f) || registry_category(f).is_some()))
+            })
         })
         .cloned()
         .collect();
@@ -415,16 +627,34 @@ pub(super) fn field_changed(input: &Input<'_>) -> Verdict {
     let parts: Vec<String> = changes
         .iter()
         .map(|c| match c {
-            Change::FieldChanged { field, old, new } => format!("{field} changed from {} to {}", quote(old.as_deref()), quote(new.as_deref())),
+            Change::FieldChanged { field, old, new } => format!(
+                "{field} changed from {} to {}",
+                quote(old.as_deref()),
+                quote(new.as_deref())
+            ),
             Change::ValueAdded { field, new } => format!("{field} gained {}", quote(Some(new))),
             Change::ValueRemoved { field, old } => format!("{field} lost {}", quote(Some(old))),
             _ => String::new(),
         })
         .collect();
-    let summary = format!("{}'s {}: {}", input.entity.name, source_label(input.source), list_some(&parts, 3));
+    let summary = format!(
+        "{}'s {}: {}",
+        input.entity.name,
+        source_label(input.source),
+        list_some(&parts, 3)
+    );
     let mut f = finding(input, rule, Severity::Low, summary, changes.clone());
-    f.dedup_key = key(rule, &input.source.key(), &serde_json::to_string(&changes).unwrap_or_default());
-    Verdict { rule: rule.into(), enabled: true, reason: format!("fires: {} field change(s)", changes.len()), finding: Some(f) }
+    f.dedup_key = key(
+        rule,
+        &input.source.key(),
+        &serde_json::to_string(&changes).unwrap_or_default(),
+    );
+    Verdict {
+        rule: rule.into(),
+        enabled: true,
+        reason: format!("fires: {} field change(s)", changes.len()),
+        finding: Some(f),
+    }
 }
 
 pub(super) fn custom(input: &Input<'_>) -> Vec<Verdict> {
@@ -444,10 +674,16 @@ pub(super) fn custom(input: &Input<'_>) -> Vec<Verdict> {
             let items: Vec<&crate::record::Item> = if first {
                 input.current.record.items.values().collect()
             } else {
-                input.changes.iter().filter_map(|c| match c {
-                    Change::ItemAdded { new, .. } | Change::ItemChanged { new, .. } => Some(new),
-                    _ => None,
-                }).collect()
+                input
+                    .changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::ItemAdded { new, .. } | Change::ItemChanged { new, .. } => {
+                            Some(new)
+                        }
+                        _ => None,
+                    })
+                    .collect()
             };
             for it in items {
                 if item_texts(it).iter().any(|t| r.regex.is_match(t)) {
@@ -457,35 +693,81 @@ pub(super) fn custom(input: &Input<'_>) -> Vec<Verdict> {
         }
         if matches!(r.on, super::CustomTarget::Fields | super::CustomTarget::Any) {
             let values: Vec<(String, String)> = if first {
-                input.current.record.fields.iter().flat_map(|(k, v)| match v {
-                    crate::record::FieldValue::Text(t) => vec![(k.clone(), t.clone())],
-                    crate::record::FieldValue::List(l) => l.iter().map(|x| (k.clone(), x.clone())).collect(),
-                }).collect()
+                input
+                    .current
+                    .record
+                    .fields
+                    .iter()
+                    .flat_map(|(k, v)| match v {
+                        crate::record::FieldValue::Text(t) => vec![(k.clone(), t.clone())],
+                        crate::record::FieldValue::List(l) => {
+                            l.iter().map(|x| (k.clone(), x.clone())).collect()
+                        }
+                    })
+                    .collect()
             } else {
-                input.changes.iter().filter_map(|c| match c {
-                    Change::FieldChanged { field, new: Some(n), .. } => Some((field.clone(), n.clone())),
-                    Change::ValueAdded { field, new } => Some((field.clone(), new.clone())),
-                    _ => None,
-                }).collect()
+                input
+                    .changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::FieldChanged {
+                            field,
+                            new: Some(n),
+                            ..
+                        } => Some((field.clone(), n.clone())),
+                        Change::ValueAdded { field, new } => Some((field.clone(), new.clone())),
+                        _ => None,
+                    })
+                    .collect()
             };
             for (f, v) in values {
                 if field_ok(&f) && r.regex.is_match(&v) {
-                    hits.push((format!("{f} {}", quote(Some(&v))), format!("{f}={}", fold(&v))));
+                    hits.push((
+                        format!("{f} {}", quote(Some(&v))),
+                        format!("{f}={}", fold(&v)),
+                    ));
                 }
             }
         }
         if hits.is_empty() {
-            out.push(Verdict::quiet(&r.id, "no new item or field value matches the rule's keywords"));
+            out.push(Verdict::quiet(
+                &r.id,
+                "no new item or field value matches the rule's keywords",
+            ));
             continue;
         }
-        let what = r.description.clone().unwrap_or_else(|| format!("custom rule {}", r.id));
+        let what = r
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("custom rule {}", r.id));
         let labels: Vec<String> = hits.iter().map(|h| h.0.clone()).collect();
-        let summary = format!("{}'s {} matches {what}: {}", input.entity.name, source_label(input.source), list_some(&labels, 3));
+        let summary = format!(
+            "{}'s {} matches {what}: {}",
+            input.entity.name,
+            source_label(input.source),
+            list_some(&labels, 3)
+        );
         let mut f = finding(input, &r.id, r.severity, summary, Vec::new());
         f.evidence.facts.insert("matched".into(), labels.join("; "));
-        f.dedup_key = key(&r.id, &src, &hits.iter().map(|h| h.1.as_str()).collect::<Vec<_>>().join("\n"));
-        f.escalation_keys = hits.iter().map(|h| format!("{}:{src}:{}", r.id, h.1)).collect();
-        out.push(Verdict { rule: r.id.clone(), enabled: true, reason: format!("fires: {} match(es)", hits.len()), finding: Some(f) });
+        f.dedup_key = key(
+            &r.id,
+            &src,
+            &hits
+                .iter()
+                .map(|h| h.1.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        f.escalation_keys = hits
+            .iter()
+            .map(|h| format!("{}:{src}:{}", r.id, h.1))
+            .collect();
+        out.push(Verdict {
+            rule: r.id.clone(),
+            enabled: true,
+            reason: format!("fires: {} match(es)", hits.len()),
+            finding: Some(f),
+        });
     }
     out
 }

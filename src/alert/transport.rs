@@ -1,0 +1,271 @@
+//! Where mail goes: SMTP (lettre, tokio) or `.eml` files in the spool
+//! folder; and what a failure means (retry or give up).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::AlertError;
+use super::render::Rendered;
+use crate::config::{Settings, SmtpSecurity, SmtpSettings};
+
+/// What one send achieved.
+#[derive(Debug, Clone)]
+pub struct SendOk {
+    /// The server's final reply (`250 …`) or the spool file written.
+    pub reply: String,
+    /// The `.eml` file, for the spool transport.
+    pub file: Option<PathBuf>,
+}
+
+/// Why one send failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    /// A 4xx reply, a refused or dropped connection, a timeout, a TLS or
+    /// login problem, a full disk: try again later.
+    Transient {
+        /// What happened.
+        error: String,
+        /// True when the server was never reached or the connection broke
+        /// (not a reply about this mail): later mails to the same
+        /// subscriber would fail the same way, so they are deferred.
+        connection: bool,
+    },
+    /// A 5xx reply about this mail (e.g. `550 mailbox unavailable`):
+    /// sending it again cannot succeed.
+    Permanent {
+        /// The reply.
+        error: String,
+    },
+}
+
+impl SendFailure {
+    /// The error text.
+    pub fn error(&self) -> &str {
+        match self {
+            SendFailure::Transient { error, .. } | SendFailure::Permanent { error } => error,
+        }
+    }
+}
+
+/// Maps a lettre SMTP error to retry-or-give-up. 5xx replies are permanent,
+/// except authentication failures (530, 534, 535, 538): those are the
+/// operator's to fix and say nothing about the mail, so it stays queued.
+pub fn classify_smtp_error(e: &lettre::transport::smtp::Error) -> SendFailure {
+    let error = e.to_string();
+    if let Some(code) = e.status() {
+        let n = code.to_string();
+        if e.is_permanent() && !matches!(n.as_str(), "530" | "534" | "535" | "538") {
+            return SendFailure::Permanent { error };
+        }
+        return SendFailure::Transient {
+            error,
+            connection: false,
+        };
+    }
+    // No reply code: the connection was refused, dropped, timed out, or
+    // TLS/STARTTLS failed.
+    let hint = if error.contains("STARTTLS") {
+        "; the server does not offer STARTTLS: fix the relay, or use security = \"tls\" (port 465)"
+    } else if e.is_tls() {
+        "; TLS failed: check the relay's certificate and that [smtp] host is the name on it"
+    } else {
+        ""
+    };
+    SendFailure::Transient {
+        error: format!("{error}{hint}"),
+        connection: true,
+    }
+}
+
+enum Kind {
+    Spool(PathBuf),
+    Smtp {
+        mailer: AsyncSmtpTransport<Tokio1Executor>,
+        timeout: Duration,
+    },
+}
+
+/// A transport built from the settings. Build it once per delivery run
+/// and reuse it: SMTP connections are pooled.
+pub struct Transport {
+    kind: Kind,
+    label: String,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints the credentials lettre holds.
+        f.debug_struct("Transport")
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+/// Reads the SMTP password from `password_file` or `password_env`.
+/// The value never appears in an error or a log line.
+fn password(smtp: &SmtpSettings) -> Result<Option<String>, AlertError> {
+    if let Some(path) = &smtp.password_file {
+        let text = std::fs::read_to_string(path).map_err(|e| AlertError::Credentials(format!(
+            "cannot read [smtp] password_file {}: {e}; check the path and that the pivotwatch user may read it (systemd: LoadCredential=)",
+            path.display()
+        )))?;
+        let pw = text.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            return Err(AlertError::Credentials(format!(
+                "[smtp] password_file {} is empty; write the password into it",
+                path.display()
+            )));
+        }
+        return Ok(Some(pw));
+    }
+    if let Some(var) = &smtp.password_env {
+        return match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Err(AlertError::Credentials(format!(
+                "[smtp] password_env names {var}, but that environment variable is not set or empty; set it for the pivotwatch process"
+            ))),
+        };
+    }
+    Ok(None)
+}
+
+impl Transport {
+    /// SMTP when `[smtp]` is set, else the spool folder. Fails (before any
+    /// delivery is touched) when the password cannot be read.
+    pub fn from_settings(settings: &Settings) -> Result<Transport, AlertError> {
+        let Some(smtp) = &settings.smtp else {
+            let dir = settings.email.spool_dir.clone();
+            return Ok(Transport {
+                label: format!("spool folder {}", dir.display()),
+                kind: Kind::Spool(dir),
+            });
+        };
+        let tls_params = || {
+            TlsParameters::new(smtp.host.clone()).map_err(|e| {
+                AlertError::Credentials(format!(
+                    "cannot set up TLS for [smtp] host {:?}: {e}",
+                    smtp.host
+                ))
+            })
+        };
+        let (tls, sec) = match smtp.security {
+            SmtpSecurity::Starttls => (Tls::Required(tls_params()?), "starttls"),
+            SmtpSecurity::Tls => (Tls::Wrapper(tls_params()?), "tls"),
+            SmtpSecurity::None => {
+                // Settings refuse a non-loopback host already; checked again
+                // here so no code path can send in clear over the network.
+                if !crate::config::settings::is_loopback_host(&smtp.host) {
+                    return Err(AlertError::Credentials(format!(
+                        "security = \"none\" is only allowed to a loopback host, not {:?}",
+                        smtp.host
+                    )));
+                }
+                (Tls::None, "none")
+            }
+        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
+            .port(smtp.port)
+            .tls(tls)
+            .timeout(Some(smtp.timeout))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(4)
+                    .idle_timeout(Duration::from_secs(30)),
+            );
+        if let Some(user) = &smtp.username {
+            let pw = password(smtp)?.ok_or_else(|| {
+                AlertError::Credentials(
+                    "[smtp] username is set but neither password_file nor password_env".into(),
+                )
+            })?;
+            b = b.credentials(Credentials::new(user.clone(), pw));
+        }
+        Ok(Transport {
+            label: format!("SMTP {}:{} ({sec})", smtp.host, smtp.port),
+            kind: Kind::Smtp {
+                mailer: b.build(),
+                timeout: smtp.timeout,
+            },
+        })
+    }
+
+    /// "SMTP host:port (starttls)" or "spool folder DIR".
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Sends one rendered mail.
+    pub async fn send(&self, mail: &Rendered) -> Result<SendOk, SendFailure> {
+        match &self.kind {
+            Kind::Spool(dir) => write_spool(dir, mail).await,
+            Kind::Smtp { mailer, timeout } => {
+                // lettre bounds only the connect; the whole exchange is
+                // bounded here so a stalled server cannot hold a delivery.
+                match tokio::time::timeout(*timeout, mailer.send(mail.message.clone())).await {
+                    Ok(Ok(resp)) => {
+                        let text: Vec<&str> = resp.message().collect();
+                        Ok(SendOk {
+                            reply: format!("{} {}", resp.code(), text.join(" ")),
+                            file: None,
+                        })
+                    }
+                    Ok(Err(e)) => Err(classify_smtp_error(&e)),
+                    Err(_) => Err(SendFailure::Transient {
+                        error: format!(
+                            "no answer from the SMTP server within {} ([smtp] timeout); the mail may have arrived and is sent again with the same Message-ID",
+                            humantime::format_duration(*timeout)
+                        ),
+                        connection: true,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Writes `<name>.eml` atomically (temporary file, fsync, rename, fsync of
+/// the folder). The name derives from the Message-ID, so a resend after a
+/// crash replaces the same file instead of adding a second one.
+async fn write_spool(dir: &Path, mail: &Rendered) -> Result<SendOk, SendFailure> {
+    let dir = dir.to_path_buf();
+    let name = format!("{}.eml", mail.file_stem());
+    let bytes = mail.message.formatted();
+    let res = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
+        use std::io::Write;
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(path)
+    })
+    .await;
+    match res {
+        Ok(Ok(path)) => Ok(SendOk {
+            reply: format!("written to {}", path.display()),
+            file: Some(path),
+        }),
+        Ok(Err(e)) => Err(SendFailure::Transient {
+            error: format!(
+                "cannot write to the spool folder: {e}; check that it exists, is writable and the disk is not full"
+            ),
+            connection: true,
+        }),
+        Err(e) => Err(SendFailure::Transient {
+            error: format!("spool writer stopped: {e}"),
+            connection: true,
+        }),
+    }
+}
