@@ -104,6 +104,11 @@ fn check_reports_toml_syntax_errors_and_unknown_keys() {
         "[http]\ntimeout = \"soon\"\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("watchlists/c.toml"),
+        "[rules.nope]\nenabled = false\n\n[[rule]]\nid = \"x\"\npattern = \"(unclosed\"\n",
+    )
+    .unwrap();
     let out = pivotwatch(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -118,6 +123,11 @@ fn check_reports_toml_syntax_errors_and_unknown_keys() {
     );
     assert!(
         err.lines().any(|l| l.starts_with("watchlists/b.toml:1:")),
+        "{err}"
+    );
+    assert!(err.contains("watchlists/c.toml:1:8: unknown rule `nope`"), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("watchlists/c.toml:6:11: invalid regular expression")),
         "{err}"
     );
 }

@@ -99,6 +99,12 @@ fn describe(c: &Composition) -> String {
     s
 }
 
+/// Controlled at the confidence `controlled_goods` asks for.
+fn controlled(input: &Input<'_>, item: &ClassifiedItem) -> bool {
+    item.class.is_controlled()
+        && item.class.confidence >= input.rules.min_confidence(ids::CONTROLLED_GOODS)
+}
+
 fn is_high_tier(t: &Tier) -> bool {
     matches!(t, Tier::T1 | Tier::T2)
 }
@@ -565,7 +571,7 @@ pub(super) fn items_added(input: &Input<'_>) -> Verdict {
     let added: Vec<Change> = input
         .changes
         .iter()
-        .filter(|c| matches!(c, Change::ItemAdded { new, .. } if !classify(input.reference, &src, new).class.is_controlled()))
+        .filter(|c| matches!(c, Change::ItemAdded { new, .. } if !controlled(input, &classify(input.reference, &src, new))))
         .cloned()
         .collect();
     if added.is_empty() {
