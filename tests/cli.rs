@@ -125,9 +125,13 @@ fn check_reports_toml_syntax_errors_and_unknown_keys() {
         err.lines().any(|l| l.starts_with("watchlists/b.toml:1:")),
         "{err}"
     );
-    assert!(err.contains("watchlists/c.toml:1:8: unknown rule `nope`"), "{err}");
     assert!(
-        err.lines().any(|l| l.starts_with("watchlists/c.toml:6:11: invalid regular expression")),
+        err.contains("watchlists/c.toml:1:8: unknown rule `nope`"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("watchlists/c.toml:6:11: invalid regular expression")),
         "{err}"
     );
 }
@@ -223,4 +227,76 @@ fn once_json_history_diff_and_findings_from_the_command_line() {
     }
     let out = run(&["diff", "atlas-metaux/nope"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn check_reports_invalid_reference_data_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("watchlists")).unwrap();
+    std::fs::create_dir_all(dir.path().join("ref")).unwrap();
+    std::fs::write(
+        dir.path().join("ref/chpl.csv"),
+        "hs6,tier,description\n854231,9,Processors\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pivotwatch.toml"),
+        "[reference]\ndir = \"ref\"\n",
+    )
+    .unwrap();
+    let out = pivotwatch(dir.path(), &["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("chpl.csv:2"), "{err}");
+}
+
+#[test]
+fn probe_shows_what_an_extractor_yields_on_a_live_page() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let site = rt.block_on(pivotwatch::demo::Site::start()).unwrap();
+    site.set(
+        "/p",
+        pivotwatch::demo::Page::html(
+            "<html><body><h1 class=n> Atlas  Métaux </h1><a class=site href=\"/home\">x</a>\
+             <table><tr><td class=pn>TMS320F28335PGFA</td><td class=b>TI</td></tr>\
+             <tr><td class=pn>EP4CE22F17C8N</td><td class=b>Intel</td></tr></table></body></html>",
+        ),
+    );
+    let url = site.url("/p");
+    let dir = tempfile::tempdir().unwrap();
+    let out = pivotwatch(
+        dir.path(),
+        &[
+            "probe",
+            &url,
+            "--allow-private-addresses",
+            "--field",
+            "name=h1.n",
+            "--field",
+            "site=a.site@href",
+            "--rows",
+            "table tr",
+            "--col",
+            "part_number=td.pn",
+            "--col",
+            "manufacturer=td.b",
+            "--json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["fields"]["name"], "Atlas Métaux");
+    assert_eq!(v["fields"]["site"], format!("{}/home", site.base()));
+    assert_eq!(v["items"]["TMS320F28335PGFA"]["manufacturer"], "TI");
+    assert_eq!(v["items"].as_object().unwrap().len(), 2);
+    // Without the flag the guard refuses the loopback address.
+    let out = pivotwatch(dir.path(), &["probe", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_private_addresses"));
+    drop(rt);
 }
