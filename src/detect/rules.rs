@@ -99,6 +99,17 @@ fn describe(c: &Composition) -> String {
     s
 }
 
+/// The `ItemAdded` changes of this check that added one of `items`.
+fn additions_of(input: &Input<'_>, items: &[&ClassifiedItem]) -> Vec<Change> {
+    let keys: BTreeSet<&str> = items.iter().map(|i| i.item.key.as_str()).collect();
+    input
+        .changes
+        .iter()
+        .filter(|ch| matches!(ch, Change::ItemAdded { item, .. } if keys.contains(item.as_str())))
+        .cloned()
+        .collect()
+}
+
 /// Controlled at the confidence `controlled_goods` asks for.
 fn controlled(input: &Input<'_>, item: &ClassifiedItem) -> bool {
     item.class.is_controlled()
@@ -166,13 +177,7 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
         describe(&c)
     );
     // Changes of this check that added controlled items, as evidence.
-    let added: BTreeSet<&str> = controlled.iter().map(|i| i.item.key.as_str()).collect();
-    let changes: Vec<Change> = input
-        .changes
-        .iter()
-        .filter(|ch| matches!(ch, Change::ItemAdded { item, .. } if added.contains(item.as_str())))
-        .cloned()
-        .collect();
+    let changes = additions_of(input, &controlled);
     let mut f = finding(input, rule, severity, summary, changes);
     f.evidence.items = controlled.iter().map(|i| i.evidence()).collect();
     f.evidence.facts.insert(
@@ -289,12 +294,7 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
         }
     );
     let keys: BTreeSet<&str> = added.iter().map(|i| i.item.key.as_str()).collect();
-    let changes: Vec<Change> = input
-        .changes
-        .iter()
-        .filter(|ch| matches!(ch, Change::ItemAdded { item, .. } if keys.contains(item.as_str())))
-        .cloned()
-        .collect();
+    let changes = additions_of(input, &refs);
     let mut f = finding(input, rule, severity, summary, changes);
     f.evidence.items = added.iter().map(|i| i.evidence()).collect();
     f.dedup_key = key(
