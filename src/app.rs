@@ -138,25 +138,11 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             allow_private_addresses,
             json,
         } => {
-            let config = Config::load(&LoadOptions {
-                watchlists: Some(std::env::temp_dir().join("pivotwatch-probe-no-watchlists")),
-                ..opts
-            })
-            .or_else(|e| {
-                // Probe needs only the [http] settings; a watchlist folder
-                // is not required.
-                if e.0
-                    .iter()
-                    .all(|d| d.path.ends_with("pivotwatch-probe-no-watchlists"))
-                {
-                    Ok(Config {
-                        settings: crate::config::Settings::defaults(None),
-                        watchlists: vec![],
-                    })
-                } else {
-                    Err(e)
-                }
-            })?;
+            // Probe needs only the settings ([http]); no watchlist folder.
+            let config = Config {
+                settings: Config::load_settings(&opts)?,
+                watchlists: vec![],
+            };
             probe(
                 &config,
                 &url,

@@ -146,6 +146,16 @@ impl Config {
         }
     }
 
+    /// Loads and validates only the settings file (for commands that need
+    /// no watchlists, such as `probe`).
+    pub fn load_settings(opts: &LoadOptions) -> Result<Settings, ConfigErrors> {
+        let mut errors = Vec::new();
+        match load_settings(opts, &mut errors) {
+            Some(s) if errors.is_empty() => Ok(s),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+
     /// Every entity of every watchlist.
     pub fn entities(&self) -> impl Iterator<Item = &Entity> {
         self.watchlists.iter().flat_map(|w| w.entities.iter())
