@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::check::{CheckReport, Checker};
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigErrors, LoadOptions};
+use crate::daemon::control::ReadCommand;
 use crate::extract::{
     self, Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec,
 };
@@ -52,6 +53,30 @@ pub enum AppError {
     /// Writing output or a file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The daemon could not start or run.
+    #[error(transparent)]
+    Daemon(crate::daemon::DaemonError),
+    /// The store is held by `pivotwatch run` and its control socket does
+    /// not answer.
+    #[error(transparent)]
+    Control(#[from] crate::daemon::control::ControlError),
+    /// A command run by the daemon (through its control socket) failed.
+    #[error("{message}")]
+    Remote {
+        /// The daemon's error message.
+        message: String,
+        /// The exit code it chose.
+        code: u8,
+    },
+}
+
+impl From<crate::daemon::DaemonError> for AppError {
+    fn from(e: crate::daemon::DaemonError) -> Self {
+        match e {
+            crate::daemon::DaemonError::Config(c) => AppError::Config(c),
+            other => AppError::Daemon(other),
+        }
+    }
 }
 
 impl AppError {
@@ -60,6 +85,7 @@ impl AppError {
         match self {
             AppError::Config(_) => EXIT_CONFIG,
             AppError::Usage(_) => EXIT_USAGE,
+            AppError::Remote { code, .. } => *code,
             _ => EXIT_FAILED,
         }
     }
@@ -74,7 +100,19 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
     };
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Demo { dir } => crate::demo::run(dir.as_deref(), &mut out).await,
+        Command::Demo { dir, serve: false } => crate::demo::run(dir.as_deref(), &mut out).await,
+        Command::Demo { dir, serve: true } => crate::demo::serve(dir.as_deref(), &mut out).await,
+        Command::Run { check_now } => {
+            crate::daemon::run(
+                crate::daemon::RunOptions {
+                    load: opts,
+                    check_now,
+                },
+                std::future::pending::<()>(),
+            )
+            .await?;
+            Ok(0)
+        }
         Command::Check => check(&opts, &mut out),
         Command::Once {
             sources,
@@ -85,9 +123,7 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             once(config, &sources, !no_deliver, json, &mut out).await
         }
         Command::History { target, json } => {
-            let config = Config::load(&opts)?;
-            let store = Store::open(&config.settings.state_dir)?;
-            history(&config, &store, &target, json, &mut out)
+            read_or_ask(&opts, ReadCommand::History { target, json }, &mut out).await
         }
         Command::Diff {
             target,
@@ -95,35 +131,38 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             to,
             json,
         } => {
-            let config = Config::load(&opts)?;
-            let store = Store::open(&config.settings.state_dir)?;
-            diff(
-                &store,
-                &target,
-                from.as_deref(),
-                to.as_deref(),
+            let cmd = ReadCommand::Diff {
+                target,
+                from,
+                to,
                 json,
-                &mut out,
-            )
+            };
+            read_or_ask(&opts, cmd, &mut out).await
         }
         Command::Findings {
             since,
             entity,
             json,
         } => {
-            let config = Config::load(&opts)?;
-            let store = Store::open(&config.settings.state_dir)?;
-            findings(&store, since.as_deref(), entity.as_deref(), json, &mut out)
+            let cmd = ReadCommand::Findings {
+                since,
+                entity,
+                json,
+            };
+            read_or_ask(&opts, cmd, &mut out).await
         }
         Command::Explain { entity, json } => {
-            let config = Config::load(&opts)?;
-            let store = Store::open(&config.settings.state_dir)?;
-            explain(&config, &store, &entity, json, &mut out)
+            read_or_ask(&opts, ReadCommand::Explain { entity, json }, &mut out).await
         }
         Command::Outbox { action } => {
-            let config = Config::load(&opts)?;
-            let store = Store::open(&config.settings.state_dir)?;
-            outbox(&config, &store, action, &mut out).await
+            let cmd = match action {
+                None => ReadCommand::OutboxList { json: false },
+                Some(crate::cli::OutboxAction::List { json }) => ReadCommand::OutboxList { json },
+                Some(crate::cli::OutboxAction::Retry { id, all }) => ReadCommand::OutboxRetry {
+                    id: if all { None } else { id },
+                },
+            };
+            read_or_ask(&opts, cmd, &mut out).await
         }
         Command::SendTestEmail { subscriber } => {
             let config = Config::load(&opts)?;
@@ -153,6 +192,103 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
                 allow_private_addresses,
                 json,
                 &mut out,
+            )
+            .await
+        }
+    }
+}
+
+/// Runs a read command on the store, or, while `pivotwatch run` holds the
+/// store, inside the daemon through its control socket (same output, same
+/// exit code; the daemon answers with its running configuration).
+async fn read_or_ask(
+    opts: &LoadOptions,
+    cmd: ReadCommand,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let config = match Config::load(opts) {
+        Ok(c) => c,
+        Err(errors) => {
+            // The files on disk have errors, but a running daemon still
+            // answers with the configuration it loaded.
+            let dir = crate::config::settings::state_dir_hint(
+                opts.config.as_deref(),
+                opts.state_dir.as_deref(),
+            );
+            if !crate::daemon::control::socket_path(&dir).exists() {
+                return Err(errors.into());
+            }
+            let Ok(resp) = crate::daemon::control::request(&dir, cmd).await else {
+                return Err(errors.into());
+            };
+            eprintln!(
+                "note: the configuration on disk has {} error(s) (`pivotwatch check` lists them); \
+                 the running daemon answered with the configuration it loaded",
+                errors.0.len()
+            );
+            return remote(resp, out);
+        }
+    };
+    match Store::open(&config.settings.state_dir) {
+        Ok(store) => run_read(Arc::new(config), store, cmd, out).await,
+        Err(StoreError::Locked { .. }) => {
+            let resp = crate::daemon::control::request(&config.settings.state_dir, cmd).await?;
+            remote(resp, out)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Prints the daemon's answer to a read command and returns its exit code.
+fn remote(resp: crate::daemon::control::Response, out: &mut impl Write) -> Result<u8, AppError> {
+    out.write_all(resp.stdout.as_bytes())?;
+    match resp.error {
+        Some(message) => Err(AppError::Remote {
+            message,
+            code: resp.exit,
+        }),
+        None => Ok(resp.exit),
+    }
+}
+
+/// Runs a read command (`history`, `diff`, `findings`, `explain`,
+/// `outbox`) against an open store; the daemon's control socket calls this.
+pub async fn run_read(
+    config: Arc<Config>,
+    store: Store,
+    cmd: ReadCommand,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    match cmd {
+        ReadCommand::History { target, json } => history(&config, &store, &target, json, out),
+        ReadCommand::Diff {
+            target,
+            from,
+            to,
+            json,
+        } => diff(&store, &target, from.as_deref(), to.as_deref(), json, out),
+        ReadCommand::Findings {
+            since,
+            entity,
+            json,
+        } => findings(&store, since.as_deref(), entity.as_deref(), json, out),
+        ReadCommand::Explain { entity, json } => explain(&config, &store, &entity, json, out),
+        ReadCommand::OutboxList { json } => {
+            outbox(
+                &config,
+                &store,
+                Some(crate::cli::OutboxAction::List { json }),
+                out,
+            )
+            .await
+        }
+        ReadCommand::OutboxRetry { id } => {
+            let all = id.is_none();
+            outbox(
+                &config,
+                &store,
+                Some(crate::cli::OutboxAction::Retry { id, all }),
+                out,
             )
             .await
         }
@@ -220,6 +356,18 @@ pub async fn once(
         }
     }
     let store = Store::open(&config.settings.state_dir)?;
+    once_with_store(store, config, selected, deliver, json, out).await
+}
+
+/// `once` on an already opened store, with the sources already chosen.
+pub async fn once_with_store(
+    store: Store,
+    config: Arc<Config>,
+    selected: Vec<(String, String)>,
+    deliver: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
     let checker = Checker::new(config.clone(), store.clone())?;
     let reports = checker.check_all(&selected).await;
     print_reports(&reports, json, out)?;

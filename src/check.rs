@@ -19,7 +19,9 @@ use crate::config::{Config, Entity, Source};
 use crate::detect;
 use crate::diff::diff;
 use crate::extract::{self, ExtractError, ExtractSpec};
-use crate::fetch::{Conditional, FetchError, FetchOptions, Fetcher, looks_blocked};
+use crate::fetch::{
+    Conditional, FetchError, FetchOptions, Fetcher, Politeness, Robots, looks_blocked,
+};
 use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
 use crate::store::{Commit, NewSnapshot, SourceState, Store, StoreError, body_hash};
 
@@ -52,6 +54,13 @@ pub struct CheckReport {
     /// The findings as committed.
     #[serde(skip)]
     pub findings: Vec<Finding>,
+    /// The failure may go away by itself (timeout, 5xx, 429, robots.txt
+    /// unreachable): the daemon retries before the next scheduled slot.
+    #[serde(skip)]
+    pub transient: bool,
+    /// The server's `Retry-After`: not before this long from now.
+    #[serde(skip)]
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Shared, read-only context of the checks.
@@ -62,6 +71,8 @@ pub struct Checker {
     store: Store,
     public: Fetcher,
     private: Fetcher,
+    /// robots.txt rules, when honoured (the daemon's checker).
+    robots: Option<Arc<Robots>>,
 }
 
 /// Errors that stop a check from being recorded at all.
@@ -103,7 +114,62 @@ impl Checker {
             store,
             public,
             private,
+            robots: None,
         })
+    }
+
+    /// The daemon's checker: every request waits for its host's turn under
+    /// `polite`, and, with `robots`, a page robots.txt disallows is not
+    /// fetched (the check is reported `blocked`, saying so).
+    pub fn with_politeness(mut self, polite: Arc<Politeness>, robots: Option<Arc<Robots>>) -> Self {
+        self.public = self.public.with_politeness(polite.clone());
+        self.private = self.private.with_politeness(polite);
+        self.robots = robots;
+        self
+    }
+
+    /// Asks robots.txt whether `url` may be fetched; `Some(report)` when
+    /// it may not (the failure already recorded).
+    async fn robots_gate(
+        &self,
+        fetcher: &Fetcher,
+        entity: &Entity,
+        source: &Source,
+        state: &SourceState,
+        url: &Url,
+    ) -> Result<Option<CheckReport>, CheckError> {
+        let Some(robots) = &self.robots else {
+            return Ok(None);
+        };
+        let verdict = robots.check(fetcher, url).await;
+        let Some(msg) = verdict.message(url) else {
+            return Ok(None);
+        };
+        let unreachable = matches!(verdict, crate::fetch::robots::Verdict::Unreachable { .. });
+        let mut report = self
+            .record_failure(entity, source, state.clone(), &msg, !unreachable)
+            .await?;
+        if let crate::fetch::robots::Verdict::Unreachable { retry_after, .. } = verdict {
+            report.transient = true;
+            report.retry_after = retry_after;
+        }
+        Ok(Some(report))
+    }
+
+    async fn fetch_failed(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        state: SourceState,
+        msg: &str,
+        e: &FetchError,
+    ) -> Result<CheckReport, CheckError> {
+        let mut report = self
+            .record_failure(entity, source, state, msg, e.is_blocked())
+            .await?;
+        report.transient = e.is_transient();
+        report.retry_after = e.retry_after();
+        Ok(report)
     }
 
     /// The configuration in use.
@@ -164,6 +230,8 @@ impl Checker {
                     snapshot: None,
                     changes: vec![],
                     findings: vec![],
+                    transient: false,
+                    retry_after: None,
                 })
             })
             .collect()
@@ -187,6 +255,8 @@ impl Checker {
                 snapshot: None,
                 changes: vec![],
                 findings: vec![],
+                transient: false,
+                retry_after: None,
             },
         }
     }
@@ -239,11 +309,17 @@ impl Checker {
             Conditional::default()
         };
         let fetcher = self.fetcher(source);
+        if let Some(r) = self
+            .robots_gate(fetcher, entity, source, &state, &source.url)
+            .await?
+        {
+            return Ok(r);
+        }
         let first = match fetcher.fetch(&source.url, &cond).await {
             Ok(r) => r,
             Err(e) => {
                 return self
-                    .record_failure(entity, source, state, &e.to_string(), e.is_blocked())
+                    .fetch_failed(entity, source, state, &e.to_string(), &e)
                     .await;
             }
         };
@@ -308,13 +384,17 @@ impl Checker {
                     if n >= spec.max_pages || seen.contains(&next) {
                         break;
                     }
+                    if let Some(r) = self
+                        .robots_gate(fetcher, entity, source, &state, &next)
+                        .await?
+                    {
+                        return Ok(r);
+                    }
                     page = match fetcher.fetch(&next, &Conditional::default()).await {
                         Ok(r) => r,
                         Err(e) => {
                             let msg = format!("page {} ({next}): {e}", n + 1);
-                            return self
-                                .record_failure(entity, source, state, &msg, e.is_blocked())
-                                .await;
+                            return self.fetch_failed(entity, source, state, &msg, &e).await;
                         }
                     };
                 }
@@ -509,6 +589,8 @@ fn failed_report(
         snapshot: None,
         changes: vec![],
         findings: vec![],
+        transient: false,
+        retry_after: None,
     }
 }
 

@@ -36,6 +36,10 @@ pub enum Command {
         /// Where to keep the demo's state and alert emails (default: a new temporary folder).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Instead of running the scenario, serve its site until Ctrl-C and leave a
+        /// configuration in DIR for `pivotwatch run` (the catalogue changes after 90 s).
+        #[arg(long)]
+        serve: bool,
     },
     /// Validate settings and all watchlists; every error as path:line:col; exit 3 on error.
     Check,
@@ -50,6 +54,13 @@ pub enum Command {
         /// One JSON object per source checked.
         #[arg(long)]
         json: bool,
+    },
+    /// The daemon: checks every source on its schedule, delivers alerts, serves the
+    /// status endpoint; SIGHUP reloads, SIGTERM stops.
+    Run {
+        /// Check every source right after start instead of waiting for its schedule.
+        #[arg(long)]
+        check_now: bool,
     },
     /// Snapshot history of an entity or one of its sources.
     History {

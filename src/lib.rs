@@ -15,6 +15,7 @@ pub mod check;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod detect;
 pub mod diff;

@@ -15,6 +15,8 @@
 //! - `outbox`: delivery id → [`Delivery`] (pending and dead)
 //! - `sent`: delivery id → [`Delivery`] (delivery log)
 //! - `digests`: subscriber name → [`DigestState`] (last digest sent)
+//! - `daemon`: `entity/source` → [`DaemonSource`] (next due time and
+//!   health notices of `pivotwatch run`, kept across restarts)
 
 use std::path::{Path, PathBuf};
 
@@ -199,6 +201,33 @@ pub struct DigestState {
     pub findings: usize,
 }
 
+/// What `pivotwatch run` remembers about one source across restarts: when
+/// it is next due and which health notice its maintainers got. Plain data;
+/// the daemon decides what it means.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonSource {
+    /// When the source is next due (jitter included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<DateTime<Utc>>,
+    /// The schedule `next_due` was computed from (expression and
+    /// timezone); when the configuration changes it, the time is computed
+    /// again.
+    #[serde(default)]
+    pub schedule: String,
+    /// `next_due` is an early retry after a transient failure (or a
+    /// server's `Retry-After`), not a scheduled slot.
+    #[serde(default)]
+    pub retry: bool,
+    /// When the maintainers were told the source is broken; cleared when
+    /// they were told it recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_notice: Option<DateTime<Utc>>,
+    /// The last notice that could not be sent (it is tried again at the
+    /// next check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_error: Option<String>,
+}
+
 /// Everything one check persists, committed atomically.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -240,6 +269,7 @@ pub struct Store {
     outbox: sled::Tree,
     sent: sled::Tree,
     digests: sled::Tree,
+    daemon: sled::Tree,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -311,8 +341,26 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             sent: db.open_tree("sent")?,
             digests: db.open_tree("digests")?,
+            daemon: db.open_tree("daemon")?,
             db,
         })
+    }
+
+    /// Like [`Store::open`], but waits up to `max_wait` while the database
+    /// is locked. For reopening in the same process right after a handle
+    /// was dropped: sled may release its file lock a moment after the last
+    /// handle goes away. Across processes, use [`Store::open`], which
+    /// fails at once.
+    pub fn open_waiting(dir: &Path, max_wait: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + max_wait;
+        loop {
+            match Store::open(dir) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The state folder.
@@ -635,6 +683,39 @@ impl Store {
             Some(v) => Ok(Some(dec(subscriber.as_bytes(), &v)?)),
             None => Ok(None),
         }
+    }
+
+    /// The daemon's record of a source.
+    pub fn daemon_source(&self, source: &str) -> Result<Option<DaemonSource>, StoreError> {
+        match self.daemon.get(source.as_bytes())? {
+            Some(v) => Ok(Some(dec(source.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every daemon record, by `entity/source`.
+    pub fn daemon_sources(&self) -> Result<Vec<(String, DaemonSource)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.daemon.iter() {
+            let (k, v) = kv?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), dec(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Writes the daemon's record of a source. Not flushed here: the
+    /// daemon flushes its schedule in batches and on shutdown; a crash
+    /// loses at most sled's flush window, i.e. a source is checked once
+    /// more than planned.
+    pub fn put_daemon_source(&self, source: &str, d: &DaemonSource) -> Result<(), StoreError> {
+        self.daemon.insert(source.as_bytes(), enc(d))?;
+        Ok(())
+    }
+
+    /// Forgets the daemon's record of a source (it left the watchlists).
+    pub fn remove_daemon_source(&self, source: &str) -> Result<(), StoreError> {
+        self.daemon.remove(source.as_bytes())?;
+        Ok(())
     }
 
     /// Flushes everything written so far to disk.

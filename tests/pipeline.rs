@@ -386,21 +386,31 @@ async fn watchlist_rule_overrides_switch_off_and_replace_severity() {
         "[rules.profile_mismatch]\nseverity = \"critical\"\nmin_items = 2\n\n[rules.items_added]\nenabled = false\n\n[watchlist]\nname = \"test\"",
     );
     env.write(SETTINGS, &wl);
-    env.site.set("/shop", Page::html(catalogue_page(SCRAP, "1", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(SCRAP, "1", None)));
     env.once().await;
     // One TI part: below min_items = 2, and items_added is off → nothing.
     let mut rows = SCRAP.to_vec();
     rows.push(("DSP", "Texas Instruments", "TMS320F28335PGFA", "1"));
     rows.push(("Brass scrap", "", "BR-1", "2"));
-    env.site.set("/shop", Page::html(catalogue_page(&rows, "2", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(&rows, "2", None)));
     let r = env.once().await;
     assert_eq!(r[0].status, CheckStatus::Changed);
     let rules: Vec<&str> = r[0].findings.iter().map(|f| f.rule.as_str()).collect();
     assert_eq!(rules, vec!["controlled_goods"], "{:?}", r[0].findings);
     // A second part reaches min_items: critical, as the watchlist says.
     rows.push(("MCU", "NXP", "MCIMX6Q5EYM10AC", "3"));
-    env.site.set("/shop", Page::html(catalogue_page(&rows, "3", None)));
+    env.site
+        .set("/shop", Page::html(catalogue_page(&rows, "3", None)));
     let r = env.once().await;
-    let f: Vec<(&str, pivotwatch::record::Severity)> = r[0].findings.iter().map(|f| (f.rule.as_str(), f.severity)).collect();
-    assert_eq!(f, vec![("profile_mismatch", pivotwatch::record::Severity::Critical)]);
+    let f: Vec<(&str, pivotwatch::record::Severity)> = r[0]
+        .findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.severity))
+        .collect();
+    assert_eq!(
+        f,
+        vec![("profile_mismatch", pivotwatch::record::Severity::Critical)]
+    );
 }

@@ -41,6 +41,41 @@ pub struct Settings {
     pub status_listen: Option<SocketAddr>,
     /// Extra reference data folder (`[reference] dir`).
     pub reference_dir: Option<PathBuf>,
+    /// How `pivotwatch run` schedules and watches sources (`[daemon]`).
+    pub daemon: DaemonSettings,
+}
+
+/// Default `[daemon] jitter`. [default: 60s]
+pub const DEFAULT_JITTER: Duration = Duration::from_secs(60);
+/// Default `[daemon] failure_threshold`. [default: 3]
+pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+/// Default `[daemon] grace_period`. [default: 30s]
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// `jitter`: a random delay of up to this much is added to every
+    /// scheduled check, so sources sharing a schedule do not hit their
+    /// sites in lockstep; `"0s"` turns it off. [default: 60s]
+    pub jitter: Duration,
+    /// `failure_threshold`: consecutive failed (or blocked) checks after
+    /// which the watchlist's maintainers get one source-broken notice.
+    /// [default: 3]
+    pub failure_threshold: u32,
+    /// `grace_period`: on SIGTERM or SIGINT, how long checks already in
+    /// flight may take to finish before the daemon exits. [default: 30s]
+    pub grace_period: Duration,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            jitter: DEFAULT_JITTER,
+            failure_threshold: DEFAULT_FAILURE_THRESHOLD,
+            grace_period: DEFAULT_GRACE_PERIOD,
+        }
+    }
 }
 
 /// `[http]`.
@@ -64,6 +99,8 @@ pub struct HttpSettings {
     pub per_host_concurrency: usize,
     /// `per_host_interval`, default 1s.
     pub per_host_interval: Duration,
+    /// `robots_txt`: honour each site's robots.txt (daemon), default true.
+    pub robots_txt: bool,
 }
 
 impl Default for HttpSettings {
@@ -78,6 +115,7 @@ impl Default for HttpSettings {
             concurrency: 16,
             per_host_concurrency: 2,
             per_host_interval: Duration::from_secs(1),
+            robots_txt: true,
         }
     }
 }
@@ -182,6 +220,15 @@ struct RawSettings {
     subscriber: Vec<RawSubscriber>,
     status: Option<RawStatus>,
     reference: Option<RawReference>,
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    jitter: Option<Spanned<String>>,
+    failure_threshold: Option<Spanned<u32>>,
+    grace_period: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +249,7 @@ struct RawHttp {
     concurrency: Option<Spanned<usize>>,
     per_host_concurrency: Option<Spanned<usize>>,
     per_host_interval: Option<Spanned<String>>,
+    robots_txt: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +358,7 @@ impl Settings {
             subscribers: Vec::new(),
             status_listen: None,
             reference_dir: None,
+            daemon: DaemonSettings::default(),
         }
     }
 
@@ -387,6 +436,9 @@ impl Settings {
             }
             if let Some(a) = h.allow_private_addresses {
                 s.http.allow_private_addresses = a;
+            }
+            if let Some(r) = h.robots_txt {
+                s.http.robots_txt = r;
             }
             s.http.concurrency = positive(&h.concurrency, sink, d.concurrency);
             s.http.per_host_concurrency =
@@ -563,7 +615,40 @@ impl Settings {
         {
             s.reference_dir = Some(resolve(base, d));
         }
+        if let Some(d) = &raw.daemon {
+            if d.jitter.is_some() {
+                s.daemon.jitter = dur(&d.jitter, sink, Duration::ZERO);
+            }
+            s.daemon.grace_period = dur(&d.grace_period, sink, DEFAULT_GRACE_PERIOD);
+            if let Some(t) = &d.failure_threshold {
+                if *t.get_ref() == 0 {
+                    sink.error(Some(t.span()), "failure_threshold must be at least 1");
+                } else {
+                    s.daemon.failure_threshold = *t.get_ref();
+                }
+            }
+        }
         (sink.out.len() == before).then_some(s)
+    }
+}
+
+/// The state folder a configuration names, read leniently: the
+/// `--state-dir` flag, else `[store] path` of the settings file (`config`,
+/// or `./pivotwatch.toml` when present), else `.pivotwatch`. Nothing else
+/// is validated, so a command can still find a running daemon's control
+/// socket while the files on disk have errors.
+pub fn state_dir_hint(config: Option<&Path>, state_dir_flag: Option<&Path>) -> PathBuf {
+    if let Some(flag) = state_dir_flag {
+        return flag.to_path_buf();
+    }
+    let path = config.map_or_else(|| PathBuf::from("pivotwatch.toml"), Path::to_path_buf);
+    let store_path = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("store")?.get("path")?.as_str().map(str::to_string));
+    match store_path {
+        Some(p) => resolve(path.parent().unwrap_or(Path::new(".")), &p),
+        None => PathBuf::from(".pivotwatch"),
     }
 }
 

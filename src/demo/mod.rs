@@ -50,6 +50,63 @@ pub fn write_config(dir: &Path, base: &str) -> std::io::Result<(PathBuf, PathBuf
     Ok((settings, wl_dir))
 }
 
+/// How long `demo --serve` shows the "before" state.
+pub const SERVE_FLIP_AFTER: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// `demo --serve`: serves the scenario's site on 127.0.0.1 until Ctrl-C
+/// and leaves in `dir` a configuration for `pivotwatch run`: the demo
+/// watchlist checked every minute, and a status endpoint on
+/// 127.0.0.1:9187. The site shows the "before" state, then switches to the
+/// "after" state (processors appear) [`SERVE_FLIP_AFTER`] later, so a
+/// daemon started meanwhile raises the finding on its own.
+pub async fn serve(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppError> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!("pivotwatch-demo-{}", std::process::id())),
+    };
+    let site = Site::start().await?;
+    publish(&site, false, "2026-11-27 09:00");
+    let (settings, wl_dir) = write_config(&dir, &site.base())?;
+    let wl = wl_dir.join("demo.toml");
+    let text = std::fs::read_to_string(&wl)?;
+    std::fs::write(
+        &wl,
+        text.replace("schedule = \"0 */6 * * *\"", "schedule = \"* * * * *\""),
+    )?;
+    let mut s = std::fs::read_to_string(&settings)?;
+    s.push_str(
+        "\n# For `pivotwatch run` against the served demo site.\n[status]\nlisten = \"127.0.0.1:9187\"\n\n[daemon]\njitter = \"5s\"\n",
+    );
+    std::fs::write(&settings, s)?;
+    writeln!(
+        out,
+        "pivotwatch demo site served at {} (Ctrl-C stops it)\n\
+         configuration written to {}: the demo watchlist checked every minute, status on 127.0.0.1:9187\n\n\
+         In another terminal:\n  cd {} && pivotwatch run\n\
+         then watch http://127.0.0.1:9187/ or run `pivotwatch findings` there.\n\n\
+         The catalogue changes (processors appear) in {} s.",
+        site.base(),
+        dir.display(),
+        dir.display(),
+        SERVE_FLIP_AFTER.as_secs()
+    )?;
+    out.flush()?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    tokio::select! {
+        _ = &mut ctrl_c => return Ok(0),
+        _ = tokio::time::sleep(SERVE_FLIP_AFTER) => {}
+    }
+    publish(&site, true, "2026-11-28 09:00");
+    writeln!(
+        out,
+        "The catalogue changed: the daemon sees it at its next check (within a minute or two)."
+    )?;
+    out.flush()?;
+    let _ = ctrl_c.await;
+    Ok(0)
+}
+
 /// Runs the demo, printing to `out`.
 pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppError> {
     let dir = match dir {
@@ -86,16 +143,29 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
         out,
         "== 1. First check: the registry record and the catalogue (scrap metal only)"
     )?;
-    crate::app::once(config.clone(), &[], true, false, out).await?;
+    let all = || -> Vec<(String, String)> {
+        config
+            .sources()
+            .map(|(e, s)| (e.id.clone(), s.id.clone()))
+            .collect()
+    };
+    let open = || {
+        crate::store::Store::open_waiting(
+            &config.settings.state_dir,
+            std::time::Duration::from_secs(5),
+        )
+    };
+    crate::app::once_with_store(open()?, config.clone(), all(), true, false, out).await?;
 
     writeln!(
         out,
         "\n== 2. The site changes: processors appear in the catalogue, rows are reordered, timestamps move"
     )?;
     publish(&site, true, "2026-11-28 09:00");
-    let code = crate::app::once(config.clone(), &[], true, false, out).await?;
+    let code =
+        crate::app::once_with_store(open()?, config.clone(), all(), true, false, out).await?;
 
-    let store = crate::store::Store::open(&config.settings.state_dir)?;
+    let store = open()?;
     let ids = store.history("atlas-metaux/catalogue")?;
     if let [.., a, b] = ids.as_slice() {
         writeln!(

@@ -91,7 +91,7 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
 
     let mut any_field = false;
     for (name, field) in &spec.fields {
-        if let Some(v) = read_field(root, field, base) {
+        if let Some(v) = read_field(root, field, field.all, base) {
             any_field = true;
             page.record.fields.insert(name.clone(), v);
         }
@@ -114,7 +114,7 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
             rows += 1;
             let mut values = BTreeMap::new();
             for (col, f) in &items.columns {
-                if let Some(FieldValue::Text(t)) = read_field(row, &single(f), base) {
+                if let Some(FieldValue::Text(t)) = read_field(row, f, false, base) {
                     values.insert(col.clone(), t);
                 }
             }
@@ -131,7 +131,7 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
     }
 
     if let Some(next) = &spec.next_page
-        && let Some(FieldValue::Text(href)) = read_field(root, &single(next), base)
+        && let Some(FieldValue::Text(href)) = read_field(root, next, false, base)
         && let Ok(u) = base.join(&href)
         && matches!(u.scheme(), "http" | "https")
     {
@@ -140,14 +140,15 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
     Ok(page)
 }
 
-fn single(f: &HtmlField) -> HtmlField {
-    HtmlField {
-        all: false,
-        ..f.clone()
-    }
-}
-
-fn read_field(scope: ElementRef<'_>, field: &HtmlField, base: &Url) -> Option<FieldValue> {
+/// Reads `field` in `scope`: every match as a list when `all`, else the
+/// first match with a non-empty value. (`all` is a parameter so that item
+/// columns, always single, need no per-row copy of the field.)
+fn read_field(
+    scope: ElementRef<'_>,
+    field: &HtmlField,
+    all: bool,
+    base: &Url,
+) -> Option<FieldValue> {
     let read = |el: ElementRef<'_>| -> Option<String> {
         let v = match &field.attr {
             Some(a) => {
@@ -168,7 +169,7 @@ fn read_field(scope: ElementRef<'_>, field: &HtmlField, base: &Url) -> Option<Fi
     if field.selector.matches(&scope) {
         matches.push(scope);
     }
-    if field.all {
+    if all {
         matches.extend(scope.select(&field.selector));
         let list: Vec<String> = matches.into_iter().filter_map(read).collect();
         (!list.is_empty()).then_some(FieldValue::List(list))

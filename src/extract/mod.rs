@@ -142,7 +142,9 @@ pub fn insert_items(record: &mut Record, items: Vec<Item>) {
             record.items.insert(key, it);
             continue;
         }
-        group.sort_by_key(|i| serde_json::to_string(&i.attributes()).unwrap_or_default());
+        // Cached: one serialisation per item, not one per comparison
+        // (same stable order).
+        group.sort_by_cached_key(|i| serde_json::to_string(&i.attributes()).unwrap_or_default());
         for (i, mut it) in group.into_iter().enumerate() {
             let k = if i == 0 {
                 key.clone()

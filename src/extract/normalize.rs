@@ -1,14 +1,27 @@
 //! Text normalisation: the single place that decides what counts as the
 //! same text.
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// NFC-normalises and collapses every run of whitespace (incl. NBSP) to one
 /// space, trimmed. Case is kept for display.
 pub fn clean_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    // Fast paths (same result): ASCII is always NFC, and text that the quick
+    // check already finds in NFC needs no normalising iterator.
+    if s.is_ascii() {
+        collapse_ascii(s, &mut out);
+    } else if is_nfc_quick(s.chars()) == IsNormalized::Yes {
+        collapse(s.chars(), &mut out);
+    } else {
+        collapse(s.nfc(), &mut out);
+    }
+    out
+}
+
+fn collapse(chars: impl Iterator<Item = char>, out: &mut String) {
     let mut space = false;
-    for c in s.nfc() {
+    for c in chars {
         if c.is_whitespace() || c == '\u{a0}' || c == '\u{200b}' {
             space = !out.is_empty();
         } else {
@@ -19,18 +32,47 @@ pub fn clean_text(s: &str) -> String {
             out.push(c);
         }
     }
-    out
+}
+
+/// [`collapse`] for ASCII text: the ASCII characters `char::is_whitespace`
+/// accepts are TAB, LF, VT, FF, CR and space.
+fn collapse_ascii(s: &str, out: &mut String) {
+    let words = s
+        .split(['\t', '\n', '\u{b}', '\u{c}', '\r', ' '])
+        .filter(|w| !w.is_empty());
+    for word in words {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 /// The comparison form of a cleaned text: case-folded. Two texts whose
 /// folds are equal are the same text for diffing.
 pub fn fold(s: &str) -> String {
-    clean_text(s).to_lowercase()
+    let mut c = clean_text(s);
+    if c.is_ascii() {
+        c.make_ascii_lowercase();
+        c
+    } else {
+        c.to_lowercase()
+    }
 }
 
 /// A part number's normal form: letters and digits only, upper case
 /// (`tms320-f28335 pgfa` → `TMS320F28335PGFA`).
 pub fn normalise_part_number(s: &str) -> String {
+    if s.is_ascii() {
+        // NFKC leaves ASCII unchanged.
+        let mut out = String::with_capacity(s.len());
+        out.extend(
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_uppercase()),
+        );
+        return out;
+    }
     s.nfkc()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_uppercase)
@@ -80,6 +122,47 @@ mod tests {
     fn composed_and_decomposed_are_equal() {
         assert_eq!(clean_text("Me\u{301}taux"), clean_text("Métaux"));
         assert_eq!(fold("ATLAS  Métaux"), fold("atlas métaux"));
+    }
+
+    /// The definitions the fast paths must agree with.
+    fn reference_clean(s: &str) -> String {
+        let mut out = String::new();
+        collapse(s.nfc(), &mut out);
+        out
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_definitions() {
+        let samples = [
+            "",
+            " ",
+            "\t\n\u{b}\u{c}\r ",
+            "  a  b\tc\nd\u{b}e\u{c}f\rg  ",
+            "\u{1c}x\u{1f}y\u{85}z",
+            "Texas\u{a0}Instruments\u{200b}TMS320",
+            "Me\u{301}taux  Métaux",
+            "ＴＭＳ３２０－Ｆ２８３３５",
+            "Ⅻ ﬁ ẞ İstanbul ΣΑΣ",
+            "tms320-f28335 pgfa",
+            "\u{2003}em\u{3000}space\u{2028}",
+        ];
+        for s in samples {
+            assert_eq!(clean_text(s), reference_clean(s), "{s:?}");
+            assert_eq!(fold(s), reference_clean(s).to_lowercase(), "{s:?}");
+            let slow: String = s
+                .nfkc()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_uppercase)
+                .collect();
+            assert_eq!(normalise_part_number(s), slow, "{s:?}");
+        }
+        // Every ASCII byte, alone and between letters.
+        for b in 0u8..128 {
+            let c = b as char;
+            for s in [c.to_string(), format!("a{c}b"), format!("{c}{c}x{c}")] {
+                assert_eq!(clean_text(&s), reference_clean(&s), "{s:?}");
+            }
+        }
     }
 
     #[test]

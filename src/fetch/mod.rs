@@ -21,6 +21,8 @@
 mod charset;
 mod error;
 mod guard;
+pub mod polite;
+pub mod robots;
 mod status;
 
 use std::sync::{Arc, Once};
@@ -32,6 +34,8 @@ use url::Url;
 pub use charset::decode_body;
 pub use error::FetchError;
 pub use guard::{check_url, is_public_ip};
+pub use polite::Politeness;
+pub use robots::Robots;
 pub use status::{looks_blocked, parse_retry_after};
 
 /// Default `User-Agent`: identifies the crawler and where to learn about it.
@@ -147,6 +151,9 @@ pub struct Fetcher {
 struct Inner {
     client: reqwest::Client,
     opts: FetchOptions,
+    /// Per-host limits every request waits for (the daemon's); `None`
+    /// for `once` and `probe`.
+    polite: Option<Arc<Politeness>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -189,8 +196,24 @@ impl Fetcher {
             .build()
             .map_err(|source| FetchError::Client { source })?;
         Ok(Self {
-            inner: Arc::new(Inner { client, opts }),
+            inner: Arc::new(Inner {
+                client,
+                opts,
+                polite: None,
+            }),
         })
+    }
+
+    /// The same client, with every request waiting for its host's turn
+    /// under `polite` (see [`polite`]).
+    pub fn with_politeness(&self, polite: Arc<Politeness>) -> Fetcher {
+        Fetcher {
+            inner: Arc::new(Inner {
+                client: self.inner.client.clone(),
+                opts: self.inner.opts.clone(),
+                polite: Some(polite),
+            }),
+        }
     }
 
     /// The options this fetcher was built with.
@@ -208,6 +231,10 @@ impl Fetcher {
     pub async fn fetch(&self, url: &Url, cond: &Conditional) -> Result<FetchResponse, FetchError> {
         let opts = &self.inner.opts;
         let log_url = guard::redacted(url);
+        let _turn = match &self.inner.polite {
+            Some(p) => Some(p.acquire(url).await),
+            None => None,
+        };
         let started = Instant::now();
         let result = match tokio::time::timeout(opts.timeout, self.fetch_inner(url, cond)).await {
             Ok(result) => result,
@@ -237,6 +264,9 @@ impl Fetcher {
                 "Fetch refused by status."
             ),
             Err(err) => tracing::debug!(url = %log_url, error = %err, elapsed_ms, "Fetch failed."),
+        }
+        if let Some(p) = &self.inner.polite {
+            p.observe(url, &result, started.elapsed());
         }
         result
     }

@@ -10,6 +10,9 @@ use pivotwatch::config::{Config, LoadOptions};
 use pivotwatch::demo::Site;
 use pivotwatch::store::Store;
 
+/// How long a test waits for sled to release a store closed a moment ago.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub site: Site,
@@ -86,7 +89,7 @@ impl Env {
     /// Opens the store, checks every source once, delivers, closes the store.
     pub async fn once(&self) -> Vec<CheckReport> {
         let config = self.config();
-        let store = Store::open(&config.settings.state_dir).expect("store");
+        let store = Store::open_waiting(&config.settings.state_dir, WAIT).expect("store");
         let checker = Checker::new(config.clone(), store.clone()).expect("checker");
         let ids: Vec<(String, String)> = config
             .sources()
@@ -100,7 +103,7 @@ impl Env {
     }
 
     pub fn store(&self) -> Store {
-        Store::open(&self.dir.path().join("state")).expect("store")
+        Store::open_waiting(&self.dir.path().join("state"), WAIT).expect("store")
     }
 }
 

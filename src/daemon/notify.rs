@@ -1,0 +1,46 @@
+//! systemd readiness protocol (`Type=notify`): READY, RELOADING,
+//! STOPPING, STATUS and watchdog pings through `sd-notify`. Without
+//! `$NOTIFY_SOCKET` every call does nothing.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "Cannot notify systemd.");
+    }
+}
+
+/// Startup is complete (store open, endpoints bound, sources scheduled).
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A configuration reload started; [`ready`] ends it.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(m) => send(&[NotifyState::Reloading, m]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+/// Shutdown started.
+pub fn stopping(status: &str) {
+    send(&[NotifyState::Stopping, NotifyState::Status(status)]);
+}
+
+/// A one-line status for `systemctl status`.
+pub fn status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
+/// A watchdog keep-alive.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}
+
+/// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
+pub fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled()
+}

@@ -1,0 +1,392 @@
+//! The status endpoint (`[status] listen`): `/healthz`, `/metrics`
+//! (Prometheus text), `/feed.atom` (recent findings) and `/`, an HTML page
+//! of sources with their health and recent findings with their changes.
+//!
+//! Everything scraped is escaped (HTML, XML); characters XML cannot carry
+//! are dropped; the page loads nothing (`Content-Security-Policy:
+//! default-src 'none'`). Listen on 127.0.0.1 (or behind a reverse proxy
+//! with authentication): findings are sensitive.
+//!
+//! **Boundary:** reads the store and the running configuration; writes
+//! nothing.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+
+use super::Shared;
+use super::metrics::Gauges;
+use crate::record::{CheckStatus, Finding};
+use crate::store::{DaemonSource, SourceState, StoreError};
+
+/// Findings in the Atom feed.
+pub const FEED_ENTRIES: usize = 50;
+/// Findings on the HTML page.
+const PAGE_FINDINGS: usize = 20;
+
+/// The routes.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/feed.atom", get(feed))
+        .with_state(shared)
+}
+
+/// One source as the status page and `/metrics` see it.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceView {
+    pub key: String,
+    pub url: String,
+    pub schedule: String,
+    pub state: Option<SourceState>,
+    pub daemon: Option<DaemonSource>,
+}
+
+impl SourceView {
+    /// `ok`, `failing`, `broken` or `unchecked`.
+    pub fn health(&self, threshold: u32) -> &'static str {
+        match &self.state {
+            None => "unchecked",
+            Some(s) if s.last_status.is_none() => "unchecked",
+            Some(s) if s.consecutive_failures >= threshold => "broken",
+            Some(s) if s.consecutive_failures > 0 => "failing",
+            Some(_) => "ok",
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(e.to_string())),
+        Err(e) => Err(error(e.to_string())),
+    }
+}
+
+fn error(msg: String) -> Response {
+    tracing::error!(error = %msg, "Status endpoint cannot read the store.");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("store error: {msg}\n"),
+    )
+        .into_response()
+}
+
+pub(crate) fn sources(shared: &Shared) -> Result<Vec<SourceView>, StoreError> {
+    let config = shared.config();
+    let mut out = Vec::new();
+    for w in &config.watchlists {
+        for e in &w.entities {
+            for s in &e.sources {
+                let key = s.key();
+                out.push(SourceView {
+                    url: s.url.to_string(),
+                    schedule: format!("{} ({})", s.schedule.as_str(), w.timezone.name()),
+                    state: shared.store.source_state(&key)?,
+                    daemon: shared.store.daemon_source(&key)?,
+                    key,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn recent_findings(shared: &Shared, n: usize) -> Result<Vec<Finding>, StoreError> {
+    let mut all = shared.store.findings()?;
+    let skip = all.len().saturating_sub(n);
+    let mut recent: Vec<Finding> = all.drain(skip..).collect();
+    recent.reverse();
+    Ok(recent)
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let age = shared.heartbeat_age();
+    let ok = age <= super::HEARTBEAT_STALE;
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "stalled" },
+        "scheduler_heartbeat_age_seconds": age.as_secs(),
+        "checks_in_flight": shared.metrics.checks_in_flight(),
+        "sources": shared.config().sources().count(),
+        "started_at": shared.started.to_rfc3339(),
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let s = shared.clone();
+    let gauges = blocking(move || {
+        let outbox = s.store.outbox_all()?;
+        let dead = outbox.iter().filter(|d| d.dead).count() as u64;
+        let threshold = s.config().settings.daemon.failure_threshold;
+        let mut g = Gauges {
+            outbox_pending: outbox.len() as u64 - dead,
+            outbox_dead: dead,
+            ..Gauges::default()
+        };
+        for v in sources(&s)? {
+            *g.sources.entry(v.health(threshold)).or_default() += 1;
+        }
+        Ok(g)
+    })
+    .await;
+    match gauges {
+        Ok(g) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            shared.metrics.render(&g),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn feed(State(shared): State<Arc<Shared>>) -> Response {
+    let s = shared.clone();
+    let findings = match blocking(move || recent_findings(&s, FEED_ENTRIES)).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let config = shared.config();
+    let name = |f: &Finding| {
+        config
+            .entity(&f.entity)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| f.entity.clone())
+    };
+    (
+        [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+        atom(&findings, &name, shared.started),
+    )
+        .into_response()
+}
+
+/// Renders findings (newest first) as an Atom 1.0 feed (RFC 4287).
+pub fn atom(
+    findings: &[Finding],
+    entity_name: &dyn Fn(&Finding) -> String,
+    fallback_updated: DateTime<Utc>,
+) -> String {
+    let updated = findings
+        .iter()
+        .map(|f| f.created_at)
+        .max()
+        .unwrap_or(fallback_updated);
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    x.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
+    x.push_str("  <title>pivotwatch findings</title>\n");
+    x.push_str("  <id>urn:pivotwatch:findings</id>\n");
+    let _ = writeln!(x, "  <updated>{}</updated>", updated.to_rfc3339());
+    x.push_str("  <author><name>pivotwatch</name></author>\n");
+    let _ = writeln!(
+        x,
+        "  <generator version=\"{}\">pivotwatch</generator>",
+        env!("CARGO_PKG_VERSION")
+    );
+    for f in findings {
+        let name = entity_name(f);
+        let title = format!(
+            "[{}] {}: {}",
+            f.severity.as_str().to_uppercase(),
+            name,
+            f.summary
+        );
+        let mut content = format!(
+            "{}\n\nEntity: {} ({})\nWatchlist: {}\nSource: {}\nRule: {}\nSeverity: {}\nURL: {}\n",
+            f.summary, name, f.entity, f.watchlist, f.source, f.rule, f.severity, f.evidence.url
+        );
+        if let Some(s) = f.evidence.snapshot {
+            let _ = writeln!(content, "Snapshot: {s}");
+        }
+        if !f.explanation.is_empty() {
+            let _ = write!(content, "\n{}\n", f.explanation);
+        }
+        if !f.evidence.changes.is_empty() {
+            content.push_str("\nChanges:\n");
+            for c in &f.evidence.changes {
+                let _ = writeln!(content, "- {}", c.describe());
+            }
+        }
+        x.push_str("  <entry>\n");
+        let _ = writeln!(
+            x,
+            "    <id>urn:pivotwatch:finding:{}:{}</id>",
+            xml(&f.entity),
+            f.id
+        );
+        let _ = writeln!(x, "    <title>{}</title>", xml(&title));
+        let _ = writeln!(x, "    <updated>{}</updated>", f.created_at.to_rfc3339());
+        let _ = writeln!(
+            x,
+            "    <published>{}</published>",
+            f.created_at.to_rfc3339()
+        );
+        let _ = writeln!(
+            x,
+            "    <category term=\"{}\" label=\"severity\"/>",
+            xml(f.severity.as_str())
+        );
+        let _ = writeln!(
+            x,
+            "    <category term=\"{}\" label=\"rule\"/>",
+            xml(&f.rule)
+        );
+        let _ = writeln!(x, "    <summary>{}</summary>", xml(&f.summary));
+        let _ = writeln!(x, "    <content type=\"text\">{}</content>", xml(&content));
+        x.push_str("  </entry>\n");
+    }
+    x.push_str("</feed>\n");
+    x
+}
+
+/// Escapes text for XML and drops the characters XML 1.0 cannot carry
+/// (control characters, U+FFFE, U+FFFF).
+pub fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn h(s: &str) -> String {
+    html_escape::encode_text(s).into_owned()
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+async fn page(State(shared): State<Arc<Shared>>) -> Response {
+    let s = shared.clone();
+    let data = blocking(move || Ok((sources(&s)?, recent_findings(&s, PAGE_FINDINGS)?))).await;
+    let (views, findings) = match data {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let config = shared.config();
+    let threshold = config.settings.daemon.failure_threshold;
+    let mut p = String::new();
+    p.push_str(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>pivotwatch</title><style>",
+    );
+    p.push_str("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}.broken{background:#fdd}.failing{background:#ffd}.unchecked{color:#777}small{color:#555}");
+    p.push_str("</style></head><body>");
+    let _ = write!(
+        p,
+        "<h1>pivotwatch</h1><p>{} sources in {} watchlist(s); running since {}; {} check(s) in flight. \
+         <a href=\"/metrics\">metrics</a> · <a href=\"/feed.atom\">findings feed</a></p>",
+        views.len(),
+        config.watchlists.len(),
+        time(Some(shared.started)),
+        shared.metrics.checks_in_flight()
+    );
+    p.push_str("<h2>Sources</h2><table><tr><th>source</th><th>health</th><th>last check</th><th>status</th><th>failures</th><th>next check</th><th>schedule</th><th>last error</th></tr>");
+    for v in &views {
+        let health = v.health(threshold);
+        let st = v.state.clone().unwrap_or_default();
+        let _ = write!(
+            p,
+            "<tr class=\"{health}\"><td>{}<br><small>{}</small></td><td>{health}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            h(&v.key),
+            h(&v.url),
+            time(st.last_check),
+            st.last_status
+                .map(|s: CheckStatus| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            st.consecutive_failures,
+            time(v.daemon.as_ref().and_then(|d| d.next_due)),
+            h(&v.schedule),
+            h(st.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    p.push_str("</table><h2>Recent findings</h2>");
+    if findings.is_empty() {
+        p.push_str("<p>None yet.</p>");
+    }
+    for f in &findings {
+        let name = config
+            .entity(&f.entity)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| f.entity.clone());
+        let _ = write!(
+            p,
+            "<h3>[{}] {}: {}</h3><p><small>finding {} · {} · rule {} · source {} · {}</small></p>",
+            h(&f.severity.as_str().to_uppercase()),
+            h(&name),
+            h(&f.summary),
+            f.id,
+            time(Some(f.created_at)),
+            h(&f.rule),
+            h(&f.source),
+            h(&f.evidence.url)
+        );
+        if !f.evidence.changes.is_empty() {
+            p.push_str("<ul>");
+            for c in &f.evidence.changes {
+                let _ = write!(p, "<li>{}</li>", h(&c.describe()));
+            }
+            p.push_str("</ul>");
+        }
+    }
+    p.push_str("</body></html>");
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        p,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_escapes_and_drops_what_xml_cannot_carry() {
+        assert_eq!(
+            xml("a<b>&\"'\u{0}\u{1b}\u{FFFF}\tz"),
+            "a&lt;b&gt;&amp;&quot;&apos;\tz"
+        );
+    }
+}
