@@ -101,7 +101,7 @@ fn check_reports_toml_syntax_errors_and_unknown_keys() {
     .unwrap();
     std::fs::write(
         dir.path().join("pivotwatch.toml"),
-        "[http]\ntimeout = \"soon\"\n",
+        "[http]\ntimeout = \"soon\"\n\n[email]\nfrom = \"x@y.example\"\nreply_to = \"z\"\n\n[store]\npath = 5\n",
     )
     .unwrap();
     std::fs::write(
@@ -114,6 +114,16 @@ fn check_reports_toml_syntax_errors_and_unknown_keys() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("pivotwatch.toml:2:11: invalid duration \"soon\""),
+        "{err}"
+    );
+    // Every table of the settings file is checked, not just the first bad one.
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("pivotwatch.toml:6:1:") && l.contains("reply_to")),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with("pivotwatch.toml:9:8:")),
         "{err}"
     );
     assert!(

@@ -310,6 +310,47 @@ struct RawReference {
     dir: Option<String>,
 }
 
+/// Reads the file table by table, so a wrong type in `[http]` does not hide
+/// an unknown key in `[email]`: every top-level table is deserialised on
+/// its own and every error is reported. The tables that did deserialise
+/// are returned, so their values are validated too; `None` only for a
+/// syntax error.
+fn parse_tables(text: &str, sink: &mut Sink<'_>) -> Option<RawSettings> {
+    use toml::de::{DeTable, DeValue};
+    let (root, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        for e in &errors {
+            sink.toml(e, "TOML syntax error");
+        }
+        return None;
+    }
+    let mut raw = RawSettings::default();
+    for (key, value) in root.into_inner() {
+        let span = value.span();
+        let mut one = DeTable::new();
+        one.insert(key, value);
+        let part = RawSettings::deserialize(toml::de::ValueDeserializer::from(Spanned::new(
+            span,
+            DeValue::Table(one),
+        )));
+        match part {
+            Ok(p) => {
+                raw.store = raw.store.or(p.store);
+                raw.http = raw.http.or(p.http);
+                raw.hosts.extend(p.hosts);
+                raw.email = raw.email.or(p.email);
+                raw.smtp = raw.smtp.or(p.smtp);
+                raw.subscriber.extend(p.subscriber);
+                raw.status = raw.status.or(p.status);
+                raw.reference = raw.reference.or(p.reference);
+                raw.daemon = raw.daemon.or(p.daemon);
+            }
+            Err(e) => sink.toml(&e, ""),
+        }
+    }
+    Some(raw)
+}
+
 /// Parses a duration like `30s`, `5m`, `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
@@ -370,14 +411,8 @@ impl Settings {
         state_dir_flag: Option<&Path>,
         sink: &mut Sink<'_>,
     ) -> Option<Settings> {
-        let raw: RawSettings = match toml::from_str(text) {
-            Ok(r) => r,
-            Err(e) => {
-                sink.toml(&e, "");
-                return None;
-            }
-        };
         let before = sink.out.len();
+        let raw = parse_tables(text, sink)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = match (
             state_dir_flag,
