@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use pivotwatch::diff::{diff, same};
 use pivotwatch::extract::insert_items;
 use pivotwatch::record::{Item, Record};
@@ -65,11 +65,15 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("insert_items (key + group 10k rows)", |bn| {
         let items: Vec<Item> = a.items.values().cloned().collect();
-        bn.iter(|| {
-            let mut r = Record::default();
-            insert_items(&mut r, black_box(items.clone()));
-            black_box(r)
-        })
+        bn.iter_batched(
+            || items.clone(),
+            |items| {
+                let mut r = Record::default();
+                insert_items(&mut r, black_box(items));
+                black_box(r)
+            },
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }

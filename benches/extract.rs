@@ -80,8 +80,18 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// `PW_ONLY=parse|extract|text`: one workload over every page, no criterion.
+/// `PW_ONLY=parse|extract|text|render`: one workload over every page, no
+/// criterion; `PW_ONLY=sizes` prints the page size range of 1000 pages.
 fn only(what: &str) {
+    if what == "sizes" {
+        for (kind, name) in [(0, "catalogue"), (1, "registry")] {
+            let sizes: Vec<usize> = common::bodies(kind, 1000).iter().map(String::len).collect();
+            let (min, max) = (sizes.iter().min(), sizes.iter().max());
+            let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
+            eprintln!("{name}: 1000 pages, bytes min {min:?} mean {mean} max {max:?}");
+        }
+        return;
+    }
     let (cat, reg) = common::specs();
     let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
     let plain = HtmlSpec {
@@ -117,7 +127,7 @@ fn only(what: &str) {
                         black_box(extract_html(&plain, black_box(p), &base).expect("extracts"));
                     }
                     "render" => {}
-                    other => panic!("PW_ONLY={other}: parse, extract, text or render"),
+                    other => panic!("PW_ONLY={other}: parse, extract, text, render or sizes"),
                 }
             }
         }

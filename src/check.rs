@@ -73,6 +73,7 @@ pub struct Checker {
     private: Fetcher,
     /// robots.txt rules, when honoured (the daemon's checker).
     robots: Option<Arc<Robots>>,
+    index: Arc<std::collections::HashMap<String, (usize, usize)>>,
 }
 
 /// Errors that stop a check from being recorded at all.
@@ -108,6 +109,13 @@ impl Checker {
             allow_private_addresses: true,
             ..opts
         })?;
+        let mut idx = std::collections::HashMap::new();
+        for (w, wl) in config.watchlists.iter().enumerate() {
+            for (i, e) in wl.entities.iter().enumerate() {
+                idx.insert(e.id.clone(), (w, i));
+            }
+        }
+        let index = Arc::new(idx);
         Ok(Checker {
             config,
             reference,
@@ -115,6 +123,7 @@ impl Checker {
             public,
             private,
             robots: None,
+            index,
         })
     }
 
@@ -201,16 +210,25 @@ impl Checker {
             self.config.settings.http.concurrency,
         ));
         let mut set = tokio::task::JoinSet::new();
+        let mut done = Vec::new();
         for (i, (e, s)) in sources.iter().enumerate() {
             let me = self.clone();
             let (e, s) = (e.clone(), s.clone());
-            let limit = limit.clone();
+            let permit = limit.clone().acquire_owned().await;
             set.spawn(async move {
-                let _permit = limit.acquire_owned().await;
+                let _permit = permit;
                 (i, me.check_by_id(&e, &s).await)
             });
+            while let Some(r) = set.try_join_next() {
+                if let Ok((i, rep)) = r {
+                    done.push((i, rep));
+                }
+            }
         }
         let mut out: Vec<Option<CheckReport>> = vec![None; sources.len()];
+        for (i, rep) in done {
+            out[i] = Some(rep);
+        }
         while let Some(r) = set.join_next().await {
             if let Ok((i, rep)) = r {
                 out[i] = Some(rep);
@@ -239,8 +257,9 @@ impl Checker {
 
     async fn check_by_id(&self, entity: &str, source: &str) -> CheckReport {
         let found = self
-            .config
-            .entity(entity)
+            .index
+            .get(entity)
+            .and_then(|&(w, i)| self.config.watchlists.get(w)?.entities.get(i))
             .and_then(|e| e.sources.iter().find(|s| s.id == source).map(|s| (e, s)));
         match found {
             Some((e, s)) => self.check(e, s).await,
@@ -289,18 +308,13 @@ impl Checker {
         let key = source.key();
         let store = self.store.clone();
         let k = key.clone();
-        let (state, previous) = blocking(move || {
-            Ok((
-                store.source_state(&k)?.unwrap_or_default(),
-                store.latest_snapshot(&k)?,
-            ))
-        })
-        .await?;
+        let state = blocking(move || Ok(store.source_state(&k)?.unwrap_or_default())).await?;
+        let has_previous = state.last_snapshot.is_some();
         let now = Utc::now();
         let mut state = state;
         state.last_check = Some(now);
 
-        let cond = if previous.is_some() {
+        let cond = if has_previous {
             Conditional {
                 etag: state.etag.clone(),
                 last_modified: state.last_modified.clone(),
@@ -335,14 +349,16 @@ impl Checker {
         // Extract (following pagination for HTML).
         let paginated = matches!(&source.spec, ExtractSpec::Html(h) if h.next_page.is_some());
         let first_hash = body_hash(&first.body);
-        if !paginated
-            && state.body_hash.as_deref() == Some(first_hash.as_str())
-            && previous.is_some()
-        {
+        if !paginated && state.body_hash.as_deref() == Some(first_hash.as_str()) && has_previous {
             state.etag = etag;
             state.last_modified = last_modified;
             return self.record_unchanged(entity, source, state, None).await;
         }
+        let previous = {
+            let store = self.store.clone();
+            let k = key.clone();
+            blocking(move || store.latest_snapshot(&k)).await?
+        };
         let mut record = Record::default();
         let mut body = Vec::new();
         match &source.spec {

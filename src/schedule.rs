@@ -12,8 +12,11 @@ use croner::parser::{CronParser, Seconds};
 #[derive(Debug, Clone)]
 pub struct Schedule {
     expr: String,
-    cron: Cron,
+    cron: std::sync::Arc<Cron>,
 }
+
+static CRONS: std::sync::Mutex<Option<std::collections::HashMap<String, std::sync::Arc<Cron>>>> =
+    std::sync::Mutex::new(None);
 
 impl Schedule {
     /// Parses a standard 5-field crontab expression (`min hour dom month dow`;
@@ -34,10 +37,21 @@ impl Schedule {
                 )
             });
         }
-        let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
-        let cron = parser
-            .parse(trimmed)
-            .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))?;
+        let mut cache = CRONS.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = cache.get_or_insert_with(Default::default);
+        let cron = match cache.get(trimmed) {
+            Some(c) => c.clone(),
+            None => {
+                let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
+                let c = std::sync::Arc::new(
+                    parser
+                        .parse(trimmed)
+                        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))?,
+                );
+                cache.insert(trimmed.to_string(), c.clone());
+                c
+            }
+        };
         Ok(Schedule {
             expr: trimmed.to_string(),
             cron,

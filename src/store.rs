@@ -318,7 +318,11 @@ impl Store {
         let db_path = dir.join("db");
         std::fs::create_dir_all(&db_path).map_err(io)?;
         remove_torn_snapshots(&db_path).map_err(io)?;
-        let db = match sled::Config::new().path(&db_path).open() {
+        let db = match sled::Config::new()
+            .path(&db_path)
+            .cache_capacity(64 << 20)
+            .open()
+        {
             Ok(db) => db,
             Err(sled::Error::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock

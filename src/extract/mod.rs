@@ -121,23 +121,33 @@ pub fn build_item(values: BTreeMap<Column, String>) -> Option<Item> {
 /// never changes any key.
 pub fn insert_items(record: &mut Record, items: Vec<Item>) {
     let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
-    for it in items {
+    for mut it in items {
         // Keys never contain '#' except as the duplicate suffix added here.
-        let base = it.key.split('#').next().unwrap_or_default().to_string();
+        // Every key is assigned again below, so the base key is moved out
+        // of the item rather than copied.
+        let mut base = std::mem::take(&mut it.key);
+        if let Some(i) = base.find('#') {
+            base.truncate(i);
+        }
         groups.entry(base).or_default().push(it);
     }
-    // Items already in the record (earlier pages) join their group.
+    // Items already in the record (earlier pages) join their group; on the
+    // first page there are none to look for.
+    let merging = !record.items.is_empty();
     for (key, mut group) in groups {
-        if let Some(existing) = record.items.remove(&key) {
-            group.push(existing);
+        if merging {
+            if let Some(existing) = record.items.remove(&key) {
+                group.push(existing);
+            }
+            let mut n = 2;
+            while let Some(existing) = record.items.remove(&format!("{key}#{n}")) {
+                group.push(existing);
+                n += 1;
+            }
         }
-        let mut n = 2;
-        while let Some(existing) = record.items.remove(&format!("{key}#{n}")) {
-            group.push(existing);
-            n += 1;
-        }
-        if group.len() == 1 {
-            let mut it = group.remove(0);
+        if group.len() == 1
+            && let Some(mut it) = group.pop()
+        {
             it.key = key.clone();
             record.items.insert(key, it);
             continue;
