@@ -162,6 +162,15 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    fn fires(rule: &str, reason: impl Into<String>, finding: Finding) -> Verdict {
+        Verdict {
+            rule: rule.to_string(),
+            enabled: true,
+            reason: reason.into(),
+            finding: Some(finding),
+        }
+    }
+
     fn quiet(rule: &str, reason: impl Into<String>) -> Verdict {
         Verdict {
             rule: rule.to_string(),

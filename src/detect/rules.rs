@@ -99,6 +99,15 @@ fn describe(c: &Composition) -> String {
     s
 }
 
+/// A dedup key made of the source and the exact changes.
+fn changes_key(input: &Input<'_>, rule: &str, changes: &[Change]) -> String {
+    key(
+        rule,
+        &input.source.key(),
+        &serde_json::to_string(changes).unwrap_or_default(),
+    )
+}
+
 /// The `ItemAdded` changes of this check that added one of `items`.
 fn additions_of(input: &Input<'_>, items: &[&ClassifiedItem]) -> Vec<Change> {
     let keys: BTreeSet<&str> = items.iter().map(|i| i.item.key.as_str()).collect();
@@ -220,16 +229,15 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
             "{rule}:{scope}:severity:{severity}"
         )))
         .collect();
-    Verdict {
-        rule: rule.into(),
-        enabled: true,
-        reason: format!(
+    Verdict::fires(
+        rule,
+        format!(
             "fires: {} activity with {} controlled item(s)",
             sectors_text(&sectors),
             controlled.len()
         ),
-        finding: Some(f),
-    }
+        f,
+    )
 }
 
 pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
@@ -306,12 +314,11 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
         .iter()
         .map(|k| format!("{rule}:{src}:item:{k}"))
         .collect();
-    Verdict {
-        rule: rule.into(),
-        enabled: true,
-        reason: format!("fires: {} controlled item(s) added", added.len()),
-        finding: Some(f),
-    }
+    Verdict::fires(
+        rule,
+        format!("fires: {} controlled item(s) added", added.len()),
+        f,
+    )
 }
 
 fn field_of(c: &Change) -> Option<&str> {
@@ -420,17 +427,8 @@ pub(super) fn activity_changed(input: &Input<'_>) -> Verdict {
     f.evidence
         .facts
         .insert("sectors after".into(), sect(&new_s));
-    f.dedup_key = key(
-        rule,
-        &input.source.key(),
-        &serde_json::to_string(&changes).unwrap_or_default(),
-    );
-    Verdict {
-        rule: rule.into(),
-        enabled: true,
-        reason: "fires: an activity field changed".into(),
-        finding: Some(f),
-    }
+    f.dedup_key = changes_key(input, rule, &changes);
+    Verdict::fires(rule, "fires: an activity field changed", f)
 }
 
 /// Registry field categories watched by `registry_change`, by field name.
@@ -546,20 +544,15 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
         list_some(&parts, 4)
     );
     let mut f = finding(input, rule, severity, summary, changes.clone());
-    f.dedup_key = key(
+    f.dedup_key = changes_key(input, rule, &changes);
+    Verdict::fires(
         rule,
-        &input.source.key(),
-        &serde_json::to_string(&changes).unwrap_or_default(),
-    );
-    Verdict {
-        rule: rule.into(),
-        enabled: true,
-        reason: format!(
+        format!(
             "fires: {} changed",
             and_list(&by_cat.keys().map(|s| s.to_string()).collect::<Vec<_>>())
         ),
-        finding: Some(f),
-    }
+        f,
+    )
 }
 
 pub(super) fn items_added(input: &Input<'_>) -> Verdict {
@@ -606,12 +599,7 @@ pub(super) fn items_added(input: &Input<'_>) -> Verdict {
         .collect();
     let mut f = finding(input, rule, Severity::Info, summary, added);
     f.dedup_key = key(rule, &src, &material.join("\n"));
-    Verdict {
-        rule: rule.into(),
-        enabled: true,
-        reason: format!("fires: {n} uncontrolled item(s) added"),
-        finding: Some(f),
-    }
+    Verdict::fires(rule, format!("fires: {n} uncontrolled item(s) added"), f)
 }
 
 pub(super) fn field_changed(input: &Input<'_>) -> Verdict {
@@ -650,17 +638,8 @@ pub(super) fn field_changed(input: &Input<'_>) -> Verdict {
         list_some(&parts, 3)
     );
     let mut f = finding(input, rule, Severity::Low, summary, changes.clone());
-    f.dedup_key = key(
-        rule,
-        &input.source.key(),
-        &serde_json::to_string(&changes).unwrap_or_default(),
-    );
-    Verdict {
-        rule: rule.into(),
-        enabled: true,
-        reason: format!("fires: {} field change(s)", changes.len()),
-        finding: Some(f),
-    }
+    f.dedup_key = changes_key(input, rule, &changes);
+    Verdict::fires(rule, format!("fires: {} field change(s)", changes.len()), f)
 }
 
 pub(super) fn custom(input: &Input<'_>) -> Vec<Verdict> {
@@ -768,12 +747,11 @@ pub(super) fn custom(input: &Input<'_>) -> Vec<Verdict> {
             .iter()
             .map(|h| format!("{}:{src}:{}", r.id, h.1))
             .collect();
-        out.push(Verdict {
-            rule: r.id.clone(),
-            enabled: true,
-            reason: format!("fires: {} match(es)", hits.len()),
-            finding: Some(f),
-        });
+        out.push(Verdict::fires(
+            &r.id,
+            format!("fires: {} match(es)", hits.len()),
+            f,
+        ));
     }
     out
 }
