@@ -2,7 +2,6 @@
 //! code; output goes to stdout, diagnostics to stderr.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -780,11 +779,6 @@ async fn probe(
         }
     }
     Ok(0)
-}
-
-/// Opens the store, creating the folder.
-pub fn open_store(dir: &Path) -> Result<Store, AppError> {
-    Ok(Store::open(dir)?)
 }
 
 /// `explain`: the entity's profile and every rule's verdict on the latest

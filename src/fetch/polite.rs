@@ -88,6 +88,19 @@ struct Host {
     crawl_delay: Option<Duration>,
 }
 
+impl Host {
+    /// A host seen for the first time, with its concurrency limit.
+    fn new(concurrency: usize) -> Host {
+        Host {
+            sem: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            next_start: None,
+            hold_until: None,
+            crawl_delay: None,
+        }
+    }
+}
+
 /// Per-host limits shared by every request of a daemon. Cheap to share
 /// behind an `Arc`.
 pub struct Politeness {
@@ -177,13 +190,9 @@ impl Politeness {
         let (concurrency, interval) = lock(&self.limits).of(&host);
         let sem = {
             let mut hosts = lock(&self.hosts);
-            let h = hosts.entry(host.clone()).or_insert_with(|| Host {
-                sem: Arc::new(Semaphore::new(concurrency)),
-                concurrency,
-                next_start: None,
-                hold_until: None,
-                crawl_delay: None,
-            });
+            let h = hosts
+                .entry(host.clone())
+                .or_insert_with(|| Host::new(concurrency));
             if h.concurrency != concurrency {
                 h.sem = Arc::new(Semaphore::new(concurrency));
                 h.concurrency = concurrency;
@@ -221,13 +230,9 @@ impl Politeness {
         let until = Instant::now() + delay.min(MAX_HOLD);
         let (concurrency, _) = lock(&self.limits).of(host);
         let mut hosts = lock(&self.hosts);
-        let h = hosts.entry(host.to_string()).or_insert_with(|| Host {
-            sem: Arc::new(Semaphore::new(concurrency)),
-            concurrency,
-            next_start: None,
-            hold_until: None,
-            crawl_delay: None,
-        });
+        let h = hosts
+            .entry(host.to_string())
+            .or_insert_with(|| Host::new(concurrency));
         h.hold_until = Some(h.hold_until.map_or(until, |u| u.max(until)));
     }
 
@@ -245,13 +250,9 @@ impl Politeness {
     pub fn set_crawl_delay(&self, host: &str, delay: Option<Duration>) {
         let (concurrency, _) = lock(&self.limits).of(host);
         let mut hosts = lock(&self.hosts);
-        let h = hosts.entry(host.to_string()).or_insert_with(|| Host {
-            sem: Arc::new(Semaphore::new(concurrency)),
-            concurrency,
-            next_start: None,
-            hold_until: None,
-            crawl_delay: None,
-        });
+        let h = hosts
+            .entry(host.to_string())
+            .or_insert_with(|| Host::new(concurrency));
         h.crawl_delay = delay.map(|d| d.min(MAX_CRAWL_DELAY));
     }
 
