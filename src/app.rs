@@ -369,6 +369,14 @@ pub async fn once_with_store(
 ) -> Result<u8, AppError> {
     let checker = Checker::new(config.clone(), store.clone())?;
     let reports = checker.check_all(&selected).await;
+    // Commits that queued no delivery are not flushed one by one: one
+    // flush here makes the whole pass durable before it is reported.
+    {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
     print_reports(&reports, json, out)?;
     if deliver {
         crate::alert::test_pause_before_delivery().await;

@@ -6,7 +6,7 @@
 //! other checks.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -67,7 +67,10 @@ pub struct CheckReport {
 #[derive(Clone, Debug)]
 pub struct Checker {
     config: Arc<Config>,
-    reference: Arc<Reference>,
+    /// Built at the first check that needs it (a new or changed record):
+    /// a pass in which nothing changed never pays its ~0.1 s and ~8 MB.
+    /// A `[reference] dir` is loaded eagerly, so its errors show at start.
+    reference: Arc<OnceLock<Result<Arc<Reference>, String>>>,
     store: Store,
     public: Fetcher,
     private: Fetcher,
@@ -89,6 +92,12 @@ pub enum CheckError {
     /// The reference data is invalid.
     #[error(transparent)]
     Reference(#[from] RefDataError),
+    /// The reference data built into the binary did not load (a build
+    /// defect: `cargo test` checks it).
+    #[error(
+        "the built-in reference data does not load: {0}; report this as a bug, or point `[reference] dir` at a corrected copy"
+    )]
+    EmbeddedReference(String),
 }
 
 impl Checker {
@@ -103,7 +112,10 @@ impl Checker {
             max_redirects: h.max_redirects,
             allow_private_addresses: false,
         };
-        let reference = Arc::new(Reference::load(config.settings.reference_dir.as_deref())?);
+        let reference = Arc::new(OnceLock::new());
+        if let Some(dir) = config.settings.reference_dir.as_deref() {
+            let _ = reference.set(Ok(Arc::new(Reference::load(Some(dir))?)));
+        }
         let public = Fetcher::new(opts.clone())?;
         let private = Fetcher::new(FetchOptions {
             allow_private_addresses: true,
@@ -186,9 +198,17 @@ impl Checker {
         &self.config
     }
 
-    /// The reference data in use.
-    pub fn reference(&self) -> &Arc<Reference> {
-        &self.reference
+    /// The reference data in use (the embedded data is loaded on first use).
+    pub fn reference(&self) -> Result<&Arc<Reference>, CheckError> {
+        // Concurrent first callers wait for one load instead of each loading.
+        self.reference
+            .get_or_init(|| {
+                Reference::embedded()
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| CheckError::EmbeddedReference(e.clone()))
     }
 
     /// The store in use.
@@ -347,7 +367,7 @@ impl Checker {
         );
 
         // Extract (following pagination for HTML).
-        let paginated = matches!(&source.spec, ExtractSpec::Html(h) if h.next_page.is_some());
+        let paginated = matches!(&*source.spec, ExtractSpec::Html(h) if h.next_page.is_some());
         let first_hash = body_hash(&first.body);
         if !paginated && state.body_hash.as_deref() == Some(first_hash.as_str()) && has_previous {
             state.etag = etag;
@@ -361,7 +381,7 @@ impl Checker {
         };
         let mut record = Record::default();
         let mut body = Vec::new();
-        match &source.spec {
+        match &*source.spec {
             ExtractSpec::Json(spec) => {
                 match extract::extract_json(spec, &first.text) {
                     Ok(r) => record = r,
@@ -474,12 +494,13 @@ impl Checker {
                 latest.push((src, snap));
             }
         }
-        let profile = detect::Profile::build(&self.reference, entity, &latest);
+        let reference = self.reference()?;
+        let profile = detect::Profile::build(reference, entity, &latest);
         let rules = self.config.watchlist_of(entity).map(|w| &w.rules);
         let default_rules = detect::RuleConfig::default();
         let findings = {
             let input = detect::Input {
-                reference: &self.reference,
+                reference,
                 rules: rules.unwrap_or(&default_rules),
                 entity,
                 source,
