@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
         max_pages: 1,
     };
     for (kind, name, source) in [(0, "catalogue", &cat), (1, "registry", &reg)] {
-        let ExtractSpec::Html(spec) = &source.spec else {
+        let ExtractSpec::Html(spec) = &*source.spec else {
             panic!("html spec")
         };
         let pages = common::bodies(kind, 16);
@@ -109,7 +109,7 @@ fn only(what: &str) {
         .unwrap_or(1);
     let mut bytes = 0usize;
     for (kind, source) in [(0, &cat), (1, &reg)] {
-        let ExtractSpec::Html(spec) = &source.spec else {
+        let ExtractSpec::Html(spec) = &*source.spec else {
             panic!("html spec")
         };
         let pages = common::bodies(kind, 16);

@@ -97,8 +97,8 @@ fn bench(c: &mut Criterion) {
 
 fn common_spec() -> (pivotwatch::extract::HtmlSpec, ()) {
     let (cat, _) = common::specs();
-    match cat.spec {
-        pivotwatch::extract::ExtractSpec::Html(h) => (h, ()),
+    match &*cat.spec {
+        pivotwatch::extract::ExtractSpec::Html(h) => (h.clone(), ()),
         _ => panic!("html spec"),
     }
 }

@@ -12,6 +12,7 @@ mod watchlist;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -92,8 +93,9 @@ pub struct Source {
     pub url: Url,
     /// When it is checked.
     pub schedule: Schedule,
-    /// How bodies become records.
-    pub spec: ExtractSpec,
+    /// How bodies become records (shared by every source with the same
+    /// spec).
+    pub spec: Arc<ExtractSpec>,
     /// Per-source override of `[http] allow_private_addresses`.
     pub allow_private_addresses: Option<bool>,
 }
@@ -236,12 +238,13 @@ fn load_watchlists(dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<Watchlist> {
     let mut out = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut interner = watchlist::Interner::default();
     for path in files {
         let Some(text) = read(&path, errors) else {
             continue;
         };
         let mut sink = diag::Sink::new(&path, &text);
-        let wl = watchlist::parse(&path, &text, &mut sink);
+        let wl = watchlist::parse(&path, &text, &mut sink, &mut interner);
         if let Some(wl) = &wl {
             if let Some(prev) = names.insert(wl.name.clone(), path.clone()) {
                 sink.error(

@@ -1,8 +1,9 @@
 //! Watchlist files (`watchlists/NAME.toml`): raw serde shapes, then
 //! validation into compiled [`Watchlist`]s with every error located.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -15,10 +16,84 @@ use super::{Entity, Source, SourceKind, Watchlist};
 use crate::detect::{BUILTIN_RULES, CustomRule, CustomTarget, RuleConfig, RuleOverride};
 use crate::extract::{
     Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec,
-    check_pointer,
+    check_pointer, compile_selector,
 };
 use crate::record::Severity;
 use crate::schedule::Schedule;
+
+/// Shares what many sources repeat, across every file of one load: a
+/// selector compiled once per distinct text, and one [`ExtractSpec`] per
+/// distinct extraction spec (a registry's 10 000 records all use the same
+/// selectors). At 100k sources this is most of a loaded configuration's
+/// memory (BENCHMARKS.md, "Memory").
+#[derive(Default)]
+pub(crate) struct Interner {
+    selectors: HashMap<String, scraper::Selector>,
+    specs: HashMap<String, Arc<ExtractSpec>>,
+}
+
+impl Interner {
+    fn field(&mut self, sel: &str, attr: Option<String>, all: bool) -> Result<HtmlField, String> {
+        let selector = match self.selectors.get(sel) {
+            Some(c) => c.clone(),
+            None => {
+                let c = compile_selector(sel)?;
+                self.selectors.insert(sel.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(HtmlField {
+            source: sel.to_string(),
+            selector,
+            attr,
+            all,
+        })
+    }
+
+    fn spec(&mut self, spec: ExtractSpec) -> Arc<ExtractSpec> {
+        let key = spec_key(&spec);
+        self.specs
+            .entry(key)
+            .or_insert_with(|| Arc::new(spec))
+            .clone()
+    }
+}
+
+/// Everything that makes two specs extract the same record, as text.
+fn spec_key(spec: &ExtractSpec) -> String {
+    use std::fmt::Write;
+    let mut k = String::new();
+    let field = |k: &mut String, f: &HtmlField| {
+        let _ = write!(k, "{:?}/{:?}/{}", f.source, f.attr, f.all);
+    };
+    match spec {
+        ExtractSpec::Json(j) => {
+            let _ = write!(k, "json:{j:?}");
+        }
+        ExtractSpec::Html(h) => {
+            k.push_str("html:");
+            for (name, f) in &h.fields {
+                let _ = write!(k, "f{name:?}=");
+                field(&mut k, f);
+                k.push(';');
+            }
+            if let Some(i) = &h.items {
+                k.push_str("rows=");
+                field(&mut k, &i.row);
+                for (c, f) in &i.columns {
+                    let _ = write!(k, ";c{:?}=", c.name());
+                    field(&mut k, f);
+                }
+            }
+            if let Some(n) = &h.next_page {
+                k.push_str(";next=");
+                field(&mut k, n);
+            }
+            let _ = write!(k, ";max={}", h.max_pages);
+        }
+    }
+    k
+}
 
 /// Default schedule for sources that name none: every six hours.
 pub const DEFAULT_SCHEDULE: &str = "0 */6 * * *";
@@ -168,7 +243,12 @@ fn check_id(id: &Spanned<String>, what: &str, sink: &mut Sink<'_>) -> bool {
 /// Parses and validates one watchlist file. Returns `None` when the file
 /// has any error (all of them are in `sink`), so a broken watchlist never
 /// loads half-way.
-pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watchlist> {
+pub(crate) fn parse(
+    path: &Path,
+    text: &str,
+    sink: &mut Sink<'_>,
+    interner: &mut Interner,
+) -> Option<Watchlist> {
     let before = sink.out.len();
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
@@ -307,9 +387,13 @@ pub(crate) fn parse(path: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Watc
                     ),
                 );
             }
-            if let Some(src) =
-                compile_source(&rs, raw.id.get_ref(), default_schedule.as_ref(), sink)
-            {
+            if let Some(src) = compile_source(
+                &rs,
+                raw.id.get_ref(),
+                default_schedule.as_ref(),
+                sink,
+                interner,
+            ) {
                 sources.push(src);
             }
         }
@@ -475,6 +559,7 @@ fn compile_source(
     entity: &str,
     default_schedule: Option<&Schedule>,
     sink: &mut Sink<'_>,
+    interner: &mut Interner,
 ) -> Option<Source> {
     let before = sink.out.len();
     let url = match Url::parse(rs.url.get_ref()) {
@@ -518,7 +603,7 @@ fn compile_source(
         );
     }
     let spec = match rs.format {
-        RawFormat::Html => html_spec(rs, sink).map(ExtractSpec::Html),
+        RawFormat::Html => html_spec(rs, sink, interner).map(ExtractSpec::Html),
         RawFormat::Json => json_spec(rs, sink).map(ExtractSpec::Json),
     };
     if sink.out.len() != before {
@@ -530,12 +615,16 @@ fn compile_source(
         kind,
         url: url?,
         schedule: schedule?,
-        spec: spec?,
+        spec: interner.spec(spec?),
         allow_private_addresses: rs.allow_private_addresses,
     })
 }
 
-fn html_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<HtmlField> {
+fn html_field(
+    f: &Spanned<RawField>,
+    sink: &mut Sink<'_>,
+    interner: &mut Interner,
+) -> Option<HtmlField> {
     let (sel, attr, all) = match f.get_ref() {
         RawField::Short(s) => (s.clone(), None, false),
         RawField::Full(t) => {
@@ -553,7 +642,8 @@ fn html_field(f: &Spanned<RawField>, sink: &mut Sink<'_>) -> Option<HtmlField> {
             (sel.clone(), t.attr.clone(), t.all)
         }
     };
-    HtmlField::new(&sel, attr, all)
+    interner
+        .field(&sel, attr, all)
         .map_err(|e| sink.error(Some(f.span()), e))
         .ok()
 }
@@ -625,31 +715,32 @@ fn check_item_columns(items: &Spanned<RawItems>, sink: &mut Sink<'_>) {
     }
 }
 
-fn html_spec(rs: &RawSource, sink: &mut Sink<'_>) -> Option<HtmlSpec> {
+fn html_spec(rs: &RawSource, sink: &mut Sink<'_>, interner: &mut Interner) -> Option<HtmlSpec> {
     let before = sink.out.len();
     let mut spec = HtmlSpec {
         max_pages: 1,
         ..HtmlSpec::default()
     };
     for (name, f) in &rs.fields {
-        if let Some(h) = html_field(f, sink) {
+        if let Some(h) = html_field(f, sink, interner) {
             spec.fields.push((name.get_ref().clone(), h));
         }
     }
     if let Some(items) = &rs.items {
         check_item_columns(items, sink);
         let i = items.get_ref();
-        let row = HtmlField::new(i.row.get_ref(), None, true)
+        let row = interner
+            .field(i.row.get_ref(), None, true)
             .map_err(|e| sink.error(Some(i.row.span()), e))
             .ok();
         let mut cols = Vec::new();
         for (c, f) in columns(i) {
-            if let Some(h) = html_field(f, sink) {
+            if let Some(h) = html_field(f, sink, interner) {
                 cols.push((c, h));
             }
         }
         if let Some(n) = &i.next_page {
-            spec.next_page = html_field(n, sink);
+            spec.next_page = html_field(n, sink, interner);
             spec.max_pages = DEFAULT_MAX_PAGES;
         }
         if let Some(m) = &i.max_pages {
