@@ -368,16 +368,37 @@ pub async fn once_with_store(
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
     let checker = Checker::new(config.clone(), store.clone())?;
-    let reports = checker.check_all(&selected).await;
+    // Reports are written as checks finish (in the order of `selected`),
+    // not collected: at 100k sources the list alone was tens of MB.
+    let mut table = ReportWriter::new(json, &selected);
+    let mut failed = false;
+    let mut write_error: Option<std::io::Error> = None;
+    checker
+        .check_each(&selected, |r| {
+            failed |= matches!(r.status, CheckStatus::Failed | CheckStatus::Blocked);
+            if write_error.is_none()
+                && let Err(e) = table.write(&r, out)
+            {
+                write_error = Some(e);
+            }
+        })
+        .await;
+    if write_error.is_none()
+        && let Err(e) = table.finish(out)
+    {
+        write_error = Some(e);
+    }
     // Commits that queued no delivery are not flushed one by one: one
-    // flush here makes the whole pass durable before it is reported.
+    // flush here makes the whole pass durable.
     {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
     }
-    print_reports(&reports, json, out)?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
     if deliver {
         crate::alert::test_pause_before_delivery().await;
         let report = crate::alert::deliver_pending(&store, &config).await?;
@@ -385,31 +406,56 @@ pub async fn once_with_store(
             print_delivery(&report, out)?;
         }
     }
-    let failed = reports
-        .iter()
-        .any(|r| matches!(r.status, CheckStatus::Failed | CheckStatus::Blocked));
     Ok(if failed { EXIT_FAILED } else { 0 })
 }
 
-fn print_reports(reports: &[CheckReport], json: bool, out: &mut impl Write) -> std::io::Result<()> {
-    if json {
-        for r in reports {
-            writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;
+/// Writes check reports one at a time: JSON lines, or a table whose
+/// column width comes from the selected sources' names.
+struct ReportWriter {
+    json: bool,
+    width: usize,
+    header: bool,
+}
+
+impl ReportWriter {
+    fn new(json: bool, selected: &[(String, String)]) -> ReportWriter {
+        let width = selected
+            .iter()
+            .map(|(e, s)| e.len() + s.len() + 1)
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        ReportWriter {
+            json,
+            width,
+            header: false,
         }
-        return Ok(());
     }
-    let w = reports
-        .iter()
-        .map(|r| r.entity.len() + r.source.len() + 1)
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    writeln!(
-        out,
-        "{:<w$}  {:<9}  {:>7}  {:>8}  ERROR",
-        "SOURCE", "STATUS", "CHANGES", "FINDINGS"
-    )?;
-    for r in reports {
+
+    fn header(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.json || self.header {
+            return Ok(());
+        }
+        self.header = true;
+        let w = self.width;
+        writeln!(
+            out,
+            "{:<w$}  {:<9}  {:>7}  {:>8}  ERROR",
+            "SOURCE", "STATUS", "CHANGES", "FINDINGS"
+        )
+    }
+
+    /// The table's header even when no source was checked.
+    fn finish(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        self.header(out)
+    }
+
+    fn write(&mut self, r: &CheckReport, out: &mut impl Write) -> std::io::Result<()> {
+        if self.json {
+            return writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
+        }
+        self.header(out)?;
+        let w = self.width;
         writeln!(
             out,
             "{:<w$}  {:<9}  {:>7}  {:>8}  {}",
@@ -418,9 +464,8 @@ fn print_reports(reports: &[CheckReport], json: bool, out: &mut impl Write) -> s
             r.change_count,
             r.finding_count,
             r.error.as_deref().unwrap_or("")
-        )?;
+        )
     }
-    Ok(())
 }
 
 fn split_target(t: &str) -> (&str, Option<&str>) {

@@ -226,11 +226,39 @@ impl Checker {
     /// Checks many sources at once, at most `[http] concurrency` in flight.
     /// Reports come back in the order of `sources`.
     pub async fn check_all(&self, sources: &[(String, String)]) -> Vec<CheckReport> {
+        let mut out = Vec::with_capacity(sources.len());
+        self.check_each(sources, |r| out.push(r)).await;
+        out
+    }
+
+    /// Like [`Checker::check_all`], but hands each report to `each` as soon
+    /// as it and every report before it are done, in the order of
+    /// `sources`, and keeps none: memory stays bounded by the checks in
+    /// flight (plus those finished behind a slow one), not by the number
+    /// of sources.
+    pub async fn check_each(
+        &self,
+        sources: &[(String, String)],
+        mut each: impl FnMut(CheckReport),
+    ) {
         let limit = Arc::new(tokio::sync::Semaphore::new(
             self.config.settings.http.concurrency,
         ));
         let mut set = tokio::task::JoinSet::new();
-        let mut done = Vec::new();
+        // Finished reports waiting for an earlier one, by index.
+        let mut waiting: std::collections::BTreeMap<usize, CheckReport> = Default::default();
+        let mut next = 0usize;
+        let mut emit = |waiting: &mut std::collections::BTreeMap<usize, CheckReport>,
+                        next: &mut usize,
+                        done: Option<(usize, CheckReport)>| {
+            if let Some((i, rep)) = done {
+                waiting.insert(i, rep);
+            }
+            while let Some(rep) = waiting.remove(next) {
+                each(rep);
+                *next += 1;
+            }
+        };
         for (i, (e, s)) in sources.iter().enumerate() {
             let me = self.clone();
             let (e, s) = (e.clone(), s.clone());
@@ -240,39 +268,19 @@ impl Checker {
                 (i, me.check_by_id(&e, &s).await)
             });
             while let Some(r) = set.try_join_next() {
-                if let Ok((i, rep)) = r {
-                    done.push((i, rep));
-                }
+                emit(&mut waiting, &mut next, r.ok());
             }
-        }
-        let mut out: Vec<Option<CheckReport>> = vec![None; sources.len()];
-        for (i, rep) in done {
-            out[i] = Some(rep);
         }
         while let Some(r) = set.join_next().await {
-            if let Ok((i, rep)) = r {
-                out[i] = Some(rep);
-            }
+            emit(&mut waiting, &mut next, r.ok());
         }
-        out.into_iter()
-            .zip(sources)
-            .map(|(r, (e, s))| {
-                r.unwrap_or_else(|| CheckReport {
-                    entity: e.clone(),
-                    source: s.clone(),
-                    url: String::new(),
-                    status: CheckStatus::Failed,
-                    change_count: 0,
-                    finding_count: 0,
-                    error: Some("the check task ended abnormally".into()),
-                    snapshot: None,
-                    changes: vec![],
-                    findings: vec![],
-                    transient: false,
-                    retry_after: None,
-                })
-            })
-            .collect()
+        // A task that panicked or was cancelled left a hole: report it.
+        for (i, (e, s)) in sources.iter().enumerate().skip(next) {
+            if !waiting.contains_key(&i) {
+                waiting.insert(i, aborted_report(e, s));
+            }
+            emit(&mut waiting, &mut next, None);
+        }
     }
 
     async fn check_by_id(&self, entity: &str, source: &str) -> CheckReport {
@@ -445,8 +453,13 @@ impl Checker {
         state.last_modified = last_modified;
         state.body_hash = Some(hash.clone());
 
+        // One diff: empty means the record is the same (only noise moved).
+        let changes = previous
+            .as_ref()
+            .map(|p| diff(&p.record, &record))
+            .unwrap_or_default();
         if let Some(prev) = &previous
-            && crate::diff::same(&prev.record, &record)
+            && changes.is_empty()
         {
             return self
                 .record_unchanged(entity, source, state, Some(prev.id))
@@ -461,10 +474,6 @@ impl Checker {
             body_hash: hash,
             record,
         };
-        let changes = previous
-            .as_ref()
-            .map(|p| diff(&p.record, &snapshot.record))
-            .unwrap_or_default();
         let status = if previous.is_some() {
             CheckStatus::Changed
         } else {
@@ -606,6 +615,23 @@ impl CheckReport {
     fn without_error(mut self) -> Self {
         self.error = None;
         self
+    }
+}
+
+fn aborted_report(entity: &str, source: &str) -> CheckReport {
+    CheckReport {
+        entity: entity.to_string(),
+        source: source.to_string(),
+        url: String::new(),
+        status: CheckStatus::Failed,
+        change_count: 0,
+        finding_count: 0,
+        error: Some("the check task ended abnormally".into()),
+        snapshot: None,
+        changes: vec![],
+        findings: vec![],
+        transient: false,
+        retry_after: None,
     }
 }
 

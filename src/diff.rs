@@ -15,7 +15,11 @@ pub fn diff(old: &Record, new: &Record) -> Vec<Change> {
     let mut out = Vec::new();
     let names: BTreeSet<&String> = old.fields.keys().chain(new.fields.keys()).collect();
     for name in names {
-        diff_field(name, old.fields.get(name), new.fields.get(name), &mut out);
+        let (o, n) = (old.fields.get(name), new.fields.get(name));
+        // Equal as stored implies equal after folding: skip the fold.
+        if o != n {
+            diff_field(name, o, n, &mut out);
+        }
     }
     for (key, o) in &old.items {
         match new.items.get(key) {
@@ -23,6 +27,9 @@ pub fn diff(old: &Record, new: &Record) -> Vec<Change> {
                 item: key.clone(),
                 old: o.clone(),
             }),
+            // Most rows of a changed catalogue are identical: compare them
+            // as stored before building and folding attribute maps.
+            Some(n) if n == o => {}
             Some(n) => {
                 let attributes = changed_attributes(o, n);
                 if !attributes.is_empty() {
@@ -49,7 +56,7 @@ pub fn diff(old: &Record, new: &Record) -> Vec<Change> {
 
 /// Whether two records are the same for diffing purposes.
 pub fn same(old: &Record, new: &Record) -> bool {
-    diff(old, new).is_empty()
+    old == new || diff(old, new).is_empty()
 }
 
 fn diff_field(

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
+use pivotwatch::check::Checker;
 use pivotwatch::demo::Page;
 use pivotwatch::record::{Change, CheckStatus};
 
@@ -412,5 +413,64 @@ async fn watchlist_rule_overrides_switch_off_and_replace_severity() {
     assert_eq!(
         f,
         vec![("profile_mismatch", pivotwatch::record::Severity::Critical)]
+    );
+}
+
+/// `check_each` hands reports over in the order of the sources even when
+/// the first one finishes last (a server that accepts and never answers),
+/// and hands over every one of them.
+#[tokio::test]
+async fn reports_stream_in_source_order_behind_a_slow_source() {
+    let env = Env::new().await;
+    // Accepts connections and holds them without a byte of answer.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut wl = String::from("[watchlist]\nname = \"order\"\n");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let url = if i == 0 {
+            format!("http://{silent_addr}/slow")
+        } else {
+            env.site.url(&format!("/p{i}"))
+        };
+        env.site.set(
+            &format!("/p{i}"),
+            Page::html(format!(
+                "<html><body><h1 class=\"n\">Page {i}</h1></body></html>"
+            )),
+        );
+        wl.push_str(&format!(
+            "\n[[entity]]\nid = \"e{i}\"\nname = \"E{i}\"\n[[entity.source]]\nid = \"page\"\nurl = \"{url}\"\n[entity.source.fields]\ntitle = \"h1.n\"\n"
+        ));
+        ids.push((format!("e{i}"), "page".to_string()));
+    }
+    env.write(
+        &SETTINGS.replace("timeout = \"5s\"", "timeout = \"1s\""),
+        &wl,
+    );
+    let config = env.config();
+    let checker = Checker::new(config.clone(), env.store()).expect("checker");
+    let mut seen = Vec::new();
+    checker
+        .check_each(&ids, |r| seen.push((r.entity.clone(), r.status)))
+        .await;
+    let order: Vec<&str> = seen.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(order, ["e0", "e1", "e2", "e3", "e4", "e5"]);
+    assert_eq!(
+        seen[0].1,
+        CheckStatus::Failed,
+        "the silent server times out"
+    );
+    assert!(
+        seen[1..].iter().all(|(_, s)| *s == CheckStatus::New),
+        "{seen:?}"
     );
 }
