@@ -276,9 +276,7 @@ impl Checker {
         }
         // A task that panicked or was cancelled left a hole: report it.
         for (i, (e, s)) in sources.iter().enumerate().skip(next) {
-            if !waiting.contains_key(&i) {
-                waiting.insert(i, aborted_report(e, s));
-            }
+            waiting.entry(i).or_insert_with(|| aborted_report(e, s));
             emit(&mut waiting, &mut next, None);
         }
     }
