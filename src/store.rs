@@ -7,7 +7,8 @@
 //!
 //! Trees (keys are big-endian so that byte order is time order):
 //! - `sources`: `entity/source` → [`SourceState`] (JSON)
-//! - `snapshots`: snapshot id → [`Snapshot`] (JSON)
+//! - `snapshots`: snapshot id → [`Snapshot`] (zstd-compressed JSON; the plain
+//!   JSON of older stores still reads)
 //! - `source_snapshots`: `entity/source` `\0` snapshot id → `()` (history index)
 //! - `blobs`: body hash → zstd-compressed raw body (deduplicated evidence)
 //! - `findings`: finding id → [`Finding`] (JSON)
@@ -285,6 +286,29 @@ fn dec<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     })
 }
 
+/// The four bytes every zstd frame starts with. A stored JSON value starts
+/// with `{`, so the two encodings cannot be confused.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Snapshots are stored as zstd-compressed JSON (a 120-item catalogue:
+/// ~20 KB of JSON, ~3 KB compressed); records of older stores, plain JSON,
+/// still read.
+fn enc_compressed<T: Serialize>(v: &T) -> Vec<u8> {
+    let json = enc(v);
+    zstd::bulk::compress(&json, 1).unwrap_or(json)
+}
+
+fn dec_compressed<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    if !bytes.starts_with(&ZSTD_MAGIC) {
+        return dec(key, bytes);
+    }
+    let json = zstd::decode_all(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: format!("compressed record does not decompress: {e}"),
+    })?;
+    dec(key, &json)
+}
+
 fn source_prefix(source: &str) -> Vec<u8> {
     let mut k = source.as_bytes().to_vec();
     k.push(0);
@@ -401,7 +425,7 @@ impl Store {
     pub fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, StoreError> {
         let k = id.to_be_bytes();
         match self.snapshots.get(k)? {
-            Some(v) => Ok(Some(dec(&k, &v)?)),
+            Some(v) => Ok(Some(dec_compressed(&k, &v)?)),
             None => Ok(None),
         }
     }
@@ -502,6 +526,13 @@ impl Store {
                 blob = Some((ns.snapshot.body_hash.clone(), compressed));
             }
         }
+        // Encoded (and compressed) once, outside the transaction closure,
+        // which sled may run more than once.
+        let snapshot_bytes = c
+            .snapshot
+            .as_ref()
+            .map(|ns| enc_compressed(&ns.snapshot))
+            .unwrap_or_default();
         let now = Utc::now();
         for (i, f) in c.findings.iter_mut().enumerate() {
             f.id = self.db.generate_id()?;
@@ -541,7 +572,7 @@ impl Store {
             |(sources, snapshots, index, blobs, findings, keys, outbox)| {
                 if let Some(ns) = &c.snapshot {
                     let id = ns.snapshot.id;
-                    snapshots.insert(&id.to_be_bytes(), enc(&ns.snapshot))?;
+                    snapshots.insert(&id.to_be_bytes(), snapshot_bytes.as_slice())?;
                     index.insert(history_key(&c.source, id), &[][..])?;
                 }
                 if let Some((hash, bytes)) = &blob
@@ -765,4 +796,58 @@ fn remove_torn_snapshots(db_path: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FieldValue, Record};
+
+    fn snapshot(id: u64) -> Snapshot {
+        let mut record = Record::default();
+        record.fields.insert(
+            "activity".into(),
+            FieldValue::Text("46.77 Wholesale of waste and scrap".into()),
+        );
+        Snapshot {
+            id,
+            source: "acme/registry".into(),
+            url: "https://registry.example/acme".into(),
+            fetched_at: Utc::now(),
+            http_status: 200,
+            body_hash: "00".into(),
+            record,
+        }
+    }
+
+    #[test]
+    fn snapshots_are_stored_compressed_and_plain_json_ones_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        // Written by this version: a zstd frame that reads back whole.
+        let new = snapshot(7);
+        let bytes = enc_compressed(&new);
+        assert!(bytes.starts_with(&ZSTD_MAGIC));
+        store
+            .snapshots
+            .insert(7u64.to_be_bytes(), bytes)
+            .expect("insert");
+        assert_eq!(store.snapshot(7).expect("read"), Some(new));
+        // Written by an older version: plain JSON.
+        let old = snapshot(8);
+        store
+            .snapshots
+            .insert(8u64.to_be_bytes(), enc(&old))
+            .expect("insert");
+        assert_eq!(store.snapshot(8).expect("read"), Some(old));
+        // A damaged frame is an error naming the record, not a panic.
+        let mut torn = enc_compressed(&snapshot(9));
+        torn.truncate(torn.len() / 2);
+        store
+            .snapshots
+            .insert(9u64.to_be_bytes(), torn)
+            .expect("insert");
+        let err = store.snapshot(9).expect_err("torn record");
+        assert!(err.to_string().contains("does not decompress"), "{err}");
+    }
 }

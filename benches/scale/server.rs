@@ -53,8 +53,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds 127.0.0.1 on an ephemeral port and serves generation 0.
-    pub async fn start(model: Model, conditional: bool, gzip: bool) -> std::io::Result<Server> {
+    /// Binds 127.0.0.1 on `port` (0: an ephemeral one) and serves
+    /// generation 0.
+    pub async fn start(
+        model: Model,
+        conditional: bool,
+        gzip: bool,
+        port: u16,
+    ) -> std::io::Result<Server> {
         let states = model.states(0);
         let inner = Arc::new(Inner {
             model,
@@ -63,7 +69,7 @@ impl Server {
             gzip,
             stats: Stats::default(),
         });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let app = axum::Router::new()
             .fallback(handle)

@@ -137,6 +137,7 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from("watchlists"));
         let watchlists = load_watchlists(&dir, &mut errors);
+        release_parse_memory();
         // Report in file order; each file's errors by position.
         errors.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
         match settings {
@@ -177,6 +178,23 @@ impl Config {
     /// The watchlist an entity belongs to.
     pub fn watchlist_of(&self, entity: &Entity) -> Option<&Watchlist> {
         self.watchlists.iter().find(|w| w.name == entity.watchlist)
+    }
+}
+
+/// Hands the memory the TOML parse used back to the operating system.
+///
+/// A watchlist file's spanned tree and token list take ~24x its size while
+/// it is parsed (110 MB for a 4.5 MB file of 5000 entities) and are freed
+/// before the next file. glibc keeps freed memory of the main thread's
+/// arena mapped, and the checks that follow allocate from the worker
+/// threads' arenas, so without this the parse's peak stayed in the
+/// process's resident set for the whole run (+100 MB at 100k sources).
+fn release_parse_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+    // takes no pointer and is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
