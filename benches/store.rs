@@ -1,7 +1,8 @@
 //! Store operations of one check: a full commit (snapshot of a 120-item
-//! catalogue, its ~45 KB body as a zstd blob, source state; flushed), the
-//! source-state write of an unchanged check, and the reads every check
-//! starts with (state + latest snapshot).
+//! catalogue, its ~45 KB body as a zstd blob, source state), unflushed as
+//! in a pass without alerts and flushed as one that queues an alert; the
+//! source-state write of an unchanged check; and the reads of a check
+//! whose body changed (state + latest snapshot).
 //!
 //! `cargo bench --bench store`
 
@@ -65,13 +66,27 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("store");
     g.sample_size(20);
     let mut k = 0usize;
-    g.bench_function("commit (snapshot + blob + state, flushed)", |b| {
+    g.bench_function("commit (snapshot + blob + state)", |b| {
         b.iter_batched(
             || {
                 k += 1;
                 commit(&format!("e{}/catalogue", k % 1000))
             },
             |cm| black_box(store.commit(cm).expect("commit")),
+            BatchSize::SmallInput,
+        )
+    });
+    // What a commit that queues an alert costs: the same, then fsync.
+    g.bench_function("commit + flush (as when it queues an alert)", |b| {
+        b.iter_batched(
+            || {
+                k += 1;
+                commit(&format!("e{}/catalogue", k % 1000))
+            },
+            |cm| {
+                black_box(store.commit(cm).expect("commit"));
+                store.flush().expect("flush")
+            },
             BatchSize::SmallInput,
         )
     });
