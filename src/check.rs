@@ -274,10 +274,13 @@ impl Checker {
         while let Some(r) = set.join_next().await {
             emit(&mut waiting, &mut next, r.ok());
         }
-        // A task that panicked or was cancelled left a hole: report it.
-        for (i, (e, s)) in sources.iter().enumerate().skip(next) {
-            waiting.entry(i).or_insert_with(|| aborted_report(e, s));
-            emit(&mut waiting, &mut next, None);
+        // A task that panicked or was cancelled left a hole: report it
+        // (indices before `next` were handed over already).
+        for (i, (e, s)) in sources.iter().enumerate() {
+            if i >= next {
+                waiting.entry(i).or_insert_with(|| aborted_report(e, s));
+                emit(&mut waiting, &mut next, None);
+            }
         }
     }
 
