@@ -515,8 +515,8 @@ impl Store {
             out.snapshot = Some(id);
             // A body seen before (same hash) is already stored: compress
             // only new ones. Level 1 with the size known up front (`bulk`):
-            // ~1.5x faster than level 3 on 40-60 KB pages for ~1 % more
-            // bytes (BENCHMARKS.md, "Store").
+            // ~2x faster than `encode_all` at level 3 on a 56 KB page, for
+            // ~3 % more bytes (BENCHMARKS.md, "What changed").
             if !self.blobs.contains_key(ns.snapshot.body_hash.as_bytes())? {
                 let compressed =
                     zstd::bulk::compress(&ns.body, 1).map_err(|e| StoreError::Blob {
@@ -610,7 +610,7 @@ impl Store {
         // findings nobody subscribes to) rides on sled's periodic flush and
         // on `Store::flush` at the end of a run: a crash loses at most that
         // window, and the next check records it again. One fsync per new
-        // snapshot was 20 % of a first pass (BENCHMARKS.md, open item 4).
+        // snapshot was ~20 % of a first pass (BENCHMARKS.md, item 4).
         if !out.deliveries.is_empty() {
             self.db.flush()?;
         }

@@ -55,7 +55,6 @@ use crate::check::{CheckError, CheckReport, Checker};
 use crate::config::{Config, ConfigErrors, LoadOptions};
 use crate::fetch::polite::{HostLimits, host_key};
 use crate::fetch::{Politeness, Robots};
-use crate::record::CheckStatus;
 use crate::store::{DaemonSource, SourceState, Store, StoreError};
 
 use metrics::Metrics;
@@ -823,18 +822,9 @@ impl Scheduler {
 /// The report of a check that could not run at all.
 fn missing(key: &str) -> CheckReport {
     let (entity, source) = key.split_once('/').unwrap_or((key, ""));
+    // Transient: the daemon retries it at the next due time.
     CheckReport {
-        entity: entity.to_string(),
-        source: source.to_string(),
-        url: String::new(),
-        status: CheckStatus::Failed,
-        change_count: 0,
-        finding_count: 0,
-        error: Some("the check task ended abnormally".into()),
-        snapshot: None,
-        changes: vec![],
-        findings: vec![],
         transient: true,
-        retry_after: None,
+        ..CheckReport::aborted(entity, source)
     }
 }
