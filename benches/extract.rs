@@ -17,10 +17,9 @@ use pivotwatch::extract::{ExtractSpec, HtmlField, HtmlSpec, extract_html};
 use std::hint::black_box;
 use url::Url;
 
-fn bench(c: &mut Criterion) {
-    let (cat, reg) = common::specs();
-    let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
-    let plain = HtmlSpec {
+/// The peers' "plain" mode: the text of `<body>`.
+fn plain_spec() -> HtmlSpec {
+    HtmlSpec {
         fields: vec![(
             "content".into(),
             HtmlField::new("body", None, false).expect("selector"),
@@ -28,7 +27,13 @@ fn bench(c: &mut Criterion) {
         items: None,
         next_page: None,
         max_pages: 1,
-    };
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let (cat, reg) = common::specs();
+    let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
+    let plain = plain_spec();
     for (kind, name, source) in [(0, "catalogue", &cat), (1, "registry", &reg)] {
         let ExtractSpec::Html(spec) = &*source.spec else {
             panic!("html spec")
@@ -94,15 +99,7 @@ fn only(what: &str) {
     }
     let (cat, reg) = common::specs();
     let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
-    let plain = HtmlSpec {
-        fields: vec![(
-            "content".into(),
-            HtmlField::new("body", None, false).expect("selector"),
-        )],
-        items: None,
-        next_page: None,
-        max_pages: 1,
-    };
+    let plain = plain_spec();
     let repeat: usize = std::env::var("PW_REPEAT")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -383,8 +383,9 @@ pub async fn once_with_store(
             }
         })
         .await;
+    // The table's header even when no source was checked.
     if write_error.is_none()
-        && let Err(e) = table.finish(out)
+        && let Err(e) = table.header(out)
     {
         write_error = Some(e);
     }
@@ -392,9 +393,7 @@ pub async fn once_with_store(
     // flush here makes the whole pass durable.
     {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        crate::check::blocking(move || store.flush()).await?;
     }
     if let Some(e) = write_error {
         return Err(e.into());
@@ -443,11 +442,6 @@ impl ReportWriter {
             "{:<w$}  {:<9}  {:>7}  {:>8}  ERROR",
             "SOURCE", "STATUS", "CHANGES", "FINDINGS"
         )
-    }
-
-    /// The table's header even when no source was checked.
-    fn finish(&mut self, out: &mut impl Write) -> std::io::Result<()> {
-        self.header(out)
     }
 
     fn write(&mut self, r: &CheckReport, out: &mut impl Write) -> std::io::Result<()> {

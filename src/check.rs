@@ -252,15 +252,13 @@ impl Checker {
         // Finished reports waiting for an earlier one, by index.
         let mut waiting: std::collections::BTreeMap<usize, CheckReport> = Default::default();
         let mut next = 0usize;
-        let mut emit = |waiting: &mut std::collections::BTreeMap<usize, CheckReport>,
-                        next: &mut usize,
-                        done: Option<(usize, CheckReport)>| {
+        let mut emit = |done: Option<(usize, CheckReport)>| {
             if let Some((i, rep)) = done {
                 waiting.insert(i, rep);
             }
-            while let Some(rep) = waiting.remove(next) {
+            while let Some(rep) = waiting.remove(&next) {
                 each(rep);
-                *next += 1;
+                next += 1;
             }
         };
         for (i, (e, s)) in sources.iter().enumerate() {
@@ -272,21 +270,21 @@ impl Checker {
                 (i, me.check_by_id(&e, &s).await)
             });
             while let Some(r) = set.try_join_next() {
-                emit(&mut waiting, &mut next, r.ok());
+                emit(r.ok());
             }
         }
         while let Some(r) = set.join_next().await {
-            emit(&mut waiting, &mut next, r.ok());
+            emit(r.ok());
         }
-        // A task that panicked or was cancelled left a hole: report it
-        // (indices before `next` were handed over already).
-        for (i, (e, s)) in sources.iter().enumerate() {
-            if i >= next {
+        // Every task has ended; a hole is a task that panicked or was
+        // cancelled: report it, and hand over what waited behind it.
+        while let Some((e, s)) = sources.get(next) {
+            each(
                 waiting
-                    .entry(i)
-                    .or_insert_with(|| CheckReport::aborted(e, s));
-                emit(&mut waiting, &mut next, None);
-            }
+                    .remove(&next)
+                    .unwrap_or_else(|| CheckReport::aborted(e, s)),
+            );
+            next += 1;
         }
     }
 
@@ -675,7 +673,7 @@ fn merge(into: &mut Record, page: Record) {
     extract::insert_items(into, page.items.into_values().collect());
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {

@@ -231,6 +231,19 @@ fn run(args: Args) -> Result<(), String> {
     }
 }
 
+/// `pivotwatch --config … --watchlists … --state-dir …` for the run in `out`.
+fn pivotwatch_cmd(bin: &Path, out: &Path) -> Vec<String> {
+    vec![
+        bin.display().to_string(),
+        "--config".into(),
+        out.join("cfg/pivotwatch.toml").display().to_string(),
+        "--watchlists".into(),
+        out.join("cfg/watchlists").display().to_string(),
+        "--state-dir".into(),
+        out.join("state").display().to_string(),
+    ]
+}
+
 fn sources_mode(
     args: &Args,
     bin: &Path,
@@ -268,15 +281,7 @@ fn sources_mode(
         } else {
             pages::Expected::default()
         };
-        let mut cmd = vec![
-            bin.display().to_string(),
-            "--config".into(),
-            out.join("cfg/pivotwatch.toml").display().to_string(),
-            "--watchlists".into(),
-            out.join("cfg/watchlists").display().to_string(),
-            "--state-dir".into(),
-            out.join("state").display().to_string(),
-        ];
+        let mut cmd = pivotwatch_cmd(bin, out);
         if pass == "startup" {
             cmd.push("check".into());
         } else {
@@ -387,20 +392,14 @@ fn history(
             },
             PageState::default(),
         ]);
-        let cmd = vec![
-            bin.display().to_string(),
-            "--config".into(),
-            out.join("cfg/pivotwatch.toml").display().to_string(),
-            "--watchlists".into(),
-            out.join("cfg/watchlists").display().to_string(),
-            "--state-dir".into(),
-            out.join("state").display().to_string(),
+        let mut cmd = pivotwatch_cmd(bin, out);
+        cmd.extend([
             "once".into(),
             "--json".into(),
             "--no-deliver".into(),
             "--source".into(),
             "e0/catalogue".into(),
-        ];
+        ]);
         let (m, stdout) = run_timed(args, out, "history", &cmd)?;
         totals.wall_s += m.wall_s;
         totals.user_s += m.user_s;

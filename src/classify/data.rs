@@ -75,20 +75,6 @@ struct S {
     loc: Loc,
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before
-        .get(line_start..)
-        .map(|s| s.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
-}
-
 /// One file being read.
 struct File<'a> {
     path: PathBuf,
@@ -152,14 +138,11 @@ impl<'a> File<'a> {
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> RefDataError {
-        let (line, column) = e
-            .span()
-            .map(|sp| line_col(self.text, sp.start))
-            .unwrap_or((1, 1));
+        let loc = e.span().map(|sp| self.loc(sp.start));
         RefDataError::Syntax {
             path: self.path.clone(),
-            line,
-            column: Some(column),
+            line: loc.as_ref().map_or(1, |l| l.line),
+            column: Some(loc.and_then(|l| l.column).unwrap_or(1)),
             message: e.message().trim().to_string(),
         }
     }
@@ -1310,6 +1293,20 @@ mod tests {
             vec!["a", "b, c", "say \"hi\""]
         );
         assert!(split_csv_line(r#"a,"open"#).is_err());
+    }
+
+    /// The definition the indexed lookup must agree with: count from the top.
+    fn line_col(text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let before = text.get(..offset).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let col = before
+            .get(line_start..)
+            .map(|s| s.chars().count())
+            .unwrap_or(0)
+            + 1;
+        (line, col)
     }
 
     #[test]
