@@ -18,6 +18,9 @@
 //! - `digests`: subscriber name → [`DigestState`] (last digest sent)
 //! - `daemon`: `entity/source` → [`DaemonSource`] (next due time and
 //!   health notices of `pivotwatch run`, kept across restarts)
+//! - `meta`: `installation_id` → the random id of this store, created with
+//!   it (Message-IDs and Atom ids carry it, so two installations, or a store
+//!   made anew, never reuse one another's ids)
 
 use std::path::{Path, PathBuf};
 
@@ -271,6 +274,7 @@ pub struct Store {
     sent: sled::Tree,
     digests: sled::Tree,
     daemon: sled::Tree,
+    installation_id: String,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -358,7 +362,10 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        let meta = db.open_tree("meta")?;
+        let installation_id = installation_id(&db, &meta)?;
         Ok(Store {
+            installation_id,
             path: dir.to_path_buf(),
             sources: db.open_tree("sources")?,
             snapshots: db.open_tree("snapshots")?,
@@ -389,6 +396,14 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// This store's installation id: 32 lowercase hex digits, random,
+    /// created with the store and never changed. Ids that leave the
+    /// process (Message-IDs, Atom entry ids) include it, so a store made
+    /// anew or a second installation never reuses another one's ids.
+    pub fn installation_id(&self) -> &str {
+        &self.installation_id
     }
 
     /// The state folder.
@@ -783,6 +798,36 @@ impl Store {
     }
 }
 
+const INSTALLATION_ID: &[u8] = b"installation_id";
+
+/// Reads the installation id from the `meta` tree, creating (and flushing)
+/// a random one when the store is new.
+fn installation_id(db: &sled::Db, meta: &sled::Tree) -> Result<String, StoreError> {
+    if let Some(v) = meta.get(INSTALLATION_ID)? {
+        return match std::str::from_utf8(&v) {
+            Ok(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(id.to_string())
+            }
+            _ => Err(StoreError::Corrupt {
+                key: "meta/installation_id".into(),
+                detail: "not 32 hex digits".into(),
+            }),
+        };
+    }
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    // Another handle in this process may have raced us: keep the first.
+    match meta.compare_and_swap(INSTALLATION_ID, None as Option<&[u8]>, Some(id.as_bytes()))? {
+        Ok(()) => {
+            db.flush()?;
+            Ok(id)
+        }
+        Err(current) => match current.current {
+            Some(v) => Ok(String::from_utf8_lossy(&v).into_owned()),
+            None => Ok(id),
+        },
+    }
+}
+
 /// Deletes `snap.*.generating` files left by a crash during a sled
 /// snapshot; sled 0.34 may fail to start or recover wrongly with them.
 fn remove_torn_snapshots(db_path: &Path) -> std::io::Result<()> {
@@ -849,5 +894,26 @@ mod tests {
             .expect("insert");
         let err = store.snapshot(9).expect_err("torn record");
         assert!(err.to_string().contains("does not decompress"), "{err}");
+    }
+
+    #[test]
+    fn installation_id_is_random_per_store_and_kept_on_reopen() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let id_a = Store::open(a.path())
+            .expect("open")
+            .installation_id()
+            .to_string();
+        let id_b = Store::open(b.path())
+            .expect("open")
+            .installation_id()
+            .to_string();
+        assert_eq!(id_a.len(), 32);
+        assert_ne!(id_a, id_b, "two fresh stores share an installation id");
+        let again = Store::open_waiting(a.path(), std::time::Duration::from_secs(5))
+            .expect("reopen")
+            .installation_id()
+            .to_string();
+        assert_eq!(id_a, again, "reopening changed the installation id");
     }
 }
