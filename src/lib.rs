@@ -24,3 +24,4 @@ pub mod fetch;
 pub mod record;
 pub mod schedule;
 pub mod store;
+pub mod text;
