@@ -354,7 +354,10 @@ pub async fn once(
             selected.push((e.to_string(), s.to_string()));
         }
     }
-    let store = Store::open(&config.settings.state_dir)?;
+    let store = Store::open_with(
+        &config.settings.state_dir,
+        config.settings.store_write_timeout,
+    )?;
     once_with_store(store, config, selected, deliver, json, out).await
 }
 

@@ -27,6 +27,10 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     /// sled database and evidence folder (`[store] path`, default `.pivotwatch`).
     pub state_dir: PathBuf,
+    /// `[store] write_timeout`: how long a flush or commit of the store
+    /// may wait for the disk before it fails (a full or failing disk can
+    /// block sled forever). [default: 10s]
+    pub store_write_timeout: Duration,
     /// HTTP client settings.
     pub http: HttpSettings,
     /// Per-host politeness overrides (`[hosts."name"]`).
@@ -235,6 +239,7 @@ struct RawDaemon {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: Option<String>,
+    write_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -393,6 +398,7 @@ impl Settings {
                 spool_dir: state_dir.join("spool"),
             },
             state_dir,
+            store_write_timeout: crate::store::DEFAULT_WRITE_TIMEOUT,
             http: HttpSettings::default(),
             hosts: BTreeMap::new(),
             smtp: None,
@@ -649,6 +655,13 @@ impl Settings {
             && let Some(d) = &r.dir
         {
             s.reference_dir = Some(resolve(base, d));
+        }
+        if let Some(st) = &raw.store {
+            s.store_write_timeout = dur(
+                &st.write_timeout,
+                sink,
+                crate::store::DEFAULT_WRITE_TIMEOUT,
+            );
         }
         if let Some(d) = &raw.daemon {
             if d.jitter.is_some() {

@@ -142,3 +142,141 @@ pub async fn send(
         }
     }
 }
+
+/// How often the store watch looks at the store.
+const STORE_WATCH_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a failed store is reopened and tried.
+const STORE_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a store notice that could not be sent is tried again.
+const STORE_NOTICE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A notice about the store itself, for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreNotice {
+    Failing,
+    Recovered,
+}
+
+/// Sends a store notice to the maintainers of every watchlist (the
+/// settings name no operator address). `true` when every send worked.
+async fn send_store_notice(
+    config: &Config,
+    notice: StoreNotice,
+    since: DateTime<Utc>,
+    path: &std::path::Path,
+    error: &str,
+) -> bool {
+    let at = since.format("%Y-%m-%d %H:%M:%S UTC");
+    let (subject, text, key) = match notice {
+        StoreNotice::Failing => (
+            "pivotwatch: the store cannot write".to_string(),
+            format!(
+                "pivotwatch cannot write its store at {path} since {at}:\n\n{error}\n\n\
+                 While this lasts, checks fail and alerts stay queued; nothing already committed \
+                 is lost. pivotwatch keeps running, reopens the store every {retry} s, and sends \
+                 another notice when it works again; queued alerts then go out.\n\n\
+                 What to do: free space on the disk holding {path} (`df -h`), or check the disk \
+                 (`dmesg`) if it is not full. Nothing needs restarting.\n",
+                path = path.display(),
+                retry = STORE_RETRY_EVERY.as_secs(),
+            ),
+            format!("store-failing/{}", since.timestamp()),
+        ),
+        StoreNotice::Recovered => (
+            "pivotwatch: the store works again".to_string(),
+            format!(
+                "The store at {path} can be written again (it could not since {at}). Queued \
+                 alerts are being delivered; checks that failed meanwhile run again at their \
+                 next scheduled time.\n",
+                path = path.display(),
+            ),
+            format!("store-recovered/{}", since.timestamp()),
+        ),
+    };
+    let mut all = true;
+    for w in config.watchlists.iter().filter(|w| !w.maintainers.is_empty()) {
+        if let Err(e) = crate::alert::send_notice(config, w, &subject, &text, &key).await {
+            tracing::error!(watchlist = %w.name, error = %e, "The store notice could not be sent; it is tried again.");
+            all = false;
+        }
+    }
+    all
+}
+
+/// Watches the store of the daemon: when a write fails (full disk, I/O
+/// error, timeout), tells the maintainers of every watchlist, reopens the
+/// store every few seconds until it can write again, then tells them it
+/// recovered and wakes the delivery loop so that queued alerts go out.
+pub(crate) async fn watch_store(
+    shared: std::sync::Arc<super::Shared>,
+    kick_delivery: std::sync::Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // Since when the store is failing, and whether the failing notice went out.
+    let mut down: Option<(DateTime<Utc>, bool)> = None;
+    let mut last_try = tokio::time::Instant::now();
+    let mut last_notice = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|v| *v) => break,
+            _ = tokio::time::sleep(STORE_WATCH_TICK) => {}
+        }
+        let store = shared.store.clone();
+        let path = store.path().to_path_buf();
+        match (down, store.failure()) {
+            (None, None) => {}
+            (None, Some(error)) => {
+                let since = Utc::now();
+                tracing::error!(path = %path.display(), error = %error, "The store cannot write; checks fail and alerts stay queued until it can. Retrying.");
+                let sent =
+                    send_store_notice(&shared.config(), StoreNotice::Failing, since, &path, &error)
+                        .await;
+                down = Some((since, sent));
+                last_try = tokio::time::Instant::now();
+                last_notice = tokio::time::Instant::now();
+            }
+            (Some((since, sent)), _) => {
+                if last_try.elapsed() >= STORE_RETRY_EVERY {
+                    last_try = tokio::time::Instant::now();
+                    let s = store.clone();
+                    let tried = tokio::task::spawn_blocking(move || s.recover()).await;
+                    match tried {
+                        Ok(Ok(())) => {
+                            tracing::warn!(path = %path.display(), "The store can write again; delivering queued alerts.");
+                            if sent {
+                                send_store_notice(
+                                    &shared.config(),
+                                    StoreNotice::Recovered,
+                                    since,
+                                    &path,
+                                    "",
+                                )
+                                .await;
+                            }
+                            down = None;
+                            kick_delivery.notify_one();
+                            continue;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "The store still cannot write.");
+                        }
+                        Err(e) => tracing::error!(error = %e, "The store retry stopped."),
+                    }
+                }
+                if !sent && last_notice.elapsed() >= STORE_NOTICE_RETRY {
+                    last_notice = tokio::time::Instant::now();
+                    let error = store.failure().unwrap_or_default();
+                    let ok = send_store_notice(
+                        &shared.config(),
+                        StoreNotice::Failing,
+                        since,
+                        &path,
+                        &error,
+                    )
+                    .await;
+                    down = Some((since, ok));
+                }
+            }
+        }
+    }
+}

@@ -238,7 +238,10 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// every background task ended.
 pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let config = Arc::new(Config::load(&opts.load)?);
-    let store = Store::open(&config.settings.state_dir)?;
+    let store = Store::open_with(
+        &config.settings.state_dir,
+        config.settings.store_write_timeout,
+    )?;
     let metrics = Arc::new(Metrics::default());
     let polite = Arc::new(politeness(&config, &metrics));
     let robots = robots_for(&config, &polite);
@@ -307,6 +310,13 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     // The delivery loop.
     let kick_delivery = Arc::new(Notify::new());
     background.spawn(delivery_loop(
+        shared.clone(),
+        kick_delivery.clone(),
+        stop_rx.clone(),
+    ));
+
+    // The store watch: operator notices and retries when the store fails.
+    background.spawn(health::watch_store(
         shared.clone(),
         kick_delivery.clone(),
         stop_rx.clone(),
@@ -638,6 +648,7 @@ impl Scheduler {
             let took = started.elapsed();
             let state = {
                 let k = k.clone();
+                let store = store.clone();
                 tokio::task::spawn_blocking(move || store.source_state(&k))
                     .await
                     .ok()
@@ -645,7 +656,12 @@ impl Scheduler {
                     .flatten()
             };
             let failures = state.as_ref().map_or(0, |s| s.consecutive_failures);
-            let health = match health::due_notice(&report, failures, broken_notice, threshold) {
+            // While the store cannot write, checks fail for that reason:
+            // the store notice covers it, not one notice per source.
+            let store_down = store.failure().is_some();
+            let due = health::due_notice(&report, failures, broken_notice, threshold)
+                .filter(|_| !store_down);
+            let health = match due {
                 Some(n) => Some(
                     health::send(
                         &config,
@@ -751,8 +767,12 @@ impl Scheduler {
             .first()
             .map(|(d, _)| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_else(|| "-".into());
+        let store = match self.store.failure() {
+            Some(_) => "; the store cannot write (see the log), retrying",
+            None => "",
+        };
         format!(
-            "watching {} source(s); {} check(s) in flight; next check {next}",
+            "watching {} source(s); {} check(s) in flight; next check {next}{store}",
             self.entries.len(),
             self.tasks.len()
         )

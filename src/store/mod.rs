@@ -894,13 +894,40 @@ fn open_checked(dir: &Path) -> Result<Inner, StoreError> {
         });
     }
     inner.installation_id = id;
-    match marker {
-        Some(m) => inner.set_marked(m.seq.min(seq)),
-        // A new store, or one from a pivotwatch without markers: the first
-        // flush writes the marker.
-        None => inner.flush().map_err(fault)?,
+    if let Some(m) = &marker {
+        inner.set_marked(m.seq.min(seq));
     }
-    Ok(inner)
+    // Prove that what this store writes survives a reopen: a flush (which
+    // writes the marker; a new store, or one from a pivotwatch without
+    // markers, gets its first one here), then open it again and check it
+    // against that marker. A database whose first segment header is
+    // damaged reads fine but loses every later write: it is refused here,
+    // before anything is mailed from it.
+    match inner.flush().map_err(fault) {
+        Ok(()) => {}
+        Err(e @ StoreError::DiskFull { .. }) if marker.is_some() => {
+            tracing::warn!(error = %e, "The store opened on a full disk; writes fail until there is space again.");
+            return Ok(inner);
+        }
+        Err(e) => return Err(e),
+    }
+    let written = Marker::new(&inner.installation_id, inner.seq().map_err(fault)?);
+    let id = inner.installation_id.clone();
+    drop(inner);
+    let deadline = Instant::now() + REOPEN_WAIT;
+    let mut again = loop {
+        match Inner::open(dir, &db_path) {
+            Err(Fault::Sled(e)) if inner::is_locked(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(i) => break i,
+            Err(f) => return Err(from_fault(dir, f)),
+        }
+    };
+    verify(dir, &again, Some(&written))?;
+    again.installation_id = id;
+    again.set_marked(written.seq);
+    Ok(again)
 }
 
 /// Checks an open database against the marker; returns its sequence
