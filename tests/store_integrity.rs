@@ -417,10 +417,17 @@ async fn daemon_on_a_full_disk_keeps_running_tells_the_maintainers_and_delivers_
     );
     let notice = std::fs::read_dir(s.spool())
         .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
-        .find(|t| t.contains("the store cannot write"))
+        .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+        .find(|t| String::from_utf8_lossy(t).contains("the store cannot write"))
         .unwrap();
-    assert!(notice.contains(&s.state.display().to_string()) || notice.contains("base64"));
+    let notice = mail_parser::MessageParser::default()
+        .parse(&notice)
+        .expect("notice parses as mail");
+    let body = notice.body_text(0).expect("text part").to_string();
+    assert!(
+        body.contains(&s.state.display().to_string()) && body.contains("is full"),
+        "the notice does not say which store and why:\n{body}"
+    );
     // Still running a few retries later.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(d.running(), "the daemon stopped on a full disk:\n{}", d.log());
