@@ -28,7 +28,12 @@ const PIVOT: &[(&str, &str, &str, &str)] = &[
     ("FPGA", "AMD Xilinx", "XC7A35T-1CPG236C", "95"),
 ];
 
-const MORE: (&str, &str, &str, &str) = ("Microcontroller", "STMicroelectronics", "STM32F407VGT6", "12");
+const MORE: (&str, &str, &str, &str) = (
+    "Microcontroller",
+    "STMicroelectronics",
+    "STM32F407VGT6",
+    "12",
+);
 
 /// A small tmpfs mounted on a temp folder; unmounted when dropped.
 struct Tmpfs {
@@ -74,7 +79,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -127,7 +135,11 @@ grace_period = "5s"
     fn args(&self) -> Vec<String> {
         vec![
             "--config".into(),
-            self.dir.path().join("pivotwatch.toml").display().to_string(),
+            self.dir
+                .path()
+                .join("pivotwatch.toml")
+                .display()
+                .to_string(),
             "--watchlists".into(),
             self.dir.path().join("watchlists").display().to_string(),
         ]
@@ -291,14 +303,25 @@ async fn full_disk_once_fails_within_seconds_naming_the_state_folder_and_loses_n
         .set("/shop", Page::html(catalogue_page(&rows, "2", None)));
     let (out, took) = s.cli(&["once"], Duration::from_secs(60));
     let all = text(&out);
-    assert_ne!(out.status.code(), Some(0), "once exited 0 on a full disk:\n{all}");
-    assert!(took < Duration::from_secs(30), "once took {took:?} on a full disk");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "once exited 0 on a full disk:\n{all}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "once took {took:?} on a full disk"
+    );
     assert!(
         all.contains(&s.state.display().to_string()) && all.contains("is full"),
         "the error does not name the state folder and the full disk:\n{all}"
     );
     assert_no_sled_text(&all);
-    assert_eq!(s.mails_containing("desk@watchdog.test"), 0, "mailed on a full disk");
+    assert_eq!(
+        s.mails_containing("desk@watchdog.test"),
+        0,
+        "mailed on a full disk"
+    );
 
     // Space is back: the queued alerts go out, the new finding is
     // committed and sent, nothing committed before is lost.
@@ -309,7 +332,9 @@ async fn full_disk_once_fails_within_seconds_naming_the_state_folder_and_loses_n
     let after = store.findings().unwrap();
     for f in &findings {
         assert!(
-            after.iter().any(|a| a.id == f.id && a.dedup_key == f.dedup_key),
+            after
+                .iter()
+                .any(|a| a.id == f.id && a.dedup_key == f.dedup_key),
             "finding {} was lost",
             f.id
         );
@@ -386,8 +411,16 @@ impl Drop for Daemon {
 async fn until(what: &str, within: Duration, d: &mut Daemon, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(d.running(), "the daemon exited while waiting for {what}:\n{}", d.log());
-        assert!(t.elapsed() < within, "timed out waiting for {what}; log:\n{}", d.log());
+        assert!(
+            d.running(),
+            "the daemon exited while waiting for {what}:\n{}",
+            d.log()
+        );
+        assert!(
+            t.elapsed() < within,
+            "timed out waiting for {what}; log:\n{}",
+            d.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -430,7 +463,11 @@ async fn daemon_on_a_full_disk_keeps_running_tells_the_maintainers_and_delivers_
     );
     // Still running a few retries later.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(d.running(), "the daemon stopped on a full disk:\n{}", d.log());
+    assert!(
+        d.running(),
+        "the daemon stopped on a full disk:\n{}",
+        d.log()
+    );
 
     fs.free();
     until("the queued alerts", Duration::from_secs(60), &mut d, || {
@@ -497,9 +534,16 @@ async fn deleted_snapshot_and_damaged_db_is_refused_and_old_findings_are_not_ale
     let out = s.once(&[]);
     let all = text(&out);
     assert_ne!(out.status.code(), Some(0), "{all}");
-    assert!(all.contains("opened empty") && all.contains("backup"), "{all}");
+    assert!(
+        all.contains("opened empty") && all.contains("backup"),
+        "{all}"
+    );
     assert_no_sled_text(&all);
-    assert_eq!(s.mails_containing("desk@watchdog.test"), mails, "old findings alerted again");
+    assert_eq!(
+        s.mails_containing("desk@watchdog.test"),
+        mails,
+        "old findings alerted again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,7 +594,11 @@ async fn truncated_snapshot_whose_data_does_not_rebuild_names_the_file_and_chang
         "the error does not name the snapshot file and what to do:\n{all}"
     );
     assert_no_sled_text(&all);
-    assert_eq!(std::fs::read(s.db().join("db")).unwrap(), before, "the db was changed");
+    assert_eq!(
+        std::fs::read(s.db().join("db")).unwrap(),
+        before,
+        "the db was changed"
+    );
     assert!(snap.exists());
 }
 
@@ -588,8 +636,15 @@ async fn a_store_made_anew_while_its_marker_exists_is_refused() {
     let out = s.once(&[]);
     let all = text(&out);
     assert_ne!(out.status.code(), Some(0), "{all}");
-    assert!(all.contains("opened empty") && all.contains("store.marker"), "{all}");
-    assert_eq!(s.mails_containing("desk@watchdog.test"), mails, "re-alerted");
+    assert!(
+        all.contains("opened empty") && all.contains("store.marker"),
+        "{all}"
+    );
+    assert_eq!(
+        s.mails_containing("desk@watchdog.test"),
+        mails,
+        "re-alerted"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -657,11 +657,8 @@ impl Settings {
             s.reference_dir = Some(resolve(base, d));
         }
         if let Some(st) = &raw.store {
-            s.store_write_timeout = dur(
-                &st.write_timeout,
-                sink,
-                crate::store::DEFAULT_WRITE_TIMEOUT,
-            );
+            s.store_write_timeout =
+                dur(&st.write_timeout, sink, crate::store::DEFAULT_WRITE_TIMEOUT);
         }
         if let Some(d) = &raw.daemon {
             if d.jitter.is_some() {

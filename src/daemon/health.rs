@@ -194,7 +194,11 @@ async fn send_store_notice(
         ),
     };
     let mut all = true;
-    for w in config.watchlists.iter().filter(|w| !w.maintainers.is_empty()) {
+    for w in config
+        .watchlists
+        .iter()
+        .filter(|w| !w.maintainers.is_empty())
+    {
         if let Err(e) = crate::alert::send_notice(config, w, &subject, &text, &key).await {
             tracing::error!(watchlist = %w.name, error = %e, "The store notice could not be sent; it is tried again.");
             all = false;

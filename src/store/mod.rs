@@ -79,6 +79,15 @@ pub enum StoreError {
         /// The timeout, in seconds.
         after_s: u64,
     },
+    /// After a failure, the database cannot be reopened because a write
+    /// that timed out still holds it.
+    #[error(
+        "the store at {path} cannot be reopened: an earlier write is still stuck on the disk; check the disk (df -h, dmesg); if it does not recover, restart pivotwatch"
+    )]
+    Stalled {
+        /// The state folder.
+        path: PathBuf,
+    },
     /// Reading or writing the database failed (not a full disk).
     #[error(
         "reading or writing the store at {path} failed; check the disk and the folder's permissions"
@@ -206,6 +215,7 @@ impl StoreError {
             self,
             StoreError::DiskFull { .. }
                 | StoreError::WriteTimeout { .. }
+                | StoreError::Stalled { .. }
                 | StoreError::Disk { .. }
                 | StoreError::MarkerIo { .. }
         )
@@ -512,11 +522,12 @@ impl Store {
     /// A damaged sled snapshot file is recovered from when the data files
     /// rebuild exactly the store the marker describes.
     pub fn open_with(dir: &Path, write_timeout: Duration) -> Result<Store, StoreError> {
-        let inner = open_checked(dir)?;
+        let write_timeout = write_timeout.max(Duration::from_millis(100));
+        let inner = open_checked(dir, write_timeout)?;
         Ok(Store {
             h: Arc::new(Handle {
                 path: dir.to_path_buf(),
-                write_timeout: write_timeout.max(Duration::from_millis(100)),
+                write_timeout,
                 installation_id: inner.installation_id.clone(),
                 inner: RwLock::new(Some(Arc::new(inner))),
                 failed: Mutex::new(None),
@@ -598,9 +609,14 @@ impl Store {
         drop(g.take());
         let deadline = Instant::now() + REOPEN_WAIT;
         let inner = loop {
-            match open_checked(&self.h.path) {
+            match open_checked(&self.h.path, self.h.write_timeout) {
                 Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(StoreError::Locked { .. }) => {
+                    return Err(StoreError::Stalled {
+                        path: self.h.path.clone(),
+                    });
                 }
                 Ok(i) if i.installation_id != self.h.installation_id => {
                     return Err(StoreError::Replaced {
@@ -845,7 +861,7 @@ impl Store {
 }
 
 /// Opens the database in `dir/db` and checks it against the marker.
-fn open_checked(dir: &Path) -> Result<Inner, StoreError> {
+fn open_checked(dir: &Path, write_timeout: Duration) -> Result<Inner, StoreError> {
     let io = |source| StoreError::Io {
         path: dir.to_path_buf(),
         source,
@@ -903,14 +919,14 @@ fn open_checked(dir: &Path) -> Result<Inner, StoreError> {
     // against that marker. A database whose first segment header is
     // damaged reads fine but loses every later write: it is refused here,
     // before anything is mailed from it.
-    match inner.flush().map_err(fault) {
-        Ok(()) => {}
-        Err(e @ StoreError::DiskFull { .. }) if marker.is_some() => {
+    let inner = match flush_bounded(dir, inner, write_timeout)? {
+        (inner, Ok(())) => inner,
+        (inner, Err(e @ StoreError::DiskFull { .. })) if marker.is_some() => {
             tracing::warn!(error = %e, "The store opened on a full disk; writes fail until there is space again.");
             return Ok(inner);
         }
-        Err(e) => return Err(e),
-    }
+        (_, Err(e)) => return Err(e),
+    };
     let written = Marker::new(&inner.installation_id, inner.seq().map_err(fault)?);
     let id = inner.installation_id.clone();
     drop(inner);
@@ -928,6 +944,37 @@ fn open_checked(dir: &Path) -> Result<Inner, StoreError> {
     again.installation_id = id;
     again.set_marked(written.seq);
     Ok(again)
+}
+
+/// Flushes a database being opened on a helper thread, giving up after
+/// `timeout` (the thread keeps the database until its flush ends).
+fn flush_bounded(
+    dir: &Path,
+    inner: Inner,
+    timeout: Duration,
+) -> Result<(Inner, Result<(), StoreError>), StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("pivotwatch-store-open".into())
+        .spawn(move || {
+            let r = inner.flush();
+            let _ = tx.send((inner, r));
+        })
+        .map_err(|e| StoreError::Internal {
+            path: dir.to_path_buf(),
+            detail: format!("cannot start a writer thread: {e}"),
+        })?;
+    match rx.recv_timeout(timeout) {
+        Ok((inner, r)) => Ok((inner, r.map_err(|f| from_fault(dir, f)))),
+        Err(RecvTimeoutError::Timeout) => Err(StoreError::WriteTimeout {
+            path: dir.to_path_buf(),
+            after_s: timeout.as_secs().max(1),
+        }),
+        Err(RecvTimeoutError::Disconnected) => Err(StoreError::Internal {
+            path: dir.to_path_buf(),
+            detail: "a store write stopped without an answer".into(),
+        }),
+    }
 }
 
 /// Checks an open database against the marker; returns its sequence
@@ -1073,6 +1120,45 @@ mod tests {
             .expect("insert");
         let err = store.snapshot(9).expect_err("torn record");
         assert!(err.to_string().contains("does not decompress"), "{err}");
+    }
+
+    #[test]
+    fn a_write_that_outlasts_write_timeout_fails_fast_and_the_store_reopens_after_it() {
+        // The stall is simulated at the store boundary (a real store, a
+        // real sled database; the write sleeps): sled's own hang on a full
+        // disk could not be reproduced on demand (tests/store_integrity.rs
+        // has the real full disk).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_with(dir.path(), Duration::from_millis(200)).expect("open");
+        let t = Instant::now();
+        let err = store
+            .bounded(|i| {
+                std::thread::sleep(Duration::from_millis(1500));
+                i.flush()
+            })
+            .expect_err("a stalled write must time out");
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(matches!(err, StoreError::WriteTimeout { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+        assert!(msg.contains("[store] write_timeout"), "{msg}");
+        assert!(store.failure().is_some(), "the store must count as failed");
+        // Once the stalled write ends, the next operation reopens the
+        // database, checked against its marker, and works.
+        std::thread::sleep(Duration::from_millis(1500));
+        store
+            .put_source_state("a/b", &SourceState::default())
+            .expect("reopened");
+        assert!(store.failure().is_none());
+        store.flush().expect("flush after reopen");
+        assert_eq!(
+            store.source_state("a/b").expect("read"),
+            Some(SourceState::default())
+        );
     }
 
     #[test]
