@@ -20,7 +20,17 @@
 //!   health notices of `pivotwatch run`, kept across restarts)
 //! - `meta`: `installation_id` → the random id of this store, created with
 //!   it (Message-IDs and Atom ids carry it, so two installations, or a store
-//!   made anew, never reuse one another's ids)
+//!   made anew, never reuse one another's ids); `seq` → how many flushes
+//!   the store has made (u64), recorded in the integrity marker
+//!
+//! Failing closed: flushes and commits are bounded by `[store]
+//! write_timeout`; sled's errors become typed [`StoreError`]s naming the
+//! state folder (a full disk is [`StoreError::DiskFull`]); a failed write
+//! leaves the store failed until the database is reopened (sled 0.34 takes
+//! no more writes after one failed, even once the disk has room). The
+//! integrity marker `store.marker` ([`marker`]) is checked at every open,
+//! and a damaged sled snapshot file is rebuilt from when the data is
+//! intact ([`recover`]).
 
 mod inner;
 mod marker;
