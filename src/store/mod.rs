@@ -28,9 +28,9 @@
 //! state folder (a full disk is [`StoreError::DiskFull`]); a failed write
 //! leaves the store failed until the database is reopened (sled 0.34 takes
 //! no more writes after one failed, even once the disk has room). The
-//! integrity marker `store.marker` ([`marker`]) is checked at every open,
+//! integrity marker `store.marker` (`marker.rs`) is checked at every open,
 //! and a damaged sled snapshot file is rebuilt from when the data is
-//! intact ([`recover`]).
+//! intact (`recover.rs`).
 
 mod inner;
 mod marker;
