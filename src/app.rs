@@ -338,7 +338,10 @@ pub async fn run_read(
 }
 
 fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
-    let config = Config::load(opts)?;
+    let (config, warnings) = Config::load_checked(opts)?;
+    for w in &warnings {
+        eprintln!("{w}");
+    }
     // Reference data (shipped, plus `[reference] dir`) is configuration too.
     if let Err(e) = crate::classify::Reference::load(config.settings.reference_dir.as_deref()) {
         return Err(AppError::Config(ConfigErrors(vec![
