@@ -349,7 +349,7 @@ fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
                 path: config.settings.reference_dir.clone().unwrap_or_default(),
                 line: 0,
                 col: 0,
-                message: e.to_string(),
+                message: crate::text::chain(&e),
             },
         ])));
     }
@@ -1112,7 +1112,7 @@ pub fn explain(
         )));
     };
     let reference = crate::classify::Reference::load(config.settings.reference_dir.as_deref())
-        .map_err(|e| AppError::Usage(e.to_string()))?;
+        .map_err(|e| AppError::Usage(crate::text::chain(&e)))?;
     let mut snaps: Vec<(&crate::config::Source, Option<Snapshot>, Option<Snapshot>)> = Vec::new();
     for s in &ent.sources {
         let ids = store.history(&s.key())?;
@@ -1300,7 +1300,7 @@ pub fn explain(
 fn alert_usage(e: crate::alert::AlertError) -> AppError {
     use crate::alert::AlertError as A;
     match e {
-        A::UnknownSubscriber(_) | A::UnknownDelivery(_) => AppError::Usage(e.to_string()),
+        A::UnknownSubscriber(_) | A::UnknownDelivery(_) => AppError::Usage(crate::text::chain(&e)),
         other => AppError::Alert(other),
     }
 }
