@@ -599,13 +599,13 @@ async fn once_with_checker(
         .check_each(&selected, |r| {
             failed |= matches!(r.status, CheckStatus::Failed | CheckStatus::Blocked);
             tally.add(&r);
-            bar.inc(1);
-            bar.set_message(format!("{}/{} {}", r.entity, r.source, r.status));
             if write_error.is_none()
                 && let Err(e) = bar.suspend(|| table.write(&r, out))
             {
                 write_error = Some(e);
             }
+            bar.set_message(format!("{}/{} {}", r.entity, r.source, r.status));
+            bar.inc(1);
         })
         .await;
     bar.finish_and_clear();
