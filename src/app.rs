@@ -233,23 +233,8 @@ async fn read_or_ask(
 ) -> Result<u8, AppError> {
     // These commands read the store: a watchlist with errors is left out
     // (with a warning), not a reason to refuse. Only broken settings are.
-    let config = match Config::load_lenient(opts) {
-        Ok((config, skipped)) => {
-            if !skipped.is_empty() {
-                let mut files: Vec<String> = skipped
-                    .iter()
-                    .map(|d| d.path.display().to_string())
-                    .collect();
-                files.dedup();
-                eprintln!(
-                    "warning: {} configuration error(s) in {}; the watchlist(s) with errors were left out \
-                     (`pivotwatch check` lists the errors)",
-                    skipped.len(),
-                    files.join(", ")
-                );
-            }
-            config
-        }
+    let (config, skipped) = match Config::load_lenient(opts) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             // The files on disk have errors, but a running daemon still
             // answers with the configuration it loaded.
@@ -272,9 +257,31 @@ async fn read_or_ask(
         }
     };
     match Store::open(&config.settings.state_dir) {
-        Ok(store) => run_read(Arc::new(config), store, cmd, out).await,
+        Ok(store) => {
+            if !skipped.is_empty() {
+                let mut files: Vec<String> = skipped
+                    .iter()
+                    .map(|d| d.path.display().to_string())
+                    .collect();
+                files.dedup();
+                eprintln!(
+                    "warning: {} configuration error(s) in {}; the watchlist(s) with errors were left out \
+                     (`pivotwatch check` lists the errors)",
+                    skipped.len(),
+                    files.join(", ")
+                );
+            }
+            run_read(Arc::new(config), store, cmd, out).await
+        }
         Err(StoreError::Locked { .. }) => {
             let resp = crate::daemon::control::request(&config.settings.state_dir, cmd).await?;
+            if !skipped.is_empty() {
+                eprintln!(
+                    "note: the configuration on disk has {} error(s) (`pivotwatch check` lists them); \
+                     the running daemon answered with the configuration it loaded",
+                    skipped.len()
+                );
+            }
             remote(resp, out)
         }
         Err(e) => Err(e.into()),
