@@ -18,6 +18,15 @@ use crate::record::{CheckStatus, Finding, Record, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::text::for_display;
 
+/// A line on stderr for the person at the terminal; a closed stderr is
+/// not worth a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Exit code: a source failed (`once`).
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: wrong usage or a missing thing named on the command line.
@@ -248,7 +257,7 @@ async fn read_or_ask(
             let Ok(resp) = crate::daemon::control::request(&dir, cmd).await else {
                 return Err(errors.into());
             };
-            eprintln!(
+            note!(
                 "note: the configuration on disk has {} error(s) (`pivotwatch check` lists them); \
                  the running daemon answered with the configuration it loaded",
                 errors.0.len()
@@ -264,7 +273,7 @@ async fn read_or_ask(
                     .map(|d| d.path.display().to_string())
                     .collect();
                 files.dedup();
-                eprintln!(
+                note!(
                     "warning: {} configuration error(s) in {}; the watchlist(s) with errors were left out \
                      (`pivotwatch check` lists the errors)",
                     skipped.len(),
@@ -276,7 +285,7 @@ async fn read_or_ask(
         Err(StoreError::Locked { .. }) => {
             let resp = crate::daemon::control::request(&config.settings.state_dir, cmd).await?;
             if !skipped.is_empty() {
-                eprintln!(
+                note!(
                     "note: the configuration on disk has {} error(s) (`pivotwatch check` lists them); \
                      the running daemon answered with the configuration it loaded",
                     skipped.len()
@@ -347,7 +356,7 @@ pub async fn run_read(
 fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
     let (config, warnings) = Config::load_checked(opts)?;
     for w in &warnings {
-        eprintln!("{w}");
+        note!("{w}");
     }
     // Reference data (shipped, plus `[reference] dir`) is configuration too.
     if let Err(e) = crate::classify::Reference::load(config.settings.reference_dir.as_deref()) {

@@ -641,19 +641,16 @@ fn compile_source(
 }
 
 /// What a URL's host is when it is a non-public address written as an IP
-/// literal (`http://169.254.169.254/`, `http://[::1]/`, `10.0.0.5`) or
-/// `localhost`: the same rule the fetch guard applies
-/// ([`crate::fetch::is_public_ip`]), caught by `check` instead of at the
-/// first fetch. Host names are judged by the guard on what they resolve to.
+/// literal (`http://169.254.169.254/`, `http://[::1]/`, `10.0.0.5`): the
+/// same rule the fetch guard applies ([`crate::fetch::is_public_ip`]),
+/// caught by `check` instead of at the first fetch. Host names (even
+/// `localhost`) are judged by the guard on what they resolve to, at fetch
+/// time.
 fn private_host(u: &Url) -> Option<String> {
     let ip = match u.host()? {
         url::Host::Ipv4(v4) => std::net::IpAddr::V4(v4),
         url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6),
-        url::Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            return (d == "localhost" || d.ends_with(".localhost"))
-                .then(|| format!("the loopback host {d:?}"));
-        }
+        url::Host::Domain(_) => return None,
     };
     if crate::fetch::is_public_ip(ip) {
         return None;
