@@ -570,6 +570,47 @@ impl<W: Write> Write for Unpiped<W> {
     }
 }
 
+/// The progress line being drawn on stderr, if any: log lines are
+/// written around it ([`LogWriter`]) instead of through it.
+static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Where the binary's log lines go: stderr, with `once`'s progress line
+/// (when one is drawn) cleared for the line and drawn again after it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = PROGRESS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+fn set_progress(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = bar;
+}
+
 /// The progress line of `once`, on stderr only when it is a terminal.
 fn progress(show: bool, n: usize) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
@@ -585,6 +626,7 @@ fn progress(show: bool, n: usize) -> indicatif::ProgressBar {
     ) {
         bar.set_style(style);
     }
+    set_progress(Some(bar.clone()));
     bar
 }
 
@@ -624,6 +666,7 @@ async fn once_with_checker(
             bar.inc(1);
         })
         .await;
+    set_progress(None);
     bar.finish_and_clear();
     // The table's header even when no source was checked.
     if write_error.is_none()

@@ -21,7 +21,7 @@ fn init_logging(json: bool) {
         std::env::var_os("NO_COLOR").as_deref(),
     );
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(app::LogWriter)
         .with_ansi(ansi);
     let layer: Box<dyn Layer<Registry> + Send + Sync> = if json {
         layer.json().boxed()
