@@ -16,6 +16,16 @@ use crate::extract::{
 use crate::fetch::{Conditional, FetchOptions, Fetcher};
 use crate::record::{CheckStatus, Finding, Record, Snapshot};
 use crate::store::{Store, StoreError};
+use crate::text::for_display;
+
+/// A line on stderr for the person at the terminal; a closed stderr is
+/// not worth a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Exit code: a source failed (`once`).
 pub const EXIT_FAILED: u8 = 1;
@@ -29,7 +39,7 @@ pub const EXIT_CONFIG: u8 = 3;
 #[non_exhaustive]
 pub enum AppError {
     /// The configuration is invalid.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigErrors),
     /// The store failed.
     #[error(transparent)]
@@ -49,8 +59,11 @@ pub enum AppError {
     /// Wrong usage.
     #[error("{0}")]
     Usage(String),
-    /// Writing output or a file failed.
+    /// The site's robots.txt does not let us fetch the page (probe).
     #[error("{0}")]
+    Blocked(String),
+    /// Writing output or a file failed.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The daemon could not start or run.
     #[error(transparent)]
@@ -79,6 +92,24 @@ impl From<crate::daemon::DaemonError> for AppError {
 }
 
 impl AppError {
+    /// Whether this is a write to a closed pipe (the reader of our output
+    /// went away), anywhere in the chain: not an error for a command line
+    /// tool, which then stops quietly.
+    pub fn is_broken_pipe(&self) -> bool {
+        let pipe = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+        if let AppError::Io(io) = self {
+            return pipe(io);
+        }
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            if e.downcast_ref::<std::io::Error>().is_some_and(pipe) {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -117,9 +148,11 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             sources,
             no_deliver,
             json,
+            no_politeness,
         } => {
             let config = Arc::new(Config::load(&opts)?);
-            once(config, &sources, !no_deliver, json, &mut out).await
+            let polite = !no_politeness;
+            once(config, &sources, !no_deliver, json, polite, &mut out).await
         }
         Command::History { target, json } => {
             read_or_ask(&opts, ReadCommand::History { target, json }, &mut out).await
@@ -174,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             cols,
             json_format,
             allow_private_addresses,
+            no_politeness,
             json,
         } => {
             // Probe needs only the settings ([http]); no watchlist folder.
@@ -189,6 +223,7 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
                 &cols,
                 json_format,
                 allow_private_addresses,
+                !no_politeness,
                 json,
                 &mut out,
             )
@@ -205,8 +240,10 @@ async fn read_or_ask(
     cmd: ReadCommand,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
-    let config = match Config::load(opts) {
-        Ok(c) => c,
+    // These commands read the store: a watchlist with errors is left out
+    // (with a warning), not a reason to refuse. Only broken settings are.
+    let (config, skipped) = match Config::load_lenient(opts) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             // The files on disk have errors, but a running daemon still
             // answers with the configuration it loaded.
@@ -220,7 +257,7 @@ async fn read_or_ask(
             let Ok(resp) = crate::daemon::control::request(&dir, cmd).await else {
                 return Err(errors.into());
             };
-            eprintln!(
+            note!(
                 "note: the configuration on disk has {} error(s) (`pivotwatch check` lists them); \
                  the running daemon answered with the configuration it loaded",
                 errors.0.len()
@@ -229,9 +266,31 @@ async fn read_or_ask(
         }
     };
     match Store::open(&config.settings.state_dir) {
-        Ok(store) => run_read(Arc::new(config), store, cmd, out).await,
+        Ok(store) => {
+            if !skipped.is_empty() {
+                let mut files: Vec<String> = skipped
+                    .iter()
+                    .map(|d| d.path.display().to_string())
+                    .collect();
+                files.dedup();
+                note!(
+                    "warning: {} configuration error(s) in {}; the watchlist(s) with errors were left out \
+                     (`pivotwatch check` lists the errors)",
+                    skipped.len(),
+                    files.join(", ")
+                );
+            }
+            run_read(Arc::new(config), store, cmd, out).await
+        }
         Err(StoreError::Locked { .. }) => {
             let resp = crate::daemon::control::request(&config.settings.state_dir, cmd).await?;
+            if !skipped.is_empty() {
+                note!(
+                    "note: the configuration on disk has {} error(s) (`pivotwatch check` lists them); \
+                     the running daemon answered with the configuration it loaded",
+                    skipped.len()
+                );
+            }
             remote(resp, out)
         }
         Err(e) => Err(e.into()),
@@ -295,7 +354,10 @@ pub async fn run_read(
 }
 
 fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
-    let config = Config::load(opts)?;
+    let (config, warnings) = Config::load_checked(opts)?;
+    for w in &warnings {
+        note!("{w}");
+    }
     // Reference data (shipped, plus `[reference] dir`) is configuration too.
     if let Err(e) = crate::classify::Reference::load(config.settings.reference_dir.as_deref()) {
         return Err(AppError::Config(ConfigErrors(vec![
@@ -303,7 +365,7 @@ fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
                 path: config.settings.reference_dir.clone().unwrap_or_default(),
                 line: 0,
                 col: 0,
-                message: e.to_string(),
+                message: crate::text::chain(&e),
             },
         ])));
     }
@@ -323,12 +385,16 @@ fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppError> {
     Ok(0)
 }
 
-/// `once`: checks the selected sources, then delivers queued alerts.
+/// `once`: checks the selected sources, then delivers queued alerts. With
+/// `polite` (the default; `--no-politeness` turns it off) robots.txt and
+/// the per-host limits apply as in `run`. A progress line is drawn on
+/// stderr when it is a terminal, and a summary line ends the run.
 pub async fn once(
     config: Arc<Config>,
     only: &[String],
     deliver: bool,
     json: bool,
+    polite: bool,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
     let mut selected = Vec::new();
@@ -358,10 +424,54 @@ pub async fn once(
         &config.settings.state_dir,
         config.settings.store_write_timeout,
     )?;
-    once_with_store(store, config, selected, deliver, json, out).await
+    let mut checker = Checker::new(config.clone(), store.clone())?;
+    if polite {
+        let (p, robots) = politeness(&config);
+        checker = checker.with_politeness(p, robots);
+    }
+    once_with_checker(checker, store, config, selected, deliver, json, true, out).await
 }
 
-/// `once` on an already opened store, with the sources already chosen.
+/// robots.txt and per-host limits for `once` and `probe`, from the
+/// settings, as `run` sets them up (fresh for each process: `Crawl-delay`
+/// and `Retry-After` pauses are learnt during the run).
+fn politeness(
+    config: &Config,
+) -> (
+    Arc<crate::fetch::Politeness>,
+    Option<Arc<crate::fetch::Robots>>,
+) {
+    let h = &config.settings.http;
+    let overrides: Vec<_> = config
+        .settings
+        .hosts
+        .iter()
+        .map(|(name, s)| {
+            (
+                name.clone(),
+                crate::fetch::polite::HostLimits {
+                    concurrency: s.concurrency,
+                    interval: s.interval,
+                },
+            )
+        })
+        .collect();
+    let polite = Arc::new(crate::fetch::Politeness::new(
+        h.per_host_concurrency,
+        h.per_host_interval,
+        overrides,
+    ));
+    let robots = h.robots_txt.then(|| {
+        Arc::new(crate::fetch::Robots::new(
+            &h.user_agent,
+            Some(polite.clone()),
+        ))
+    });
+    (polite, robots)
+}
+
+/// `once` on an already opened store, with the sources already chosen
+/// (the demo): no politeness, no progress line, no summary.
 pub async fn once_with_store(
     store: Store,
     config: Arc<Config>,
@@ -371,21 +481,196 @@ pub async fn once_with_store(
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
     let checker = Checker::new(config.clone(), store.clone())?;
+    once_with_checker(checker, store, config, selected, deliver, json, false, out).await
+}
+
+/// What a `once` run did, for its summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    checked: usize,
+    new: usize,
+    changed: usize,
+    failed: usize,
+    blocked: usize,
+    findings: usize,
+}
+
+impl Tally {
+    fn add(&mut self, r: &CheckReport) {
+        self.checked += 1;
+        self.findings += r.finding_count;
+        match r.status {
+            CheckStatus::New => self.new += 1,
+            CheckStatus::Changed => self.changed += 1,
+            CheckStatus::Unchanged => {}
+            CheckStatus::Failed => self.failed += 1,
+            CheckStatus::Blocked => self.blocked += 1,
+        }
+    }
+
+    /// `once: checked 12, changed 3, new 1, failed 1, blocked 0, findings 2; deliveries: 2 sent, 0 waiting, 0 dead`.
+    fn line(&self, deliveries: Option<&crate::alert::DeliveryReport>) -> String {
+        let mut s = format!(
+            "once: checked {}, changed {}, new {}, failed {}, blocked {}, findings {}; ",
+            self.checked, self.changed, self.new, self.failed, self.blocked, self.findings
+        );
+        match deliveries {
+            None => s.push_str("deliveries: not attempted (--no-deliver)"),
+            Some(report) => {
+                use crate::alert::Outcome;
+                let (mut sent, mut waiting, mut dead) = (0, 0, 0);
+                for m in &report.mails {
+                    let n = m.deliveries.len();
+                    match m.outcome {
+                        Outcome::Sent { .. } => sent += n,
+                        Outcome::Dead { .. } => dead += n,
+                        _ => waiting += n,
+                    }
+                }
+                let _ = std::fmt::Write::write_fmt(
+                    &mut s,
+                    format_args!("deliveries: {sent} sent, {waiting} waiting, {dead} dead"),
+                );
+            }
+        }
+        s
+    }
+}
+
+/// Output that outlives its reader: once the pipe is closed
+/// (`pivotwatch once | head -1`), later writes are dropped instead of
+/// failing, so the run still stores, delivers and exits as it would have.
+struct Unpiped<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Write for Unpiped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
+/// The progress line being drawn on stderr, if any: log lines are
+/// written around it ([`LogWriter`]) instead of through it.
+static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Where the binary's log lines go: stderr, with `once`'s progress line
+/// (when one is drawn) cleared for the line and drawn again after it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = PROGRESS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+fn set_progress(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = bar;
+}
+
+/// The progress line of `once`, on stderr only when it is a terminal.
+fn progress(show: bool, n: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(n as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{pos}/{len} sources checked [{elapsed}] {wide_msg}",
+    ) {
+        bar.set_style(style);
+    }
+    set_progress(Some(bar.clone()));
+    bar
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn once_with_checker(
+    checker: Checker,
+    store: Store,
+    config: Arc<Config>,
+    selected: Vec<(String, String)>,
+    deliver: bool,
+    json: bool,
+    summary: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let mut out = Unpiped {
+        inner: out,
+        closed: false,
+    };
+    let out = &mut out;
     // Reports are written as checks finish (in the order of `selected`),
     // not collected: at 100k sources the list alone was tens of MB.
     let mut table = ReportWriter::new(json, &selected);
     let mut failed = false;
     let mut write_error: Option<std::io::Error> = None;
+    let mut tally = Tally::default();
+    let bar = progress(summary, selected.len());
     checker
         .check_each(&selected, |r| {
             failed |= matches!(r.status, CheckStatus::Failed | CheckStatus::Blocked);
+            tally.add(&r);
             if write_error.is_none()
-                && let Err(e) = table.write(&r, out)
+                && let Err(e) = bar.suspend(|| table.write(&r, out))
             {
                 write_error = Some(e);
             }
+            bar.set_message(format!("{}/{} {}", r.entity, r.source, r.status));
+            bar.inc(1);
         })
         .await;
+    set_progress(None);
+    bar.finish_and_clear();
     // The table's header even when no source was checked.
     if write_error.is_none()
         && let Err(e) = table.header(out)
@@ -401,12 +686,18 @@ pub async fn once_with_store(
     if let Some(e) = write_error {
         return Err(e.into());
     }
+    let mut delivered = None;
     if deliver {
         crate::alert::test_pause_before_delivery().await;
         let report = crate::alert::deliver_pending(&store, &config).await?;
         if !json {
             print_delivery(&report, out)?;
         }
+        delivered = Some(report);
+    }
+    if summary {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{}", tally.line(delivered.as_ref()));
     }
     Ok(if failed { EXIT_FAILED } else { 0 })
 }
@@ -460,7 +751,7 @@ impl ReportWriter {
             r.status.to_string(),
             r.change_count,
             r.finding_count,
-            r.error.as_deref().unwrap_or("")
+            for_display(r.error.as_deref().unwrap_or(""))
         )
     }
 }
@@ -480,19 +771,39 @@ fn history(
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
     let (entity, source) = split_target(target);
-    let Some(ent) = config.entity(entity) else {
-        return Err(AppError::Usage(format!(
-            "no entity {entity:?} in the watchlists"
-        )));
+    // (source id, URL) of each source: from the watchlist, or, when the
+    // entity is not there (its watchlist has errors, or it was removed),
+    // from what the store recorded.
+    let sources: Vec<(String, Option<String>)> = match config.entity(entity) {
+        Some(ent) => ent
+            .sources
+            .iter()
+            .map(|s| (s.id.clone(), Some(s.url.to_string())))
+            .collect(),
+        None => {
+            let prefix = format!("{entity}/");
+            let v: Vec<(String, Option<String>)> = store
+                .source_states()?
+                .into_iter()
+                .filter_map(|(k, _)| k.strip_prefix(&prefix).map(|s| (s.to_string(), None)))
+                .collect();
+            if v.is_empty() {
+                return Err(AppError::Usage(format!(
+                    "no entity {entity:?} in the watchlists"
+                )));
+            }
+            v
+        }
     };
-    for s in &ent.sources {
-        if source.is_some_and(|x| x != s.id) {
+    for (sid, url) in &sources {
+        if source.is_some_and(|x| x != sid) {
             continue;
         }
-        let key = s.key();
+        let key = format!("{entity}/{sid}");
         let state = store.source_state(&key)?;
         if !json {
-            writeln!(out, "{key}  {}", s.url)?;
+            let url = url.as_deref().unwrap_or("(not in the watchlists)");
+            writeln!(out, "{key}  {}", for_display(url))?;
             if let Some(st) = &state {
                 writeln!(
                     out,
@@ -501,7 +812,7 @@ fn history(
                     st.last_status.map(|s| s.to_string()).unwrap_or_default(),
                     st.last_error
                         .as_ref()
-                        .map(|e| format!(": {e}"))
+                        .map(|e| format!(": {}", for_display(e)))
                         .unwrap_or_default()
                 )?;
             }
@@ -512,7 +823,7 @@ fn history(
             };
             if json {
                 let v = serde_json::json!({
-                    "entity": ent.id, "source": s.id, "snapshot": snap.id,
+                    "entity": entity, "source": sid, "snapshot": snap.id,
                     "fetched_at": snap.fetched_at, "http_status": snap.http_status,
                     "body_hash": snap.body_hash, "fields": snap.record.fields.len(),
                     "items": snap.record.items.len(), "url": snap.url,
@@ -619,7 +930,7 @@ fn diff(
             if changes.len() == 1 { "" } else { "s" }
         )?;
         for c in &changes {
-            writeln!(out, "  {}", c.describe())?;
+            writeln!(out, "  {}", for_display(&c.describe()))?;
         }
     }
     Ok(0)
@@ -650,10 +961,10 @@ pub fn print_finding(f: &Finding, out: &mut impl Write) -> std::io::Result<()> {
         f.entity,
         f.source,
         f.rule,
-        f.summary
+        for_display(&f.summary)
     )?;
     for c in &f.evidence.changes {
-        writeln!(out, "    - {}", c.describe())?;
+        writeln!(out, "    - {}", for_display(&c.describe()))?;
     }
     Ok(())
 }
@@ -719,6 +1030,7 @@ async fn probe(
     cols: &[String],
     json_format: bool,
     allow_private: bool,
+    polite: bool,
     json: bool,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
@@ -796,6 +1108,16 @@ async fn probe(
         max_redirects: h.max_redirects,
         allow_private_addresses: allow_private || h.allow_private_addresses,
     })?;
+    // As `once` and `run`: robots.txt first (one request to a host
+    // needs no spacing).
+    if polite && let (_, Some(robots)) = politeness(config) {
+        let verdict = robots.check(&fetcher, &url).await;
+        if let Some(msg) = verdict.message(&url) {
+            return Err(AppError::Blocked(format!(
+                "{msg} (`--no-politeness` skips robots.txt for a site you run)"
+            )));
+        }
+    }
     let resp = fetcher.fetch(&url, &Conditional::default()).await?;
     let record = match &spec {
         ExtractSpec::Html(s) => extract::extract_html(s, &resp.text, &resp.url)?.record,
@@ -812,20 +1134,25 @@ async fn probe(
     writeln!(
         out,
         "{} → HTTP {}, {} bytes, charset {}",
-        resp.url,
+        for_display(resp.url.as_str()),
         resp.status,
         resp.body.len(),
         resp.charset
     )?;
     for (k, v) in &record.fields {
-        writeln!(out, "field {k}: {}", v.display())?;
+        writeln!(out, "field {k}: {}", for_display(&v.display()))?;
     }
     if !record.items.is_empty() {
         writeln!(out, "{} items:", record.items.len())?;
         for it in record.items.values() {
             let attrs = it.attributes();
             let parts: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-            writeln!(out, "  [{}] {}", it.key, parts.join(" "))?;
+            writeln!(
+                out,
+                "  [{}] {}",
+                for_display(&it.key),
+                for_display(&parts.join(" "))
+            )?;
         }
     }
     Ok(0)
@@ -847,7 +1174,7 @@ pub fn explain(
         )));
     };
     let reference = crate::classify::Reference::load(config.settings.reference_dir.as_deref())
-        .map_err(|e| AppError::Usage(e.to_string()))?;
+        .map_err(|e| AppError::Usage(crate::text::chain(&e)))?;
     let mut snaps: Vec<(&crate::config::Source, Option<Snapshot>, Option<Snapshot>)> = Vec::new();
     for s in &ent.sources {
         let ids = store.history(&s.key())?;
@@ -942,14 +1269,24 @@ pub fn explain(
     writeln!(
         out,
         "{} ({}), watchlist {}",
-        ent.name, ent.id, ent.watchlist
+        for_display(&ent.name),
+        ent.id,
+        ent.watchlist
     )?;
     let acts = |v: &[crate::classify::ActivityMatch]| -> String {
         if v.is_empty() {
             return "(none known)".into();
         }
         v.iter()
-            .map(|m| format!("{}:{} {} [{}]", m.scheme, m.code, m.label, m.sector))
+            .map(|m| {
+                format!(
+                    "{}:{} {} [{}]",
+                    for_display(&m.scheme),
+                    for_display(&m.code),
+                    for_display(&m.label),
+                    m.sector
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ")
     };
@@ -958,7 +1295,7 @@ pub fn explain(
         writeln!(
             out,
             "registry says:       {}",
-            profile.registered_text.join("; ")
+            for_display(&profile.registered_text.join("; "))
         )?;
     }
     writeln!(out, "registered activity: {}", acts(&profile.registered))?;
@@ -980,17 +1317,17 @@ pub fn explain(
         writeln!(
             out,
             "  - {:<20} {:<20} {:<24} HS {:<8} {:<9} confidence {:.2}",
-            e.part_number.clone().or(e.name.clone()).unwrap_or_default(),
-            e.manufacturer.clone().unwrap_or_else(|| "-".into()),
-            e.family.clone().unwrap_or_else(|| "-".into()),
-            e.hs_code.clone().unwrap_or_else(|| "-".into()),
+            for_display(&e.part_number.clone().or(e.name.clone()).unwrap_or_default()),
+            for_display(&e.manufacturer.clone().unwrap_or_else(|| "-".into())),
+            for_display(&e.family.clone().unwrap_or_else(|| "-".into())),
+            for_display(&e.hs_code.clone().unwrap_or_else(|| "-".into())),
             e.tier
                 .map(|t| format!("Tier {t}"))
                 .unwrap_or_else(|| "-".into()),
             e.confidence
         )?;
         for r in &i.class.reasons {
-            writeln!(out, "      {r}")?;
+            writeln!(out, "      {}", for_display(r))?;
         }
     }
     writeln!(out, "rules (on the latest change of each source):")?;
@@ -1000,9 +1337,23 @@ pub fn explain(
             (Some(f), true) => format!("FIRES {}", f.severity.as_str().to_uppercase()),
             (None, true) => "quiet".to_string(),
         };
-        writeln!(out, "  {:<18} {:<12} {:<15} {}", v.rule, s, state, v.reason)?;
+        writeln!(
+            out,
+            "  {:<18} {:<12} {:<15} {}",
+            v.rule,
+            s,
+            state,
+            for_display(&v.reason)
+        )?;
         if let Some(f) = &v.finding {
-            writeln!(out, "  {:<18} {:<12} {:<15} {}", "", "", "", f.summary)?;
+            writeln!(
+                out,
+                "  {:<18} {:<12} {:<15} {}",
+                "",
+                "",
+                "",
+                for_display(&f.summary)
+            )?;
         }
     }
     Ok(0)
@@ -1011,7 +1362,7 @@ pub fn explain(
 fn alert_usage(e: crate::alert::AlertError) -> AppError {
     use crate::alert::AlertError as A;
     match e {
-        A::UnknownSubscriber(_) | A::UnknownDelivery(_) => AppError::Usage(e.to_string()),
+        A::UnknownSubscriber(_) | A::UnknownDelivery(_) => AppError::Usage(crate::text::chain(&e)),
         other => AppError::Alert(other),
     }
 }
@@ -1037,37 +1388,43 @@ pub fn print_delivery(
             Outcome::Sent { file: Some(f), .. } => writeln!(out, "alert written: {}", f.display())?,
             Outcome::Sent { reply, file: None } => writeln!(
                 out,
-                "{what} sent to {}: {} ({reply})",
-                m.subscriber, m.subject
+                "{what} sent to {}: {} ({})",
+                m.subscriber,
+                for_display(&m.subject),
+                for_display(reply)
             )?,
             Outcome::Retry {
                 error,
                 next_attempt,
             } => writeln!(
                 out,
-                "{what} to {} still queued (delivery {id}, next attempt {}): {error}",
+                "{what} to {} still queued (delivery {id}, next attempt {}): {}",
                 m.subscriber,
-                next_attempt.format("%Y-%m-%d %H:%M:%S UTC")
+                next_attempt.format("%Y-%m-%d %H:%M:%S UTC"),
+                for_display(error)
             )?,
             Outcome::Dead { error } => writeln!(
                 out,
-                "{what} to {} failed permanently (dead letter {id}; fix the cause, then `pivotwatch outbox retry {id}`): {error}",
-                m.subscriber
+                "{what} to {} failed permanently (dead letter {id}; fix the cause, then `pivotwatch outbox retry {id}`): {}",
+                m.subscriber,
+                for_display(error)
             )?,
             Outcome::Deferred {
                 error,
                 next_attempt,
             } => writeln!(
                 out,
-                "{what} to {} deferred to {}: {error}",
+                "{what} to {} deferred to {}: {}",
                 m.subscriber,
-                next_attempt.format("%Y-%m-%d %H:%M:%S UTC")
+                next_attempt.format("%Y-%m-%d %H:%M:%S UTC"),
+                for_display(error)
             )?,
             Outcome::Held { reason } => writeln!(
                 out,
-                "{} alert(s) for {} held: {reason}",
+                "{} alert(s) for {} held: {}",
                 m.deliveries.len(),
-                m.subscriber
+                m.subscriber,
+                for_display(reason)
             )?,
         }
         if m.possible_duplicate {
@@ -1143,7 +1500,7 @@ pub async fn outbox(
                     d.next_attempt
                         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                         .unwrap_or_else(|| "-".into()),
-                    d.last_error.as_deref().unwrap_or("")
+                    for_display(d.last_error.as_deref().unwrap_or(""))
                 )?;
             }
             let dead = all.iter().filter(|d| d.dead).count();

@@ -2,6 +2,7 @@
 //! [`crate::app::run`]; the names here are an interface outside scripts
 //! rely on.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,11 @@ pub enum Command {
         /// One JSON object per source checked.
         #[arg(long)]
         json: bool,
+        /// Ignore robots.txt and the per-host limits ([http] per_host_concurrency,
+        /// per_host_interval, [hosts.*], Crawl-delay, Retry-After pauses): only for
+        /// sites you run or may crawl without limits.
+        #[arg(long)]
+        no_politeness: bool,
     },
     /// The daemon: checks every source on its schedule, delivers alerts, serves the
     /// status endpoint; SIGHUP reloads, SIGTERM stops.
@@ -134,6 +140,9 @@ pub enum Command {
         /// Allow loopback and private addresses (your own network, tests).
         #[arg(long)]
         allow_private_addresses: bool,
+        /// Do not ask the site's robots.txt first (only for sites you run or may crawl).
+        #[arg(long)]
+        no_politeness: bool,
         /// Print the record as one JSON object.
         #[arg(long)]
         json: bool,
@@ -158,4 +167,30 @@ pub enum OutboxAction {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// Whether log lines may carry ANSI colours: only to a terminal, and not
+/// when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>). Pipes and files never get escape sequences.
+pub fn colours_wanted(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colours_wanted(true, None));
+        assert!(colours_wanted(true, Some(OsStr::new(""))));
+        assert!(!colours_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colours_wanted(false, None));
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

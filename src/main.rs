@@ -1,25 +1,49 @@
 //! The `pivotwatch` binary: parses the command line, sets up logging and
 //! hands over to the library.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 use pivotwatch::app;
 use pivotwatch::cli::Cli;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+/// Logs go to stderr: human-readable (colours only when stderr is a
+/// terminal and `NO_COLOR` is not set) or JSON lines. Without `RUST_LOG`,
+/// pivotwatch's warnings and errors are shown, each with the spans it
+/// happened in (`check{entity=… source=… host=…}`), so a line always says
+/// which source it is about.
+fn init_logging(json: bool) {
+    let ansi = pivotwatch::cli::colours_wanted(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(app::LogWriter)
+        .with_ansi(ansi);
+    let layer: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        layer.json().boxed()
+    } else {
+        layer.boxed()
+    };
+    let layer = match EnvFilter::try_from_default_env() {
+        Ok(filter) => layer.with_filter(filter).boxed(),
+        Err(_) => layer
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.target().starts_with("pivotwatch")
+                    && (*m.level() <= tracing::Level::WARN
+                        || (m.is_span() && *m.level() <= tracing::Level::INFO))
+            }))
+            .boxed(),
+    };
+    let _ = Registry::default().with(layer).try_init();
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("pivotwatch=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if cli.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    init_logging(cli.log_json);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -27,31 +51,34 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {}",
+                pivotwatch::text::chain(&e)
+            );
             return ExitCode::from(app::EXIT_FAILED);
         }
     };
     match runtime.block_on(app::run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`pivotwatch findings | head -1`): what it
+        // wanted was written; stop quietly, as ripgrep does.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            let e = anyhow::Error::from(e);
-            let code = e
-                .downcast_ref::<app::AppError>()
-                .map(app::AppError::exit_code)
-                .unwrap_or(app::EXIT_FAILED);
-            match e.downcast_ref::<app::AppError>() {
-                Some(app::AppError::Config(errs)) => {
-                    for d in &errs.0 {
-                        eprintln!("{d}");
-                    }
-                    eprintln!(
-                        "error: {} configuration error(s); nothing was loaded",
-                        errs.0.len()
-                    );
+            let mut err = std::io::stderr().lock();
+            if let app::AppError::Config(errs) = &e {
+                for d in &errs.0 {
+                    let _ = writeln!(err, "{d}");
                 }
-                _ => eprintln!("error: {e:#}"),
+                let _ = writeln!(
+                    err,
+                    "error: {} configuration error(s); nothing was loaded",
+                    errs.0.len()
+                );
+            } else {
+                let _ = writeln!(err, "error: {}", pivotwatch::text::chain(&e));
             }
-            ExitCode::from(code)
+            ExitCode::from(e.exit_code())
         }
     }
 }

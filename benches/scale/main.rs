@@ -285,7 +285,9 @@ fn sources_mode(
         if pass == "startup" {
             cmd.push("check".into());
         } else {
-            cmd.extend(["once".into(), "--json".into()]);
+            // One loopback host serves every source: per-host spacing
+            // would measure the politeness, not pivotwatch.
+            cmd.extend(["once".into(), "--json".into(), "--no-politeness".into()]);
             if args.no_deliver {
                 cmd.push("--no-deliver".into());
             }
@@ -397,6 +399,7 @@ fn history(
             "once".into(),
             "--json".into(),
             "--no-deliver".into(),
+            "--no-politeness".into(),
             "--source".into(),
             "e0/catalogue".into(),
         ]);

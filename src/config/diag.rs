@@ -86,6 +86,18 @@ impl<'a> Sink<'a> {
         });
     }
 
+    /// A diagnostic at a byte span, not recorded: for a check that can only
+    /// be made once every file is loaded (a subscriber naming a watchlist).
+    pub(crate) fn at(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        let (line, col) = self.line_col(span.start);
+        Diagnostic {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
     /// Records a toml deserialisation error, keeping its location.
     pub(crate) fn toml(&mut self, e: &toml::de::Error, context: &str) {
         let msg = e.message().trim().to_string();

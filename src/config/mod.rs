@@ -129,23 +129,62 @@ pub struct Config {
 
 impl Config {
     /// Loads settings and watchlists; on any error returns every error.
+    /// Warnings (see [`Config::load_checked`]) are logged.
     pub fn load(opts: &LoadOptions) -> Result<Config, ConfigErrors> {
-        let mut errors = Vec::new();
-        let settings = load_settings(opts, &mut errors);
-        let dir = opts
-            .watchlists
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("watchlists"));
-        let watchlists = load_watchlists(&dir, &mut errors);
-        release_parse_memory();
-        // Report in file order; each file's errors by position.
-        errors.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
-        match settings {
-            Some(settings) if errors.is_empty() => Ok(Config {
-                settings,
-                watchlists,
-            }),
+        let (config, warnings) = Config::load_checked(opts)?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(config)
+    }
+
+    /// [`Config::load`], returning the warnings instead of logging them:
+    /// a subscriber filter on a tag that no watchlist or entity has (it
+    /// matches nothing yet; not an error, because tags come and go with
+    /// the entities that carry them, and removing the last entity with a
+    /// tag must not stop the daemon from starting).
+    pub fn load_checked(opts: &LoadOptions) -> Result<(Config, Vec<Diagnostic>), ConfigErrors> {
+        let p = load_parts(opts);
+        let mut errors = p.settings_errors;
+        errors.extend(p.watchlist_errors);
+        errors.extend(p.ref_errors);
+        sort(&mut errors);
+        match p.settings {
+            Some(settings) if errors.is_empty() => Ok((
+                Config {
+                    settings,
+                    watchlists: p.watchlists,
+                },
+                p.warnings,
+            )),
             _ => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// For the read commands (`findings`, `history`, `diff`, `explain`,
+    /// `outbox`), which read the store: the settings must be valid, but a
+    /// watchlist file with errors is left out instead of failing the
+    /// load. Returns the configuration and the errors that were skipped
+    /// (for a warning); fails only when the settings have errors.
+    pub fn load_lenient(opts: &LoadOptions) -> Result<(Config, Vec<Diagnostic>), ConfigErrors> {
+        let p = load_parts(opts);
+        let mut skipped = p.watchlist_errors;
+        skipped.extend(p.ref_errors);
+        sort(&mut skipped);
+        match p.settings {
+            Some(settings) if p.settings_errors.is_empty() => Ok((
+                Config {
+                    settings,
+                    watchlists: p.watchlists,
+                },
+                skipped,
+            )),
+            _ => {
+                let mut errors = p.settings_errors;
+                errors.extend(skipped);
+                sort(&mut errors);
+                Err(ConfigErrors(errors))
+            }
         }
     }
 
@@ -153,7 +192,7 @@ impl Config {
     /// no watchlists, such as `probe`).
     pub fn load_settings(opts: &LoadOptions) -> Result<Settings, ConfigErrors> {
         let mut errors = Vec::new();
-        match load_settings(opts, &mut errors) {
+        match load_settings(opts, &mut errors, &mut Vec::new()) {
             Some(s) if errors.is_empty() => Ok(s),
             _ => Err(ConfigErrors(errors)),
         }
@@ -178,6 +217,144 @@ impl Config {
     /// The watchlist an entity belongs to.
     pub fn watchlist_of(&self, entity: &Entity) -> Option<&Watchlist> {
         self.watchlists.iter().find(|w| w.name == entity.watchlist)
+    }
+}
+
+/// Report in file order; each file's errors by position.
+fn sort(errors: &mut [Diagnostic]) {
+    errors.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
+}
+
+/// Everything one load found, before deciding what is fatal.
+struct Parts {
+    settings: Option<Settings>,
+    settings_errors: Vec<Diagnostic>,
+    /// The watchlist files without errors.
+    watchlists: Vec<Watchlist>,
+    watchlist_errors: Vec<Diagnostic>,
+    /// Subscriber filters naming what no watchlist has (in the settings file).
+    ref_errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+fn load_parts(opts: &LoadOptions) -> Parts {
+    let mut settings_errors = Vec::new();
+    let mut refs = Vec::new();
+    let settings = load_settings(opts, &mut settings_errors, &mut refs);
+    let dir = opts
+        .watchlists
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("watchlists"));
+    let mut watchlist_errors = Vec::new();
+    // Without valid settings, whether private addresses are allowed is
+    // unknown: that check waits until the settings are fixed.
+    let allow_private = settings.as_ref().map(|s| s.http.allow_private_addresses);
+    let (watchlists, known) = load_watchlists(&dir, allow_private, &mut watchlist_errors);
+    release_parse_memory();
+    let mut ref_errors = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(known) = known {
+        check_names(&refs, &known, &mut ref_errors, &mut warnings);
+    }
+    Parts {
+        settings,
+        settings_errors,
+        watchlists,
+        watchlist_errors,
+        ref_errors,
+        warnings,
+    }
+}
+
+/// The names subscriber filters may use, from every watchlist file read
+/// (those with errors too, so one typo does not turn into a second error
+/// in the settings file).
+#[derive(Debug, Default)]
+struct Known {
+    watchlists: std::collections::BTreeSet<String>,
+    tags: std::collections::BTreeSet<String>,
+    /// Custom rule ids (`[[rule]] id`); the built-in ones are
+    /// [`crate::detect::BUILTIN_RULES`].
+    rules: std::collections::BTreeSet<String>,
+}
+
+impl Known {
+    fn add(&mut self, wl: &Watchlist) {
+        self.watchlists.insert(wl.name.clone());
+        self.tags.extend(wl.tags.iter().cloned());
+        for e in &wl.entities {
+            self.tags.extend(e.tags.iter().cloned());
+        }
+        self.rules
+            .extend(wl.rules.custom.iter().map(|r| r.id.clone()));
+    }
+}
+
+fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    let v: Vec<String> = names
+        .into_iter()
+        .map(|n| format!("\"{}\"", n.as_ref()))
+        .collect();
+    if v.is_empty() {
+        "(none)".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Subscriber filters against the loaded watchlists: an unknown rule or
+/// watchlist name is an error (the subscriber would silently get nothing
+/// it asked for); an unknown tag is a warning (see [`Config::load_checked`]).
+fn check_names(
+    refs: &[settings::NameRef],
+    known: &Known,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) {
+    use settings::NameKind;
+    for r in refs {
+        let mut d = r.at.clone();
+        let sub = &r.subscriber;
+        let name = &r.name;
+        match r.kind {
+            NameKind::Rule => {
+                if crate::detect::BUILTIN_RULES.contains(&name.as_str())
+                    || known.rules.contains(name)
+                {
+                    continue;
+                }
+                let custom = if known.rules.is_empty() {
+                    String::new()
+                } else {
+                    format!("; custom rules: {}", list(&known.rules))
+                };
+                d.message = format!(
+                    "subscriber {sub:?}: unknown rule {name:?}; the built-in rules are {}{custom}",
+                    list(crate::detect::BUILTIN_RULES)
+                );
+                errors.push(d);
+            }
+            NameKind::Watchlist => {
+                if known.watchlists.contains(name) {
+                    continue;
+                }
+                d.message = format!(
+                    "subscriber {sub:?}: no watchlist is named {name:?}; the watchlists are {}",
+                    list(&known.watchlists)
+                );
+                errors.push(d);
+            }
+            NameKind::Tag => {
+                if known.tags.contains(name) {
+                    continue;
+                }
+                d.message = format!(
+                    "warning: subscriber {sub:?}: no watchlist or entity has the tag {name:?}, so this filter matches nothing yet; tags in use: {}",
+                    list(&known.tags)
+                );
+                warnings.push(d);
+            }
+        }
     }
 }
 
@@ -215,7 +392,11 @@ fn read(path: &Path, errors: &mut Vec<Diagnostic>) -> Option<String> {
     }
 }
 
-fn load_settings(opts: &LoadOptions, errors: &mut Vec<Diagnostic>) -> Option<Settings> {
+fn load_settings(
+    opts: &LoadOptions,
+    errors: &mut Vec<Diagnostic>,
+    refs: &mut Vec<settings::NameRef>,
+) -> Option<Settings> {
     let path = match &opts.config {
         Some(p) => p.clone(),
         None => {
@@ -228,14 +409,21 @@ fn load_settings(opts: &LoadOptions, errors: &mut Vec<Diagnostic>) -> Option<Set
     };
     let text = read(&path, errors)?;
     let mut sink = diag::Sink::new(&path, &text);
-    let s = Settings::parse(&path, &text, opts.state_dir.as_deref(), &mut sink);
+    let s = Settings::parse(&path, &text, opts.state_dir.as_deref(), &mut sink, refs);
     errors.extend(sink.out);
     s
 }
 
 /// Loads every `*.toml` in `dir`, sorted by name; entity ids must be unique
-/// across files.
-fn load_watchlists(dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<Watchlist> {
+/// across files. Returns the files without errors and the names subscriber
+/// filters may use (`None` when a file could not be read or parsed at all,
+/// so its names are unknown). A duplicate id is reported whatever other
+/// errors either file has.
+fn load_watchlists(
+    dir: &Path,
+    allow_private: Option<bool>,
+    errors: &mut Vec<Diagnostic>,
+) -> (Vec<Watchlist>, Option<Known>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -247,7 +435,7 @@ fn load_watchlists(dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<Watchlist> {
                     "cannot read the watchlist folder ({e}); create it or pass --watchlists DIR"
                 ),
             });
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     let mut files: Vec<PathBuf> = entries
@@ -256,37 +444,49 @@ fn load_watchlists(dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<Watchlist> {
         .collect();
     files.sort();
     let mut out = Vec::new();
+    let mut known = Some(Known::default());
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut interner = watchlist::Interner::default();
     for path in files {
         let Some(text) = read(&path, errors) else {
+            known = None;
             continue;
         };
         let mut sink = diag::Sink::new(&path, &text);
-        let wl = watchlist::parse(&path, &text, &mut sink, &mut interner);
-        if let Some(wl) = &wl {
-            if let Some(prev) = names.insert(wl.name.clone(), path.clone()) {
-                sink.error(
-                    None,
-                    format!(
-                        "watchlist name {:?} is also used by {}",
-                        wl.name,
-                        prev.display()
-                    ),
-                );
-            }
-            for e in &wl.entities {
-                if let Some(prev) = seen.insert(e.id.clone(), path.clone()) {
-                    let off = find_id_offset(&text, &e.id);
+        let wl = watchlist::parse(&path, &text, &mut sink, &mut interner, allow_private);
+        match &wl {
+            None => known = None,
+            Some(wl) => {
+                if let Some(k) = known.as_mut() {
+                    k.add(wl);
+                }
+                if let Some(prev) = names.insert(wl.name.clone(), path.clone()) {
                     sink.error(
-                        off.map(|o| o..o + 1),
+                        None,
                         format!(
-                            "duplicate entity id {:?}: also declared in {}",
-                            e.id,
+                            "watchlist name {:?} is also used by {}",
+                            wl.name,
                             prev.display()
                         ),
                     );
+                }
+                for e in &wl.entities {
+                    if let Some(prev) = seen.get(&e.id)
+                        && prev != &path
+                    {
+                        let off = find_id_offset(&text, &e.id);
+                        sink.error(
+                            off.map(|o| o..o + 1),
+                            format!(
+                                "duplicate entity id {:?}: also declared in {}",
+                                e.id,
+                                prev.display()
+                            ),
+                        );
+                    } else {
+                        seen.insert(e.id.clone(), path.clone());
+                    }
                 }
             }
         }
@@ -296,7 +496,7 @@ fn load_watchlists(dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<Watchlist> {
             out.push(wl);
         }
     }
-    out
+    (out, known)
 }
 
 /// Byte offset of `id = "<id>"` in a file (for cross-file duplicate errors).
@@ -306,4 +506,251 @@ fn find_id_offset(text: &str, id: &str) -> Option<usize> {
         .map(|(i, _)| i)
         .find(|&i| text[..i].trim_end().ends_with('=') && text[..i].contains("id"))
         .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WL: &str = r#"[watchlist]
+name = "maghreb"
+tags = ["north-africa"]
+
+[[rule]]
+id = "dual_use_words"
+keywords = ["gyroscope"]
+
+[[entity]]
+id = "atlas"
+name = "Atlas"
+tags = ["scrap"]
+[[entity.source]]
+id = "reg"
+url = "https://registry.example/atlas"
+[entity.source.fields]
+name = "h1"
+"#;
+
+    /// Writes `pivotwatch.toml` and the watchlist files; returns the options.
+    fn files(dir: &Path, settings: &str, watchlists: &[(&str, &str)]) -> LoadOptions {
+        std::fs::create_dir_all(dir.join("w")).unwrap();
+        std::fs::write(dir.join("pivotwatch.toml"), settings).unwrap();
+        for (name, text) in watchlists {
+            std::fs::write(dir.join("w").join(name), text).unwrap();
+        }
+        LoadOptions {
+            config: Some(dir.join("pivotwatch.toml")),
+            watchlists: Some(dir.join("w")),
+            state_dir: None,
+        }
+    }
+
+    /// `line:col` of the first `needle` in `text`.
+    fn at(text: &str, needle: &str) -> (usize, usize) {
+        let off = text.find(needle).expect("needle");
+        let line = text[..off].matches('\n').count() + 1;
+        let col = text[..off].rsplit('\n').next().unwrap().chars().count() + 1;
+        (line, col)
+    }
+
+    fn errors(opts: &LoadOptions) -> Vec<Diagnostic> {
+        Config::load(opts).expect_err("should fail").0
+    }
+
+    #[test]
+    fn subscriber_rules_and_watchlists_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = r#"[[subscriber]]
+name = "desk"
+to = ["desk@example.org"]
+rules = ["profile_missmatch", "dual_use_words"]
+exclude_rules = ["items_added", "nope"]
+watchlists = ["maghreb", "maghrib"]
+"#;
+        let opts = files(dir.path(), settings, &[("m.toml", WL)]);
+        let errs = errors(&opts);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        let (l, c) = at(settings, "\"profile_missmatch\"");
+        assert_eq!((errs[0].line, errs[0].col), (l, c));
+        assert!(
+            errs[0]
+                .message
+                .contains("unknown rule \"profile_missmatch\"")
+        );
+        // Naming the known rules, built-in and custom.
+        assert!(
+            errs[0].message.contains("\"profile_mismatch\""),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[0].message.contains("\"dual_use_words\""),
+            "{}",
+            errs[0]
+        );
+        assert_eq!((errs[1].line, errs[1].col), at(settings, "\"nope\""));
+        assert_eq!((errs[2].line, errs[2].col), at(settings, "\"maghrib\""));
+        assert!(
+            errs[2]
+                .message
+                .contains("no watchlist is named \"maghrib\"; the watchlists are \"maghreb\""),
+            "{}",
+            errs[2]
+        );
+        assert!(errs[0].path.ends_with("pivotwatch.toml"));
+    }
+
+    #[test]
+    fn an_unknown_tag_is_a_warning_with_its_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = r#"[[subscriber]]
+name = "desk"
+to = ["desk@example.org"]
+tags = ["scrap", "north-africa", "scarp"]
+"#;
+        let opts = files(dir.path(), settings, &[("m.toml", WL)]);
+        let (_, warnings) = Config::load_checked(&opts).expect("tags never fail the load");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(
+            (warnings[0].line, warnings[0].col),
+            at(settings, "\"scarp\"")
+        );
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("warning: subscriber \"desk\"")
+        );
+        assert!(warnings[0].message.contains("\"scrap\""));
+    }
+
+    #[test]
+    fn names_in_an_unparsable_watchlist_are_not_second_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            "[[subscriber]]\nname = \"d\"\nto = [\"d@example.org\"]\nwatchlists = [\"other\"]\n";
+        let opts = files(
+            dir.path(),
+            settings,
+            &[("m.toml", WL), ("other.toml", "[watchlist\n")],
+        );
+        let errs = errors(&opts);
+        assert_eq!(errs.len(), 1, "only the syntax error: {errs:?}");
+        assert!(errs[0].path.ends_with("other.toml"));
+    }
+
+    #[test]
+    fn cross_file_duplicates_are_reported_with_the_other_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        // The second file has another error besides the duplicate id.
+        let second = WL
+            .replace("maghreb", "second")
+            .replace("dual_use_words", "other_words")
+            .replace("https://registry.example/atlas", "ftp://x.example/");
+        let opts = files(dir.path(), "", &[("a.toml", WL), ("b.toml", &second)]);
+        let errs = errors(&opts);
+        let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("scheme \"ftp\"")),
+            "{msgs:#?}"
+        );
+        let (l, c) = at(&second, "\"atlas\"");
+        let dup = errs
+            .iter()
+            .find(|d| d.message.contains("duplicate entity id \"atlas\""))
+            .unwrap_or_else(|| panic!("no duplicate error in {msgs:#?}"));
+        assert!(dup.path.ends_with("b.toml"));
+        assert_eq!((dup.line, dup.col), (l, c + 1));
+        // And when the first file is the broken one.
+        let first = WL.replace("https://registry.example/atlas", "ftp://x.example/");
+        let ok_second = WL
+            .replace("maghreb", "second")
+            .replace("dual_use_words", "other_words");
+        let opts = files(
+            dir.path(),
+            "",
+            &[("a.toml", &first), ("b.toml", &ok_second)],
+        );
+        let errs = errors(&opts);
+        assert!(
+            errs.iter()
+                .any(|d| d.path.ends_with("b.toml") && d.message.contains("duplicate entity id")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn ip_literal_private_urls_are_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.1.2.3/x",
+            "http://127.0.0.1:8080/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://192.168.1.1/",
+            "http://[::ffff:127.0.0.1]/",
+        ];
+        for url in bad {
+            let wl = WL.replace("https://registry.example/atlas", url);
+            let opts = files(dir.path(), "", &[("m.toml", &wl)]);
+            let errs = errors(&opts);
+            assert_eq!(errs.len(), 1, "{url}: {errs:?}");
+            assert_eq!(
+                (errs[0].line, errs[0].col),
+                at(&wl, &format!("\"{url}\"")),
+                "{url}"
+            );
+            assert!(
+                errs[0].message.contains("allow_private_addresses"),
+                "{}",
+                errs[0]
+            );
+            // Allowed on the source, or for all sources in [http].
+            let on_source = wl.replace(
+                &format!("url = \"{url}\""),
+                &format!("url = \"{url}\"\nallow_private_addresses = true"),
+            );
+            let opts = files(dir.path(), "", &[("m.toml", &on_source)]);
+            Config::load(&opts).unwrap_or_else(|e| panic!("{url}: {e}"));
+            let opts = files(
+                dir.path(),
+                "[http]\nallow_private_addresses = true\n",
+                &[("m.toml", &wl)],
+            );
+            Config::load(&opts).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        let meta = errors(&files(
+            dir.path(),
+            "",
+            &[(
+                "m.toml",
+                &WL.replace("https://registry.example/atlas", bad[0]),
+            )],
+        ));
+        assert!(meta[0].message.contains("metadata"), "{}", meta[0]);
+        // A public literal is fine, and host names are left to the guard
+        // (what they resolve to is known only at fetch time).
+        for url in ["http://8.8.8.8/", "http://localhost:8080/"] {
+            let wl = WL.replace("https://registry.example/atlas", url);
+            Config::load(&files(dir.path(), "", &[("m.toml", &wl)])).expect(url);
+        }
+    }
+
+    #[test]
+    fn lenient_load_leaves_out_broken_watchlists_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = "[watchlist]\nname = \"b\"\n[[entity]]\nid = \"x\"\nname = \"X\"\n";
+        let opts = files(dir.path(), "", &[("a.toml", WL), ("b.toml", broken)]);
+        let (config, skipped) = Config::load_lenient(&opts).expect("settings are fine");
+        assert_eq!(config.watchlists.len(), 1);
+        assert!(config.entity("atlas").is_some());
+        assert!(!skipped.is_empty() && skipped.iter().all(|d| d.path.ends_with("b.toml")));
+        // Broken settings still fail.
+        let opts = files(
+            dir.path(),
+            "[http]\ntimeout = \"soon\"\n",
+            &[("a.toml", WL)],
+        );
+        assert!(Config::load_lenient(&opts).is_err());
+    }
 }

@@ -290,14 +290,14 @@ struct RawSubscriber {
     name: Spanned<String>,
     to: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
-    watchlists: Vec<String>,
+    watchlists: Vec<Spanned<String>>,
     #[serde(default)]
-    tags: Vec<String>,
+    tags: Vec<Spanned<String>>,
     min_severity: Option<Spanned<String>>,
     #[serde(default)]
-    rules: Vec<String>,
+    rules: Vec<Spanned<String>>,
     #[serde(default)]
-    exclude_rules: Vec<String>,
+    exclude_rules: Vec<Spanned<String>>,
     mode: Option<DeliveryMode>,
     digest_schedule: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
@@ -313,6 +313,32 @@ struct RawStatus {
 #[serde(deny_unknown_fields)]
 struct RawReference {
     dir: Option<String>,
+}
+
+/// What a subscriber filter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameKind {
+    /// `watchlists = [...]`: a watchlist's name.
+    Watchlist,
+    /// `tags = [...]`: a tag of a watchlist or an entity.
+    Tag,
+    /// `rules` / `exclude_rules`: a built-in or custom rule id.
+    Rule,
+}
+
+/// A name in a subscriber's filter, with its location, checked against
+/// the watchlists once they are loaded ([`super::Config::load`]).
+#[derive(Debug, Clone)]
+pub(crate) struct NameRef {
+    pub(crate) kind: NameKind,
+    pub(crate) name: String,
+    pub(crate) subscriber: String,
+    /// Where the name is written (the message is filled in by the check).
+    pub(crate) at: super::Diagnostic,
+}
+
+fn names(v: &[Spanned<String>]) -> Vec<String> {
+    v.iter().map(|n| n.get_ref().clone()).collect()
 }
 
 /// Reads the file table by table, so a wrong type in `[http]` does not hide
@@ -416,6 +442,7 @@ impl Settings {
         text: &str,
         state_dir_flag: Option<&Path>,
         sink: &mut Sink<'_>,
+        refs: &mut Vec<NameRef>,
     ) -> Option<Settings> {
         let before = sink.out.len();
         let raw = parse_tables(text, sink)?;
@@ -561,9 +588,24 @@ impl Settings {
                 timeout: dur(&m.timeout, sink, Duration::from_secs(30)),
             });
         }
-        let mut names = BTreeMap::new();
+        let mut seen = BTreeMap::new();
         for sub in &raw.subscriber {
-            if names.insert(sub.name.get_ref().clone(), ()).is_some() {
+            for (kind, list) in [
+                (NameKind::Watchlist, &sub.watchlists),
+                (NameKind::Tag, &sub.tags),
+                (NameKind::Rule, &sub.rules),
+                (NameKind::Rule, &sub.exclude_rules),
+            ] {
+                for n in list {
+                    refs.push(NameRef {
+                        kind,
+                        name: n.get_ref().clone(),
+                        subscriber: sub.name.get_ref().clone(),
+                        at: sink.at(n.span(), ""),
+                    });
+                }
+            }
+            if seen.insert(sub.name.get_ref().clone(), ()).is_some() {
                 sink.error(
                     Some(sub.name.span()),
                     format!("duplicate subscriber name {:?}", sub.name.get_ref()),
@@ -627,11 +669,11 @@ impl Settings {
                     .iter()
                     .map(|a| a.get_ref().clone())
                     .collect(),
-                watchlists: sub.watchlists.clone(),
-                tags: sub.tags.clone(),
+                watchlists: names(&sub.watchlists),
+                tags: names(&sub.tags),
                 min_severity,
-                rules: sub.rules.clone(),
-                exclude_rules: sub.exclude_rules.clone(),
+                rules: names(&sub.rules),
+                exclude_rules: names(&sub.exclude_rules),
                 mode,
                 digest_schedule,
                 timezone,

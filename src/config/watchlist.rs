@@ -240,14 +240,19 @@ fn check_id(id: &Spanned<String>, what: &str, sink: &mut Sink<'_>) -> bool {
     ok
 }
 
-/// Parses and validates one watchlist file. Returns `None` when the file
-/// has any error (all of them are in `sink`), so a broken watchlist never
-/// loads half-way.
+/// Parses and validates one watchlist file. Every error goes to `sink`;
+/// the caller must not use a watchlist whose file had any (a broken
+/// watchlist never loads half-way). What did parse is still returned, so
+/// that ids and names can be checked across files; `None` only for a
+/// TOML syntax error. `allow_private` is `[http] allow_private_addresses`
+/// (`None` when the settings did not load: the private-address check is
+/// then left out).
 pub(crate) fn parse(
     path: &Path,
     text: &str,
     sink: &mut Sink<'_>,
     interner: &mut Interner,
+    allow_private: Option<bool>,
 ) -> Option<Watchlist> {
     let before = sink.out.len();
     let (root, errors) = DeTable::parse_recoverable(text);
@@ -393,6 +398,7 @@ pub(crate) fn parse(
                 default_schedule.as_ref(),
                 sink,
                 interner,
+                allow_private,
             ) {
                 sources.push(src);
             }
@@ -417,9 +423,6 @@ pub(crate) fn parse(
             watchlist: name.clone(),
             sources,
         });
-    }
-    if sink.out.len() != before {
-        return None;
     }
     Some(Watchlist {
         name,
@@ -560,10 +563,27 @@ fn compile_source(
     default_schedule: Option<&Schedule>,
     sink: &mut Sink<'_>,
     interner: &mut Interner,
+    allow_private: Option<bool>,
 ) -> Option<Source> {
     let before = sink.out.len();
     let url = match Url::parse(rs.url.get_ref()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if let Some(global) = allow_private
+                && !rs.allow_private_addresses.unwrap_or(global)
+                && let Some(what) = private_host(&u)
+            {
+                sink.error(
+                    Some(rs.url.span()),
+                    format!(
+                        "URL {:?} points at {what}, which is never fetched from the public web; \
+                         if this is your own network, set allow_private_addresses = true on this \
+                         source or in [http] of the settings",
+                        rs.url.get_ref()
+                    ),
+                );
+            }
+            Some(u)
+        }
         Ok(u) => {
             sink.error(
                 Some(rs.url.span()),
@@ -618,6 +638,37 @@ fn compile_source(
         spec: interner.spec(spec?),
         allow_private_addresses: rs.allow_private_addresses,
     })
+}
+
+/// What a URL's host is when it is a non-public address written as an IP
+/// literal (`http://169.254.169.254/`, `http://[::1]/`, `10.0.0.5`): the
+/// same rule the fetch guard applies ([`crate::fetch::is_public_ip`]),
+/// caught by `check` instead of at the first fetch. Host names (even
+/// `localhost`) are judged by the guard on what they resolve to, at fetch
+/// time.
+fn private_host(u: &Url) -> Option<String> {
+    let ip = match u.host()? {
+        url::Host::Ipv4(v4) => std::net::IpAddr::V4(v4),
+        url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6),
+        url::Host::Domain(_) => return None,
+    };
+    if crate::fetch::is_public_ip(ip) {
+        return None;
+    }
+    let kind = match ip {
+        std::net::IpAddr::V4(v4) if v4.is_loopback() => "a loopback address",
+        std::net::IpAddr::V4(v4) if v4.is_link_local() => {
+            "a link-local address (where cloud metadata services live)"
+        }
+        std::net::IpAddr::V4(v4) if v4.is_private() => "a private network address",
+        std::net::IpAddr::V6(v6) if v6.is_loopback() => "a loopback address",
+        std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00 => {
+            "a private (unique local) address"
+        }
+        std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "a link-local address",
+        _ => "a non-public address",
+    };
+    Some(format!("{kind} ({ip})"))
 }
 
 fn html_field(

@@ -120,7 +120,7 @@ pub struct Response {
 pub enum ControlError {
     /// Nothing listens on the socket.
     #[error(
-        "cannot reach the running daemon through {path} ({source}); if no `pivotwatch run` uses this state folder, another process holds the store"
+        "cannot reach the running daemon through {path} (if no `pivotwatch run` uses this state folder, another process holds the store)"
     )]
     Connect {
         /// The socket.
@@ -162,7 +162,7 @@ pub async fn request(state_dir: &Path, command: ReadCommand) -> Result<Response,
         version: 1,
         command,
     })
-    .map_err(|e| answer_err(e.to_string()))?;
+    .map_err(|e| answer_err(crate::text::chain(&e)))?;
     line.push(b'\n');
     let exchange = async {
         stream.write_all(&line).await?;
@@ -175,7 +175,7 @@ pub async fn request(state_dir: &Path, command: ReadCommand) -> Result<Response,
         Ok::<_, io::Error>(buf)
     };
     let buf = match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
-        Ok(r) => r.map_err(|e| answer_err(e.to_string()))?,
+        Ok(r) => r.map_err(|e| answer_err(crate::text::chain(&e)))?,
         Err(_) => return Err(answer_err(format!("no answer within {ANSWER_TIMEOUT:?}"))),
     };
     serde_json::from_slice(&buf).map_err(|e| answer_err(format!("unreadable answer ({e})")))
@@ -271,7 +271,7 @@ async fn run(command: ReadCommand, shared: Arc<Shared>) -> Response {
         Err(e) => Response {
             exit: e.exit_code(),
             stdout,
-            error: Some(e.to_string()),
+            error: Some(crate::text::chain(&e)),
         },
     }
 }

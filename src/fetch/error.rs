@@ -9,8 +9,8 @@ use bytesize::ByteSize;
 ///
 /// Each message says what happened and what to do next. The messages can
 /// change over time, so match on the variant, not on the text. Wrapped
-/// `reqwest` errors are kept as `#[source]`; print the chain (`{:#}` with
-/// anyhow) to see them.
+/// `reqwest` errors are kept as `#[source]` and never repeated in the
+/// message; print the chain with [`crate::text::chain`] to see them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
