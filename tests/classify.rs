@@ -694,6 +694,45 @@ fn invalid_csv_row_names_path_and_line() {
 }
 
 #[test]
+fn csv_quote_errors_name_path_and_line() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "activity_codes.csv",
+        "scheme,code,sector,label_en,label_fr,keywords,note\n\
+         # an analyst's rows\n\
+         NACE,47.79,scrap_metals,\"Retail sale, second-hand goods,,,\n\
+         NACE,47.78,scrap_metals,19\" racks,,,\n\
+         NACE,47.77,scrap_metals,\"Retail\" sale,,,\n\
+         NACE,47.76,scrap_metals,Retail sale,,,\n",
+    );
+    let err = match Reference::load(Some(dir.path())) {
+        Ok(_) => panic!("quote errors must be rejected"),
+        Err(e) => e,
+    };
+    let path = dir.path().join("activity_codes.csv").display().to_string();
+    let lines: Vec<String> = err.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{path}:3: unclosed quote (a field cannot span lines)"),
+            format!(
+                "{path}:4: a quote inside an unquoted field (quote the whole field and double the inner quotes)"
+            ),
+            format!(
+                "{path}:5: text after a closing quote (double the quotes inside a quoted field)"
+            ),
+        ]
+    );
+    assert!(
+        err.errors()
+            .iter()
+            .all(|e| matches!(e, RefDataError::Syntax { column: None, .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn invalid_toml_entries_name_path_line_and_column() {
     let dir = tempdir();
     write(

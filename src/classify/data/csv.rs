@@ -75,12 +75,14 @@ fn quote_problem(raw: &str) -> Option<&'static str> {
     }
 }
 
-/// The fields of one line (no line break in it), each trimmed.
-fn split_line(line: &str) -> Result<Vec<String>, &'static str> {
+/// The fields of one line (no line break in it), each trimmed. `reader` is
+/// reset first, so one reader serves every line of a file.
+fn split_line(reader: &mut Reader, line: &str) -> Result<Vec<String>, &'static str> {
+    reader.reset();
     let bytes = line.as_bytes();
-    let mut reader = Reader::new();
-    // A field never decodes to more bytes than it was written with.
-    let mut out = vec![0u8; bytes.len()];
+    // A field never decodes to more bytes than it was written with (one more
+    // so that the output is never empty).
+    let mut out = vec![0u8; bytes.len() + 1];
     let mut fields = Vec::new();
     let (mut pos, mut start, mut written) = (0, 0, 0);
     loop {
@@ -129,6 +131,7 @@ pub(super) fn read_csv(
 ) -> Vec<CsvRow> {
     let mut rows = Vec::new();
     let mut header: Option<Vec<Option<&'static str>>> = None;
+    let mut reader = Reader::new();
     for (i, raw) in file.text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim_end_matches('\r');
@@ -136,7 +139,7 @@ pub(super) fn read_csv(
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let fields = match split_line(line) {
+        let fields = match split_line(&mut reader, line) {
             Ok(f) => f,
             Err(m) => {
                 errs.push(file.syntax(line_no, m));
@@ -212,6 +215,10 @@ mod tests {
 
     use super::*;
 
+    fn split(line: &str) -> Result<Vec<String>, &'static str> {
+        split_line(&mut Reader::new(), line)
+    }
+
     fn read(text: &str, columns: &[&'static str]) -> (Vec<CsvRow>, Vec<String>) {
         let file = File::new(PathBuf::from("t.csv"), text);
         let mut errs = Vec::new();
@@ -222,23 +229,44 @@ mod tests {
     #[test]
     fn csv_lines_split_with_quotes() {
         assert_eq!(
-            split_line(r#"a,"b, c" ,"say ""hi""""#),
+            split(r#"a,"b, c" ,"say ""hi""""#),
             Ok(vec!["a".into(), "b, c".into(), "say \"hi\"".into()])
         );
         assert_eq!(
-            split_line(" a , b,,c "),
+            split(" a , b,,c "),
             Ok(vec!["a".into(), "b".into(), String::new(), "c".into()])
         );
-        assert_eq!(split_line(r#"a,"open"#), Err(UNCLOSED));
-        assert_eq!(split_line(r#"a,"open,b"#), Err(UNCLOSED));
+        assert_eq!(split("abc"), Ok(vec!["abc".into()]));
+        assert_eq!(split("\"a,b\""), Ok(vec!["a,b".into()]));
+        assert_eq!(split("a,"), Ok(vec!["a".into(), String::new()]));
+        assert_eq!(split(r#"a,"open"#), Err(UNCLOSED));
+        assert_eq!(split(r#"a,"open,b"#), Err(UNCLOSED));
     }
 
     #[test]
     fn stray_quotes_are_errors_not_text() {
-        assert_eq!(split_line(r#"a,19" rack,b"#), Err(QUOTE_INSIDE));
-        assert_eq!(split_line(r#"a,"b"c,d"#), Err(AFTER_CLOSING));
-        assert_eq!(split_line(r#"a, "b, c",d"#), Err(SPACE_BEFORE_QUOTE));
-        assert_eq!(split_line("a,b\rc,d"), Err(CR_INSIDE));
+        assert_eq!(split(r#"a,19" rack,b"#), Err(QUOTE_INSIDE));
+        assert_eq!(split(r#"a,"b"c,d"#), Err(AFTER_CLOSING));
+        assert_eq!(split(r#"a, "b, c",d"#), Err(SPACE_BEFORE_QUOTE));
+        assert_eq!(split("a,b\rc,d"), Err(CR_INSIDE));
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_header_is_not_part_of_it() {
+        let (rows, errs) = read("\u{feff}hs6,tier\n854231,1\n", &["hs6", "tier"]);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn one_reader_reads_every_line_of_a_file() {
+        let mut reader = Reader::new();
+        assert_eq!(split_line(&mut reader, r#"a,"open"#), Err(UNCLOSED));
+        // The unclosed quote of the last line does not carry over.
+        assert_eq!(
+            split_line(&mut reader, "b,c"),
+            Ok(vec!["b".into(), "c".into()])
+        );
     }
 
     #[test]
