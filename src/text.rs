@@ -100,3 +100,105 @@ mod tests {
         assert_eq!(chain(&io()), "no such file");
     }
 }
+
+/// Byte offsets of one text mapped to 1-based line and column, the column
+/// counted in characters (what an editor shows): the one lookup behind every
+/// `path:line:col` of the configuration and the reference data.
+///
+/// Built once per file (the start of every line), then each lookup is a
+/// binary search, instead of counting newlines from the top each time.
+#[derive(Debug, Clone)]
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    /// Byte offset of the start of every line; the first is 0.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// Indexes the lines of `text`.
+    pub(crate) fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    /// The 1-based line and column of a byte offset. An offset past the end
+    /// is the end; one inside a character counts as that character.
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // Lines starting at or before `offset`: at least the first.
+        let idx = self.starts.partition_point(|&s| s <= offset).max(1) - 1;
+        let start = self.starts.get(idx).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
+        (idx + 1, col + 1)
+    }
+}
+
+#[cfg(test)]
+mod line_index_tests {
+    use super::LineIndex;
+
+    /// The definition the index must agree with: count from the top.
+    fn counted(text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let before = text.get(..offset).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let col = before
+            .get(line_start..)
+            .map(|s| s.chars().count())
+            .unwrap_or(0)
+            + 1;
+        (line, col)
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(counted("ab\ncdé\nx", 8), (3, 1));
+        assert_eq!(counted("ab\ncd", 4), (2, 2));
+        assert_eq!(LineIndex::new("ab\ncdé\nx").line_col(8), (3, 1));
+        assert_eq!(LineIndex::new("ab\ncd").line_col(4), (2, 2));
+        // The column after "bé" is the fourth character of its line.
+        let text = "a = 1\nbé = 2\n";
+        let off = text.find("= 2").unwrap_or(0);
+        assert_eq!(LineIndex::new(text).line_col(off), (2, 4));
+    }
+
+    #[test]
+    fn indexed_locations_agree_with_counting() {
+        for text in [
+            "a = 1\nname = \"Métaux\"\n\n[x]\ny = \"é\"\nlast",
+            "",
+            "\n\n",
+            "no newline",
+            "trailing\n",
+            "crlf\r\nline\r\n",
+        ] {
+            let index = LineIndex::new(text);
+            for offset in 0..=text.len() + 2 {
+                if !text.is_char_boundary(offset.min(text.len())) {
+                    continue;
+                }
+                assert_eq!(
+                    index.line_col(offset),
+                    counted(text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_offset_inside_a_character_is_that_character() {
+        let text = "xé\ny";
+        // 'é' is bytes 1..3; offset 2 is inside it.
+        assert_eq!(LineIndex::new(text).line_col(2), (1, 2));
+        assert_eq!(LineIndex::new(text).line_col(3), (1, 3));
+    }
+}

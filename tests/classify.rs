@@ -1,7 +1,13 @@
 //! Reference data and classification (`pivotwatch::classify`): items → manufacturer,
 //! family, HS code, CHPL tier; activity codes and labels → sectors; data-file errors.
+//!
+//! The item and activity cases are a table, `tests/fixtures/classify_cases.toml`, run by
+//! `classification_cases`, which reports every failing case with its line.
 
 use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use toml::Spanned;
 
 use pivotwatch::classify::{
     ActivityMatch, ActivityVia, ItemClass, MatchVia, RefDataError, Reference, Sector, Tier,
@@ -166,257 +172,6 @@ fn every_family_hs_code_is_six_digits_and_chip_families_are_tier_1() {
 // --------------------------------------------------------------------------------- items
 
 #[test]
-fn ti_dsp_tms320f28335_is_tier_1() {
-    let c = item(
-        Some("DSP"),
-        Some("Texas Instruments"),
-        Some("TMS320F28335PGFA"),
-    );
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.manufacturer_country.as_deref(), Some("US"));
-    assert_eq!(c.manufacturer_via, Some(MatchVia::Brand));
-    assert_eq!(c.family.as_deref(), Some("dsp"));
-    assert_eq!(c.hs_code.as_deref(), Some("8542.31"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-    assert!(c.confidence >= 0.9, "{c:?}");
-}
-
-#[test]
-fn abbreviated_marking_m430f1611_is_ti_msp430() {
-    let c = item(None, None, Some("M430F1611"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.manufacturer_via, Some(MatchVia::PartNumber));
-    assert_eq!(c.family.as_deref(), Some("mcu"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-    // The same marking inside GUR-style text, with a lot code in front.
-    let c = item(
-        Some("Microcircuit (16-bit low-power microcontroller) 68ANFPTG4 M430F1611"),
-        None,
-        None,
-    );
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.part_number.as_deref(), Some("M430F1611"));
-}
-
-#[test]
-fn split_tms320_marking_in_text_is_ti_dsp() {
-    let c = item(Some("Microcircuit TMS 320VC5416"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.family.as_deref(), Some("dsp"));
-    assert_eq!(c.hs_code.as_deref(), Some("8542.31"));
-}
-
-#[test]
-fn altera_ep4ce22_is_intel_fpga() {
-    let c = item(None, None, Some("EP4CE22F17C8N"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Intel"));
-    assert_eq!(c.legacy_brand.as_deref(), Some("Altera"));
-    assert_eq!(c.family.as_deref(), Some("fpga"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-    let c = item(Some("FPGA Cyclone IV"), Some("Altera"), Some("EP4CE22"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Intel"));
-    assert!(
-        has_reason(&c, "brand 'Altera' → Intel (acquired 2015)"),
-        "{:?}",
-        c.reasons
-    );
-}
-
-#[test]
-fn nxp_mcimx6q_is_a_processor() {
-    let c = item(Some("i.MX6 Quad"), Some("NXP"), Some("MCIMX6Q5EYM10AC"));
-    assert_eq!(c.manufacturer.as_deref(), Some("NXP Semiconductors"));
-    assert_eq!(c.manufacturer_country.as_deref(), Some("NL"));
-    assert_eq!(c.family.as_deref(), Some("cpu"));
-    assert_eq!(c.hs_code.as_deref(), Some("8542.31"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-}
-
-#[test]
-fn ublox_neo_m8n_is_gnss_module_tier_2() {
-    let c = item(Some("GNSS module"), Some("u-blox"), Some("NEO-M8N-0-10"));
-    assert_eq!(c.manufacturer.as_deref(), Some("u-blox"));
-    assert_eq!(c.manufacturer_country.as_deref(), Some("CH"));
-    assert_eq!(c.family.as_deref(), Some("gnss_module"));
-    assert_eq!(c.hs_code.as_deref(), Some("8526.91"));
-    assert_eq!(c.chpl_tier, Some(Tier::T2));
-    // u-blox "MAX-M10S" is a GNSS module, not a Maxim part.
-    let c = item(Some("GNSS module MAX-M10S"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("u-blox"));
-    assert_eq!(c.hs_code.as_deref(), Some("8526.91"));
-}
-
-#[test]
-fn murata_grm_is_mlcc() {
-    let c = item(
-        Some("100nF 50V X7R 0603"),
-        Some("Murata"),
-        Some("GRM188R71H104KA93D"),
-    );
-    assert_eq!(c.manufacturer.as_deref(), Some("Murata Manufacturing"));
-    assert_eq!(c.family.as_deref(), Some("mlcc"));
-    assert_eq!(c.hs_code.as_deref(), Some("8532.24"));
-    assert_eq!(c.chpl_tier, Some(Tier::T2));
-}
-
-#[test]
-fn russian_microcontroller_stm32_is_st() {
-    let c = item(
-        Some("Микроконтроллер STM32F407VGT6, корпус LQFP100"),
-        None,
-        None,
-    );
-    assert_eq!(c.manufacturer.as_deref(), Some("STMicroelectronics"));
-    assert_eq!(c.manufacturer_via, Some(MatchVia::PartNumber));
-    assert_eq!(c.family.as_deref(), Some("mcu"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-    assert!(has_reason(&c, "микроконтроллер"), "{:?}", c.reasons);
-}
-
-#[test]
-fn plis_without_part_number_is_fpga_tier_1_without_maker() {
-    let c = item(Some("ПЛИС"), None, None);
-    assert_eq!(c.manufacturer, None);
-    assert_eq!(c.family.as_deref(), Some("fpga"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-    assert!(c.confidence > 0.3 && c.confidence < 0.8, "{}", c.confidence);
-}
-
-#[test]
-fn french_and_english_keywords_classify_brandless_items() {
-    let cases = [
-        (
-            "Condensateur céramique multicouche 100 nF",
-            "mlcc",
-            "8532.24",
-        ),
-        ("Microcontrôleurs 32 bits", "mcu", "8542.31"),
-        ("Mémoire flash NAND 8 Go", "memory", "8542.32"),
-        ("Processeur de signal numérique", "dsp", "8542.31"),
-        ("Récepteur GPS", "gnss_module", "8526.91"),
-        ("Roulement à billes 6204", "ball_bearing", "8482.10"),
-        ("Операционный усилитель", "amplifier", "8542.33"),
-    ];
-    for (name, family, hs) in cases {
-        let c = item(Some(name), None, None);
-        assert_eq!(c.family.as_deref(), Some(family), "{name}: {:?}", c.reasons);
-        assert_eq!(c.hs_code.as_deref(), Some(hs), "{name}");
-        assert_eq!(c.manufacturer, None, "{name}");
-    }
-}
-
-#[test]
-fn keyword_exclusions_keep_lookalikes_out() {
-    for name in [
-        "Memory card 32GB",
-        "Food processor 800W",
-        "LED diode électroluminescente",
-    ] {
-        let c = item(Some(name), None, None);
-        assert_eq!(c.chpl_tier, None, "{name}: {:?}", c.reasons);
-    }
-}
-
-#[test]
-fn scrap_and_metal_items_classify_to_nothing() {
-    for name in [
-        "Copper scrap, 2 tonnes",
-        "Ferraille E3",
-        "aluminium ingots",
-        "Лом меди, 5 т",
-        "Déchets de câbles en cuivre",
-    ] {
-        let c = item(Some(name), None, None);
-        assert_eq!(c.manufacturer, None, "{name}");
-        assert_eq!(c.family, None, "{name}");
-        assert_eq!(c.hs_code, None, "{name}");
-        assert_eq!(c.chpl_tier, None, "{name}");
-        assert_eq!(c.confidence, 0.0, "{name}");
-    }
-}
-
-#[test]
-fn scrap_marker_ignores_chip_words_in_text() {
-    let c = item(
-        Some("Scrap PCBs and CPUs with TMS320 chips, for gold recovery"),
-        None,
-        None,
-    );
-    assert_eq!(c.chpl_tier, None, "{:?}", c.reasons);
-    assert_eq!(c.manufacturer, None);
-    assert!(has_reason(&c, "scrap"));
-}
-
-#[test]
-fn brand_wins_lm317_with_texas_instruments() {
-    let c = item(None, Some("Texas Instruments"), Some("LM317"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.manufacturer_via, Some(MatchVia::Brand));
-    let c = item(None, Some("STMicroelectronics"), Some("LM317T"));
-    assert_eq!(c.manufacturer.as_deref(), Some("STMicroelectronics"));
-    assert_eq!(c.hs_code.as_deref(), Some("8542.39"));
-    assert!(
-        has_reason(&c, "wins over the colliding prefix"),
-        "{:?}",
-        c.reasons
-    );
-}
-
-#[test]
-fn brand_wins_max232_with_maxim_is_analog_devices() {
-    let c = item(None, Some("Maxim"), Some("MAX232"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Analog Devices"));
-    assert_eq!(c.legacy_brand.as_deref(), Some("Maxim Integrated"));
-    assert_eq!(c.family.as_deref(), Some("interface"));
-    assert!(
-        has_reason(
-            &c,
-            "brand 'Maxim' → Analog Devices (Maxim Integrated, acquired 2021)"
-        ),
-        "{:?}",
-        c.reasons
-    );
-    // TI also makes MAX3232: its brand wins over the Maxim prefix.
-    let c = item(None, Some("Texas Instruments"), Some("MAX3232IDR"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.family.as_deref(), Some("interface"));
-}
-
-#[test]
-fn brand_wins_xc7a35t_with_xilinx_is_amd() {
-    let c = item(None, Some("Xilinx"), Some("XC7A35T-1CPG236C"));
-    assert_eq!(c.manufacturer.as_deref(), Some("AMD"));
-    assert_eq!(c.legacy_brand.as_deref(), Some("Xilinx"));
-    assert_eq!(c.family.as_deref(), Some("fpga"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-    assert!(
-        has_reason(&c, "brand 'Xilinx' → AMD (acquired 2022)"),
-        "{:?}",
-        c.reasons
-    );
-}
-
-#[test]
-fn xc_prefix_collision_infineon_c166() {
-    let c = item(None, None, Some("SAF-XC164CS-32F40F"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Infineon Technologies"));
-    assert_eq!(c.family.as_deref(), Some("mcu"));
-    let c = item(None, None, Some("XC3S500E"));
-    assert_eq!(c.manufacturer.as_deref(), Some("AMD"));
-}
-
-#[test]
-fn tps_prefix_collision_avx_tantalum_vs_ti_power() {
-    let c = item(None, None, Some("TPSD107K010R0050"));
-    assert_eq!(c.manufacturer.as_deref(), Some("KYOCERA AVX"));
-    assert_eq!(c.hs_code.as_deref(), Some("8532.21"));
-    assert_eq!(c.chpl_tier, Some(Tier::T2));
-    let c = item(None, None, Some("TPS54312"));
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.hs_code.as_deref(), Some("8542.39"));
-}
-
-#[test]
 fn shared_prefix_without_brand_gets_lower_confidence_or_no_maker() {
     let with_brand = item(None, Some("Texas Instruments"), Some("LM317"));
     let bare = item(None, None, Some("LM317"));
@@ -433,103 +188,6 @@ fn shared_prefix_without_brand_gets_lower_confidence_or_no_maker() {
     assert_eq!(c.manufacturer, None, "{:?}", c.reasons);
     assert_eq!(c.chpl_tier, Some(Tier::T1));
     assert!(has_reason(&c, "manufacturer left open"));
-}
-
-#[test]
-fn unknown_brand_is_not_overridden_by_a_prefix() {
-    let c = item(
-        Some("LM317 compatible regulator"),
-        Some("HGSEMI"),
-        Some("LM317"),
-    );
-    assert_eq!(c.manufacturer, None);
-    assert_eq!(c.family.as_deref(), Some("analog_ic"));
-    assert_eq!(c.chpl_tier, Some(Tier::T1));
-}
-
-#[test]
-fn brand_spellings_case_punctuation_and_diacritics() {
-    let cases = [
-        ("T.I.", "Texas Instruments"),
-        ("Texas Instr.", "Texas Instruments"),
-        ("TEXAS INSTRUMENTS INC", "Texas Instruments"),
-        ("N.X.P.", "NXP Semiconductors"),
-        ("nxp semiconductors n.v.", "NXP Semiconductors"),
-        ("Freescale Semiconductor", "NXP Semiconductors"),
-        ("Infin. Tech.", "Infineon Technologies"),
-        ("ST Microelectronics", "STMicroelectronics"),
-        ("U-BLOX AG", "u-blox"),
-        ("Xilinx Inc. (AMD)", "AMD"),
-        (
-            "Maxim Integrated Products (Analog Devices)",
-            "Analog Devices",
-        ),
-        ("Burr Brown", "Texas Instruments"),
-        ("Intel Corporation", "Intel"),
-        ("Atmel", "Microchip Technology"),
-    ];
-    for (brand, want) in cases {
-        let c = item(None, Some(brand), None);
-        let want = (!want.is_empty()).then_some(want);
-        assert_eq!(
-            c.manufacturer.as_deref(),
-            want,
-            "brand {brand:?}: {:?}",
-            c.reasons
-        );
-        if want.is_some() {
-            assert_eq!(c.manufacturer_via, Some(MatchVia::Brand), "{brand}");
-        }
-    }
-}
-
-#[test]
-fn placeholder_brand_falls_back_to_part_number() {
-    let c = item(None, Some("N/A"), Some("STM32F103C8T6"));
-    assert_eq!(c.manufacturer.as_deref(), Some("STMicroelectronics"));
-    assert_eq!(c.manufacturer_via, Some(MatchVia::PartNumber));
-}
-
-#[test]
-fn manufacturer_named_in_text() {
-    let c = item(Some("Texas Instruments op-amp OPA2277UA"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("Texas Instruments"));
-    assert_eq!(c.manufacturer_via, Some(MatchVia::Text));
-    assert_eq!(c.hs_code.as_deref(), Some("8542.33"));
-    // A GUR marking: "IOR" is International Rectifier's logo text.
-    let c = item(Some("Power MOSFET FR5305 IOR 949I"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("Infineon Technologies"));
-    assert_eq!(c.legacy_brand.as_deref(), Some("International Rectifier"));
-    assert_eq!(c.chpl_tier, Some(Tier::T3A));
-}
-
-#[test]
-fn cyrillic_lookalike_letters_in_markings() {
-    let c = item(Some("Микросхема МАХ1660ЕЕЕ"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("Analog Devices"));
-    let c = item(Some("Microcontroller С8051F120"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("Silicon Labs"));
-}
-
-#[test]
-fn micron_fbga_code_and_russian_memory() {
-    let c = item(Some("RAM memory chip 9VK17-D9PSK"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("Micron Technology"));
-    assert_eq!(c.hs_code.as_deref(), Some("8542.32"));
-    let c = item(Some("Микросхема памяти K4S511632D-UC75"), None, None);
-    assert_eq!(c.manufacturer.as_deref(), Some("Samsung Electronics"));
-    assert_eq!(c.family.as_deref(), Some("memory"));
-}
-
-#[test]
-fn certificates_and_dimensions_are_not_part_numbers() {
-    let c = item(
-        Some("ISO 9001 certified, USB 2.0, AC220V, M8x1.25 bolts, TEL: 0522-123456"),
-        None,
-        None,
-    );
-    assert_eq!(c.manufacturer, None, "{:?}", c.reasons);
-    assert_eq!(c.chpl_tier, None, "{:?}", c.reasons);
 }
 
 #[test]
@@ -600,112 +258,395 @@ fn reference_is_send_sync_and_shared_by_arc() {
     }
 }
 
-// ---------------------------------------------------------------------------- activities
+// ------------------------------------------------------------- the case table
 
-#[test]
-fn activity_nace_4677_is_scrap() {
-    let m = reference().classify_activity("NACE:46.77");
-    assert_eq!(m.len(), 1);
-    assert_eq!(m[0].scheme, "NACE");
-    assert_eq!(m[0].code, "46.77");
-    assert_eq!(m[0].label, "Wholesale of waste and scrap");
-    assert_eq!(m[0].sector, Sector::ScrapMetals);
-    assert_eq!(m[0].via, ActivityVia::Code);
-    assert_eq!(m[0].key(), "NACE:46.77");
+/// The item and activity cases (`tests/fixtures/classify_cases.toml`, which
+/// documents its keys).
+const CASES_PATH: &str = "tests/fixtures/classify_cases.toml";
+const CASES: &str = include_str!("fixtures/classify_cases.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cases {
+    #[serde(default)]
+    item: Vec<Spanned<ItemCase>>,
+    #[serde(default)]
+    activity: Vec<Spanned<ActivityCase>>,
 }
 
-#[test]
-fn activity_french_label_is_scrap() {
-    let m = reference().classify_activity("Commerce de gros de déchets et débris");
-    assert!(!m.is_empty());
-    assert_eq!(sectors(&m), vec![Sector::ScrapMetals]);
-    assert!(m.iter().any(|x| x.key() == "NACE:46.77"), "{m:?}");
-    assert!(m.iter().all(|x| x.via == ActivityVia::Label));
-    // Accents and case do not matter.
-    let m = reference().classify_activity("COMMERCE DE GROS DE DECHETS ET DEBRIS");
-    assert!(m.iter().any(|x| x.key() == "NACE:46.77"));
+/// A field of [`ItemClass`] that a case expects to be empty.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ItemField {
+    Manufacturer,
+    ManufacturerCountry,
+    ManufacturerVia,
+    LegacyBrand,
+    Family,
+    HsCode,
+    ChplTier,
+    PartNumber,
 }
 
-#[test]
-fn activity_nace_4652_is_electronics_trade() {
-    let m = reference().classify_activity("NACE:46.52");
-    assert_eq!(sectors(&m), vec![Sector::ElectronicsTrade]);
-    assert_eq!(m[0].code, "46.52");
-    let m = reference().classify_activity("NACE21:46.50");
-    assert_eq!(sectors(&m), vec![Sector::ElectronicsTrade]);
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemCase {
+    case: String,
+    name: Option<String>,
+    brand: Option<String>,
+    part: Option<String>,
+    #[serde(default)]
+    text: Vec<String>,
+    manufacturer: Option<String>,
+    manufacturer_country: Option<String>,
+    manufacturer_via: Option<MatchVia>,
+    legacy_brand: Option<String>,
+    family: Option<String>,
+    hs_code: Option<String>,
+    chpl_tier: Option<Tier>,
+    part_number: Option<String>,
+    #[serde(default)]
+    none: Vec<ItemField>,
+    confidence: Option<f32>,
+    confidence_at_least: Option<f32>,
+    confidence_above: Option<f32>,
+    confidence_below: Option<f32>,
+    #[serde(default)]
+    reasons: Vec<String>,
 }
 
-#[test]
-fn activity_uk_sic_46770() {
-    for input in ["SIC:46770", "46770", "UK SIC 2007: 46770"] {
-        let m = reference().classify_activity(input);
-        assert_eq!(m.len(), 1, "{input}: {m:?}");
-        assert_eq!(m[0].scheme, "SIC");
-        assert_eq!(m[0].code, "46770");
-        assert_eq!(m[0].sector, Sector::ScrapMetals);
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivityCase {
+    case: String,
+    input: String,
+    count: Option<usize>,
+    count_at_least: Option<usize>,
+    sectors: Option<Vec<Sector>>,
+    sectors_include: Option<Sector>,
+    any_key: Option<String>,
+    all_via: Option<ActivityVia>,
+    first: Option<FirstMatch>,
+}
+
+/// What the best activity match must be.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirstMatch {
+    scheme: Option<String>,
+    code: Option<String>,
+    label: Option<String>,
+    sector: Option<Sector>,
+    via: Option<ActivityVia>,
+    key: Option<String>,
+}
+
+/// The case table, refused when it has an unknown key, no item or activity
+/// case, or a case that expects nothing (each would let cases go unchecked).
+fn parse_cases(text: &str) -> Result<Cases, String> {
+    let cases: Cases = toml::from_str(text).map_err(|e| e.to_string())?;
+    if cases.item.is_empty() || cases.activity.is_empty() {
+        return Err(format!(
+            "{} item and {} activity cases: both tables must have cases",
+            cases.item.len(),
+            cases.activity.len()
+        ));
     }
-    // A SIC subclass missing from the table reads as its NACE class.
-    let m = reference().classify_activity("SIC:52109");
-    assert_eq!(
-        m.first().map(ActivityMatch::key).as_deref(),
-        Some("NACE:52.10")
+    for c in &cases.item {
+        let i = c.get_ref();
+        let expects = [
+            i.manufacturer.is_some(),
+            i.manufacturer_country.is_some(),
+            i.manufacturer_via.is_some(),
+            i.legacy_brand.is_some(),
+            i.family.is_some(),
+            i.hs_code.is_some(),
+            i.chpl_tier.is_some(),
+            i.part_number.is_some(),
+            !i.none.is_empty(),
+            i.confidence.is_some(),
+            i.confidence_at_least.is_some(),
+            i.confidence_above.is_some(),
+            i.confidence_below.is_some(),
+            !i.reasons.is_empty(),
+        ];
+        if !expects.contains(&true) {
+            return Err(format!(
+                "line {}: item case '{}' expects nothing",
+                line_of(text, c.span().start),
+                i.case
+            ));
+        }
+    }
+    for c in &cases.activity {
+        let a = c.get_ref();
+        let first = a.first.as_ref().is_some_and(|f| {
+            [
+                f.scheme.is_some(),
+                f.code.is_some(),
+                f.label.is_some(),
+                f.sector.is_some(),
+                f.via.is_some(),
+                f.key.is_some(),
+            ]
+            .contains(&true)
+        });
+        let expects = [
+            a.count.is_some(),
+            a.count_at_least.is_some(),
+            a.sectors.is_some(),
+            a.sectors_include.is_some(),
+            a.any_key.is_some(),
+            a.all_via.is_some(),
+            first,
+        ];
+        if !expects.contains(&true) {
+            return Err(format!(
+                "line {}: activity case '{}' expects nothing",
+                line_of(text, c.span().start),
+                a.case
+            ));
+        }
+    }
+    Ok(cases)
+}
+
+/// The 1-based line of a byte offset of the case table.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
+/// Compares one expected value; a mismatch is added to `fails`.
+fn expect<T: PartialEq + std::fmt::Debug>(
+    fails: &mut Vec<String>,
+    what: &str,
+    want: Option<T>,
+    got: Option<T>,
+) {
+    if let Some(want) = want.filter(|w| got.as_ref() != Some(w)) {
+        fails.push(format!("{what}: want {want:?}, got {got:?}"));
+    }
+}
+
+/// What is wrong with the classification of one item (empty: nothing).
+fn check_item(r: &Reference, case: &ItemCase) -> Vec<String> {
+    let text: Vec<&str> = case.text.iter().map(String::as_str).collect();
+    let c = r.classify_item(
+        case.name.as_deref(),
+        case.brand.as_deref(),
+        case.part.as_deref(),
+        &text,
     );
-    assert_eq!(m[0].via, ActivityVia::Equivalent);
-    assert_eq!(m[0].sector, Sector::Logistics);
-}
-
-#[test]
-fn activity_bare_and_naf_codes() {
-    for input in ["46.77", "4677Z", "46.77Z", "NAF:4677Z"] {
-        let m = reference().classify_activity(input);
-        assert_eq!(
-            m.first().map(ActivityMatch::key).as_deref(),
-            Some("NACE:46.77"),
-            "{input}"
-        );
-    }
-}
-
-#[test]
-fn activity_isic_and_morocco_nma() {
-    let r = reference();
-    for input in ["ISIC:4669", "NMA:4669", "NMA:46.69"] {
-        let m = r.classify_activity(input);
-        assert_eq!(m.len(), 1, "{input}");
-        assert_eq!(m[0].sector, Sector::ScrapMetals, "{input}");
-        assert_eq!(m[0].code, "4669");
-    }
-    // NMA follows ISIC at four digits; a NACE-style NMA code reads as its NACE class.
-    let m = r.classify_activity("NMA:46.77");
-    assert_eq!(
-        m.first().map(ActivityMatch::key).as_deref(),
-        Some("NACE:46.77")
+    let mut fails = Vec::new();
+    let f = &mut fails;
+    expect(
+        f,
+        "manufacturer",
+        case.manufacturer.as_deref(),
+        c.manufacturer.as_deref(),
     );
-    assert_eq!(m[0].via, ActivityVia::Equivalent);
-    let m = r.classify_activity("NMA:4652");
-    assert_eq!(sectors(&m), vec![Sector::ElectronicsTrade]);
+    expect(
+        f,
+        "manufacturer_country",
+        case.manufacturer_country.as_deref(),
+        c.manufacturer_country.as_deref(),
+    );
+    expect(
+        f,
+        "manufacturer_via",
+        case.manufacturer_via,
+        c.manufacturer_via,
+    );
+    expect(
+        f,
+        "legacy_brand",
+        case.legacy_brand.as_deref(),
+        c.legacy_brand.as_deref(),
+    );
+    expect(f, "family", case.family.as_deref(), c.family.as_deref());
+    expect(f, "hs_code", case.hs_code.as_deref(), c.hs_code.as_deref());
+    expect(f, "chpl_tier", case.chpl_tier, c.chpl_tier);
+    expect(
+        f,
+        "part_number",
+        case.part_number.as_deref(),
+        c.part_number.as_deref(),
+    );
+    for field in &case.none {
+        let got = match field {
+            ItemField::Manufacturer => c.manufacturer.clone(),
+            ItemField::ManufacturerCountry => c.manufacturer_country.clone(),
+            ItemField::ManufacturerVia => c.manufacturer_via.map(|v| v.to_string()),
+            ItemField::LegacyBrand => c.legacy_brand.clone(),
+            ItemField::Family => c.family.clone(),
+            ItemField::HsCode => c.hs_code.clone(),
+            ItemField::ChplTier => c.chpl_tier.map(|t| t.to_string()),
+            ItemField::PartNumber => c.part_number.clone(),
+        };
+        if let Some(got) = got {
+            f.push(format!("{field:?}: want none, got {got:?}"));
+        }
+    }
+    if let Some(want) = case.confidence.filter(|&w| c.confidence != w) {
+        f.push(format!("confidence: want {want}, got {}", c.confidence));
+    }
+    if let Some(min) = case.confidence_at_least.filter(|&min| c.confidence < min) {
+        f.push(format!("confidence: want >= {min}, got {}", c.confidence));
+    }
+    if let Some(min) = case.confidence_above.filter(|&min| c.confidence <= min) {
+        f.push(format!("confidence: want > {min}, got {}", c.confidence));
+    }
+    if let Some(max) = case.confidence_below.filter(|&max| c.confidence >= max) {
+        f.push(format!("confidence: want < {max}, got {}", c.confidence));
+    }
+    for needle in &case.reasons {
+        if !has_reason(&c, needle) {
+            f.push(format!("reasons: none contains {needle:?}"));
+        }
+    }
+    if !fails.is_empty() {
+        fails.push(format!("reasons given: {:?}", c.reasons));
+    }
+    fails
+}
+
+/// What is wrong with the classification of one activity (empty: nothing).
+fn check_activity(r: &Reference, case: &ActivityCase) -> Vec<String> {
+    let m = r.classify_activity(&case.input);
+    let mut fails = Vec::new();
+    let f = &mut fails;
+    expect(f, "count", case.count, Some(m.len()));
+    if let Some(min) = case.count_at_least.filter(|&min| m.len() < min) {
+        f.push(format!("count: want >= {min}, got {}", m.len()));
+    }
+    expect(f, "sectors", case.sectors.clone(), Some(sectors(&m)));
+    if let Some(s) = case.sectors_include.filter(|s| !sectors(&m).contains(s)) {
+        f.push(format!("sectors: want {s:?} among them"));
+    }
+    if let Some(key) = case
+        .any_key
+        .as_ref()
+        .filter(|key| !m.iter().any(|x| x.key() == **key))
+    {
+        f.push(format!("no match is {key}"));
+    }
+    if let Some(via) = case.all_via.filter(|&via| !m.iter().all(|x| x.via == via)) {
+        f.push(format!("not every match is via {via:?}"));
+    }
+    if let Some(want) = &case.first {
+        match m.first() {
+            None => f.push("first: want a match, got none".to_string()),
+            Some(first) => {
+                expect(
+                    f,
+                    "first.scheme",
+                    want.scheme.as_deref(),
+                    Some(first.scheme.as_str()),
+                );
+                expect(
+                    f,
+                    "first.code",
+                    want.code.as_deref(),
+                    Some(first.code.as_str()),
+                );
+                expect(
+                    f,
+                    "first.label",
+                    want.label.as_deref(),
+                    Some(first.label.as_str()),
+                );
+                expect(f, "first.sector", want.sector, Some(first.sector));
+                expect(f, "first.via", want.via, Some(first.via));
+                expect(f, "first.key", want.key.clone(), Some(first.key()));
+            }
+        }
+    }
+    if !fails.is_empty() {
+        fails.push(format!("matches: {m:?}"));
+    }
+    fails
 }
 
 #[test]
-fn activity_free_text_in_french() {
+fn classification_cases() {
+    let cases = match parse_cases(CASES) {
+        Ok(c) => c,
+        Err(e) => panic!("{CASES_PATH}: {e}"),
+    };
     let r = reference();
-    let m = r.classify_activity("Import-export de composants électroniques");
-    assert!(sectors(&m).contains(&Sector::ElectronicsTrade), "{m:?}");
-    let m = r.classify_activity("Récupération et commerce de ferraille");
-    assert_eq!(sectors(&m), vec![Sector::ScrapMetals], "{m:?}");
-    let m = r.classify_activity("Fourniture de systèmes d'automatisation industrielle");
-    assert_eq!(sectors(&m), vec![Sector::DualUseMachinery], "{m:?}");
-    let m = r.classify_activity("Transitaire, commissionnaire en douane");
-    assert_eq!(sectors(&m), vec![Sector::Logistics], "{m:?}");
+    let mut report = Vec::new();
+    let mut run = 0;
+    for c in &cases.item {
+        run += 1;
+        let fails = check_item(r, c.get_ref());
+        if !fails.is_empty() {
+            let line = line_of(CASES, c.span().start);
+            report.push(format!(
+                "{CASES_PATH}:{line}: item '{}':\n    {}",
+                c.get_ref().case,
+                fails.join("\n    ")
+            ));
+        }
+    }
+    for c in &cases.activity {
+        run += 1;
+        let fails = check_activity(r, c.get_ref());
+        if !fails.is_empty() {
+            let line = line_of(CASES, c.span().start);
+            report.push(format!(
+                "{CASES_PATH}:{line}: activity '{}':\n    {}",
+                c.get_ref().case,
+                fails.join("\n    ")
+            ));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "{} of {run} cases failed:\n{}",
+        report.len(),
+        report.join("\n")
+    );
+    // The table as it stands: a lost case shows here.
+    assert_eq!((cases.item.len(), cases.activity.len()), (62, 26));
 }
 
 #[test]
-fn activity_unknown_inputs_match_nothing() {
-    let r = reference();
-    assert!(r.classify_activity("").is_empty());
-    assert!(r.classify_activity("NACE:99.99").is_empty());
-    assert!(r.classify_activity("FOO:46.77").is_empty());
-    assert!(r.classify_activity("Bakery and pastry shop").is_empty());
+fn the_case_table_refuses_unknown_keys_empty_tables_and_empty_cases() {
+    let one_activity = "[[activity]]\ncase = \"a\"\ninput = \"46.77\"\ncount = 1\n";
+    let err = parse_cases(&format!(
+        "[[item]]\ncase = \"x\"\nname = \"DSP\"\nmanufactuer = \"TI\"\n{one_activity}"
+    ))
+    .err()
+    .unwrap_or_default();
+    assert!(err.contains("manufactuer"), "{err}");
+    let err = parse_cases(one_activity).err().unwrap_or_default();
+    assert!(err.contains("0 item and 1 activity cases"), "{err}");
+    let err = parse_cases("").err().unwrap_or_default();
+    assert!(err.contains("0 item and 0 activity"), "{err}");
+    let err = parse_cases(&format!(
+        "[[item]]\ncase = \"x\"\nname = \"DSP\"\n{one_activity}"
+    ))
+    .err()
+    .unwrap_or_default();
+    assert!(
+        err.contains("line 1: item case 'x' expects nothing"),
+        "{err}"
+    );
+    let err = parse_cases(
+        "[[item]]\ncase = \"x\"\nfamily = \"dsp\"\n[[activity]]\ncase = \"b\"\ninput = \"x\"\nfirst = {}\n",
+    )
+    .err()
+    .unwrap_or_default();
+    assert!(
+        err.contains("line 4: activity case 'b' expects nothing"),
+        "{err}"
+    );
+    let err = parse_cases(&format!(
+        "[[item]]\ncase = \"x\"\nnone = [\"colour\"]\n{one_activity}"
+    ))
+    .err()
+    .unwrap_or_default();
+    assert!(err.contains("colour"), "{err}");
 }
 
 // ------------------------------------------------------------------------ data-file errors
@@ -748,6 +689,45 @@ fn invalid_csv_row_names_path_and_line() {
                 ..
             }
         ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn csv_quote_errors_name_path_and_line() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "activity_codes.csv",
+        "scheme,code,sector,label_en,label_fr,keywords,note\n\
+         # an analyst's rows\n\
+         NACE,47.79,scrap_metals,\"Retail sale, second-hand goods,,,\n\
+         NACE,47.78,scrap_metals,19\" racks,,,\n\
+         NACE,47.77,scrap_metals,\"Retail\" sale,,,\n\
+         NACE,47.76,scrap_metals,Retail sale,,,\n",
+    );
+    let err = match Reference::load(Some(dir.path())) {
+        Ok(_) => panic!("quote errors must be rejected"),
+        Err(e) => e,
+    };
+    let path = dir.path().join("activity_codes.csv").display().to_string();
+    let lines: Vec<String> = err.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{path}:3: unclosed quote (a field cannot span lines)"),
+            format!(
+                "{path}:4: a quote inside an unquoted field (quote the whole field and double the inner quotes)"
+            ),
+            format!(
+                "{path}:5: text after a closing quote (double the quotes inside a quoted field)"
+            ),
+        ]
+    );
+    assert!(
+        err.errors()
+            .iter()
+            .all(|e| matches!(e, RefDataError::Syntax { column: None, .. })),
         "{err:?}"
     );
 }
@@ -932,37 +912,4 @@ aliases = ["Texas Instruments Deutschland"]
     // The shipped TI aliases and patterns are still there.
     let c = r.classify_item(None, Some("T.I."), Some("M430F1611"), &[]);
     assert_eq!(c.family.as_deref(), Some("mcu"));
-}
-
-#[test]
-fn page_text_naming_another_maker_does_not_override_a_specific_pattern() {
-    let r = reference();
-    let page = "We distribute Texas Instruments, Analog Devices and more";
-    let c = r.classify_item(
-        Some("Microcontroller"),
-        None,
-        Some("STM32F407VGT6"),
-        &[page],
-    );
-    assert_eq!(
-        c.manufacturer.as_deref(),
-        Some("STMicroelectronics"),
-        "{:?}",
-        c.reasons
-    );
-    assert_eq!(c.manufacturer_via, Some(MatchVia::PartNumber));
-    // A shared prefix, by contrast, yields to the named maker.
-    let c = r.classify_item(
-        Some("Regulator, STMicroelectronics"),
-        None,
-        Some("LM317T"),
-        &[],
-    );
-    assert_eq!(
-        c.manufacturer.as_deref(),
-        Some("STMicroelectronics"),
-        "{:?}",
-        c.reasons
-    );
-    assert_eq!(c.manufacturer_via, Some(MatchVia::Text));
 }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::text::LineIndex;
+
 /// One configuration error, pointing at the offending value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -54,20 +56,15 @@ impl fmt::Display for ConfigErrors {
 #[derive(Debug)]
 pub(crate) struct Sink<'a> {
     path: &'a Path,
-    text: &'a str,
-    /// Byte offsets of line starts.
-    lines: Vec<usize>,
+    lines: LineIndex<'a>,
     pub(crate) out: Vec<Diagnostic>,
 }
 
 impl<'a> Sink<'a> {
     pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
-        let mut lines = vec![0];
-        lines.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Sink {
             path,
-            text,
-            lines,
+            lines: LineIndex::new(text),
             out: Vec::new(),
         }
     }
@@ -75,7 +72,7 @@ impl<'a> Sink<'a> {
     /// Records an error at a byte span (None: the whole file).
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = match span {
-            Some(s) => self.line_col(s.start),
+            Some(s) => self.lines.line_col(s.start),
             None => (0, 0),
         };
         self.out.push(Diagnostic {
@@ -89,7 +86,7 @@ impl<'a> Sink<'a> {
     /// A diagnostic at a byte span, not recorded: for a check that can only
     /// be made once every file is loaded (a subscriber naming a watchlist).
     pub(crate) fn at(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
-        let (line, col) = self.line_col(span.start);
+        let (line, col) = self.lines.line_col(span.start);
         Diagnostic {
             path: self.path.to_path_buf(),
             line,
@@ -107,21 +104,6 @@ impl<'a> Sink<'a> {
             format!("{context}: {msg}")
         };
         self.error(e.span(), msg);
-    }
-
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let idx = match self.lines.binary_search(&offset) {
-            Ok(i) => i,
-            Err(i) => i.saturating_sub(1),
-        };
-        let start = self.lines[idx];
-        let col = self
-            .text
-            .get(start..offset)
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
-        (idx + 1, col + 1)
     }
 }
 
