@@ -546,7 +546,8 @@ async fn smtp_delivery_reaches_a_real_server_with_exact_recipients_and_headers()
         assert_eq!(sorted(m.to.clone()), want);
         assert_eq!(
             format!("<{}>", m.message_id),
-            alert::finding_message_id(&config.settings, f.id, sub).unwrap()
+            alert::finding_message_id(&config.settings, store.installation_id(), f.id, sub)
+                .unwrap()
         );
         assert!(m.subject.starts_with("[pivotwatch] "), "{}", m.subject);
         assert!(m.subject.contains("Acme Recycling"), "{}", m.subject);
@@ -1214,7 +1215,8 @@ async fn spool_files_are_named_by_message_id_so_a_resend_replaces_them() {
     else {
         panic!("{:?}", r.mails)
     };
-    let id = alert::finding_message_id(&config.settings, fs[0].id, "desk").unwrap();
+    let id = alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+        .unwrap();
     let stem = id.trim_matches(['<', '>']).replace('@', "_");
     assert_eq!(
         path.file_name().unwrap().to_string_lossy(),
@@ -1282,6 +1284,7 @@ async fn delivery_loop_drains_the_outbox_until_shutdown_and_notices_reach_mainta
     let wl = &config.watchlists[0];
     let sent = alert::send_notice(
         &config,
+        store.installation_id(),
         wl,
         "source acme/shop is broken",
         "The row selector matched nothing\n.\n3 checks in a row.",
@@ -1386,9 +1389,13 @@ async fn sigkill_between_commit_and_send_loses_nothing_and_a_resend_keeps_its_me
     let got = env.smtp.received();
     assert_eq!(got.len(), ids.len(), "each alert once after the restart");
     let config = env.config();
+    let installation = Store::open(&dir.join("state"))
+        .unwrap()
+        .installation_id()
+        .to_string();
     let mut want: Vec<String> = ids
         .iter()
-        .map(|id| alert::finding_message_id(&config.settings, *id, "desk").unwrap())
+        .map(|id| alert::finding_message_id(&config.settings, &installation, *id, "desk").unwrap())
         .collect();
     let mut seen: Vec<String> = got
         .iter()

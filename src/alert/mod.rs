@@ -435,7 +435,15 @@ async fn deliver_immediate(
             continue;
         };
         let entity = ctx.config.entity(&finding.entity);
-        let mail = match render(&ctx.config.settings, entity, &finding, sub, &d) {
+        let installation = ctx.store.installation_id();
+        let mail = match render(
+            &ctx.config.settings,
+            installation,
+            entity,
+            &finding,
+            sub,
+            &d,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 out.push(kill(ctx, vec![d], e.to_string()).await?);
@@ -531,7 +539,8 @@ async fn deliver_digest(
     if carried.is_empty() {
         return Ok((out, None));
     }
-    let mail = match render_digest(&ctx.config.settings, sub, &entries, held_back) {
+    let installation = ctx.store.installation_id();
+    let mail = match render_digest(&ctx.config.settings, installation, sub, &entries, held_back) {
         Ok(m) => m,
         Err(e) => {
             out.push(kill(ctx, carried, e.to_string()).await?);
@@ -723,10 +732,13 @@ pub async fn send_test_email(
 
 /// Sends a notice (e.g. "source broken") to a watchlist's maintainers, not
 /// to subscribers, right away and outside the outbox: the caller retries
-/// on failure. `key` makes the Message-ID (the same notice, the same id).
-/// `Ok(None)` when the watchlist names no maintainers.
+/// on failure. `key` and `installation` (the store's
+/// [`Store::installation_id`]) make the Message-ID: the same notice from
+/// the same store has the same id. `Ok(None)` when the watchlist names no
+/// maintainers.
 pub async fn send_notice(
     config: &Config,
+    installation: &str,
     watchlist: &Watchlist,
     subject: &str,
     text: &str,
@@ -738,6 +750,7 @@ pub async fn send_notice(
     let transport = Transport::from_settings(&config.settings)?;
     let mail = render_notice(
         &config.settings,
+        installation,
         &watchlist.maintainers,
         &watchlist.name,
         subject,

@@ -228,33 +228,32 @@ impl Transport {
     }
 }
 
-/// Writes `<name>.eml` atomically (temporary file, fsync, rename, fsync of
-/// the folder). The name derives from the Message-ID, so a resend after a
-/// crash replaces the same file instead of adding a second one.
+/// Most `.eml` names tried for one mail (`<stem>.eml`, `<stem>.2.eml` …)
+/// before the delivery fails.
+const SPOOL_NAMES: u32 = 100;
+
+/// Writes the mail into the spool folder as `<stem>.eml` (the stem derives
+/// from the Message-ID) without ever replacing a file: the bytes go to a
+/// temporary file (fsync), which is then hard-linked to its name, an atomic
+/// create-if-absent (the folder is fsynced after). When the name is taken:
+/// by the same mail (a resend after a crash, which differs only in its Date
+/// and MIME boundary), the delivery is already done; by another mail, the
+/// next free name `<stem>.N.eml` is used, so no mail ever overwrites another.
 async fn write_spool(dir: &Path, mail: &Rendered) -> Result<SendOk, SendFailure> {
     let dir = dir.to_path_buf();
-    let name = format!("{}.eml", mail.file_stem());
+    let stem = mail.file_stem();
     let bytes = mail.message.formatted();
-    let res = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-        use std::io::Write;
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(&name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(path)
-    })
-    .await;
+    let res = tokio::task::spawn_blocking(move || spool_into(&dir, &stem, &bytes)).await;
     match res {
-        Ok(Ok(path)) => Ok(SendOk {
+        Ok(Ok(Spooled::Written(path))) => Ok(SendOk {
             reply: format!("written to {}", path.display()),
+            file: Some(path),
+        }),
+        Ok(Ok(Spooled::Already(path))) => Ok(SendOk {
+            reply: format!(
+                "already in the spool folder as {} (an earlier attempt wrote it)",
+                path.display()
+            ),
             file: Some(path),
         }),
         Ok(Err(e)) => Err(SendFailure::Transient {
@@ -267,5 +266,168 @@ async fn write_spool(dir: &Path, mail: &Rendered) -> Result<SendOk, SendFailure>
             error: format!("spool writer stopped: {e}"),
             connection: true,
         }),
+    }
+}
+
+/// Where [`spool_into`] put a mail.
+#[derive(Debug, PartialEq)]
+enum Spooled {
+    /// A new file.
+    Written(PathBuf),
+    /// The same mail was already there.
+    Already(PathBuf),
+}
+
+fn spool_into(dir: &Path, stem: &str, bytes: &[u8]) -> std::io::Result<Spooled> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{stem}.{}.{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let result = (|| {
+        {
+            let mut f = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        for n in 1..=SPOOL_NAMES {
+            let path = if n == 1 {
+                dir.join(format!("{stem}.eml"))
+            } else {
+                dir.join(format!("{stem}.{n}.eml"))
+            };
+            let placed = match std::fs::hard_link(&tmp, &path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+                // A file system without hard links: create-if-absent
+                // directly (not atomic against a crash mid-write; a torn
+                // file is another mail, so a resend takes the next name).
+                Err(_) => std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .and_then(|mut f| {
+                        f.write_all(bytes)?;
+                        f.sync_all()
+                    }),
+            };
+            match placed {
+                Ok(()) => {
+                    if let Ok(d) = std::fs::File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                    return Ok(Spooled::Written(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if std::fs::read(&path).is_ok_and(|old| same_mail(&old, bytes)) {
+                        return Ok(Spooled::Already(path));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "{SPOOL_NAMES} files named {stem}[.N].eml already hold other mails; move them away"
+        )))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// Whether two formatted messages are the same mail: equal bytes once the
+/// `Date:` header is dropped and each MIME boundary (random per rendering)
+/// is replaced by a placeholder.
+fn same_mail(a: &[u8], b: &[u8]) -> bool {
+    normalized(a) == normalized(b)
+}
+
+fn normalized(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut kept: Vec<&str> = Vec::new();
+    let mut in_date = false;
+    for line in head.split("\r\n") {
+        let folded = line.starts_with([' ', '\t']);
+        if !folded {
+            in_date = line
+                .get(..5)
+                .is_some_and(|k| k.eq_ignore_ascii_case("date:"));
+        }
+        if !in_date {
+            kept.push(line);
+        }
+    }
+    let mut out = format!("{}\r\n\r\n{body}", kept.join("\r\n"));
+    let mut boundaries = Vec::new();
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("boundary=\"") {
+        rest = &rest[i + 10..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        if end > 0 {
+            boundaries.push(rest[..end].to_string());
+        }
+        rest = &rest[end..];
+    }
+    for b in boundaries {
+        out = out.replace(&b, "BOUNDARY");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(date: &str, boundary: &str, body: &str) -> Vec<u8> {
+        format!(
+            "From: a@b.test\r\nDate: {date}\r\n  (folded)\r\nMessage-ID: <x@b.test>\r\nContent-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n\r\n{body}\r\n--{boundary}--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn same_mail_ignores_date_and_boundary_only() {
+        let a = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "aGVsbG8=");
+        let b = mail("Tue, 2 Dec 2026 11:00:00 +0000", "BBBB", "aGVsbG8=");
+        let c = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "d29ybGQ=");
+        assert!(same_mail(&a, &b));
+        assert!(!same_mail(&a, &c));
+    }
+
+    #[test]
+    fn spool_never_replaces_another_mail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "aGVsbG8=");
+        let a2 = mail("Tue, 2 Dec 2026 11:00:00 +0000", "BBBB", "aGVsbG8=");
+        let other = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "d29ybGQ=");
+        let first = dir.path().join("x.eml");
+        assert_eq!(
+            spool_into(dir.path(), "x", &a).expect("write"),
+            Spooled::Written(first.clone())
+        );
+        assert_eq!(
+            spool_into(dir.path(), "x", &a2).expect("resend"),
+            Spooled::Already(first.clone())
+        );
+        assert_eq!(
+            spool_into(dir.path(), "x", &other).expect("other"),
+            Spooled::Written(dir.path().join("x.2.eml"))
+        );
+        assert_eq!(std::fs::read(&first).expect("first"), a);
+        assert_eq!(
+            std::fs::read(dir.path().join("x.2.eml")).expect("second"),
+            other
+        );
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x.2.eml", "x.eml"], "no temporary file left");
     }
 }

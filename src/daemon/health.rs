@@ -50,9 +50,12 @@ pub struct Sent {
     pub counted: &'static str,
 }
 
-/// Sends a notice to the maintainers of the entity's watchlist.
+/// Sends a notice to the maintainers of the entity's watchlist;
+/// `installation` is the store's id (it goes into the Message-ID).
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     config: &Config,
+    installation: &str,
     entity: &Entity,
     source: &Source,
     report: &CheckReport,
@@ -112,7 +115,7 @@ pub async fn send(
         Notice::Broken => "broken",
         Notice::Recovered => "recovered",
     };
-    match crate::alert::send_notice(config, watchlist, &subject, &text, &id).await {
+    match crate::alert::send_notice(config, installation, watchlist, &subject, &text, &id).await {
         Ok(sent) => {
             if sent.is_none() {
                 tracing::info!(
