@@ -1613,3 +1613,115 @@ fn settings_refuse_plaintext_smtp_off_loopback_and_half_credentials() {
         assert!(err.contains(want), "{text} → {err}");
     }
 }
+
+#[tokio::test]
+async fn two_fresh_stores_send_different_message_ids_and_both_spool_files_are_kept() {
+    let env = Env::new().await;
+    env.write(None, DESK);
+    let config = env.config();
+    let spool = env.path().join("spool");
+    let mut ids = Vec::new();
+    let mut paths = Vec::new();
+    for (name, summary) in [("state-a", "from store A"), ("state-b", "from store B")] {
+        // The same scenario in a fresh store: the same finding id.
+        let store = Store::open(&env.path().join(name)).expect("store");
+        let fs = commit(
+            &store,
+            vec![finding(1, "acme", "high", summary, serde_json::json!({}))],
+            &["desk"],
+        );
+        let r = alert::deliver_pending(&store, &config).await.unwrap();
+        let Outcome::Sent {
+            file: Some(path), ..
+        } = &r.mails[0].outcome
+        else {
+            panic!("{:?}", r.mails)
+        };
+        assert_eq!(
+            r.mails[0].message_id,
+            alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+                .unwrap()
+        );
+        ids.push((fs[0].id, r.mails[0].message_id.clone()));
+        paths.push(path.clone());
+    }
+    assert_eq!(ids[0].0, ids[1].0, "both stores numbered the finding alike");
+    assert_ne!(ids[0].1, ids[1].1, "but their Message-IDs differ");
+    assert_ne!(paths[0], paths[1]);
+    let mut names: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "both mails kept: {names:?}");
+    for (path, (summary, (_, id))) in paths
+        .iter()
+        .zip(["from store A", "from store B"].iter().zip(&ids))
+    {
+        let m = parse(&Received {
+            from: String::new(),
+            rcpt: vec![],
+            data: std::fs::read(path).unwrap(),
+        });
+        assert_eq!(&format!("<{}>", m.message_id), id);
+        assert!(m.text.contains(summary), "{}", m.text);
+    }
+}
+
+#[tokio::test]
+async fn a_resend_from_the_same_store_keeps_its_message_id_and_its_spool_file() {
+    let env = Env::new().await;
+    env.write(None, DESK);
+    let config = env.config();
+    let store = env.store();
+    let fs = commit(
+        &store,
+        vec![finding(1, "acme", "high", "resent", serde_json::json!({}))],
+        &["desk"],
+    );
+    let first =
+        alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+            .unwrap();
+    // The process dies after the file is written, before the outbox says
+    // so: the delivery is still queued, marked in flight.
+    let mut d = store.pending_deliveries().unwrap();
+    d[0].in_flight = Some(Utc::now());
+    d[0].message_id = Some(first.clone());
+    store.note_in_flight(&d).unwrap();
+    let sub = alert::subscriber(&config.settings, "desk").unwrap();
+    let mail = alert::render(
+        &config.settings,
+        store.installation_id(),
+        config.entity("acme"),
+        &fs[0],
+        &sub,
+        &d[0],
+    )
+    .unwrap();
+    let transport = alert::Transport::from_settings(&config.settings).unwrap();
+    let written = transport.send(&mail).await.expect("spooled");
+    drop(store);
+
+    let store = env.store();
+    assert_eq!(
+        alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+            .unwrap(),
+        first,
+        "the same store, reopened, gives the same Message-ID"
+    );
+    let r = alert::deliver_pending(&store, &config).await.unwrap();
+    assert_eq!(r.mails.len(), 1);
+    assert_eq!(r.mails[0].message_id, first);
+    assert!(r.mails[0].possible_duplicate);
+    let Outcome::Sent { file, reply } = &r.mails[0].outcome else {
+        panic!("{:?}", r.mails)
+    };
+    assert_eq!(file, &written.file);
+    assert!(reply.starts_with("already in the spool folder"), "{reply}");
+    let names: Vec<_> = std::fs::read_dir(env.path().join("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "one file for one mail: {names:?}");
+    assert!(store.outbox_all().unwrap().is_empty());
+}
