@@ -1725,3 +1725,45 @@ async fn a_resend_from_the_same_store_keeps_its_message_id_and_its_spool_file() 
     assert_eq!(names.len(), 1, "one file for one mail: {names:?}");
     assert!(store.outbox_all().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_exits_1_when_a_delivery_went_dead() {
+    let env = Env::new().await;
+    env.write(Some("security = \"none\""), DESK);
+    env.site.set("/shop", shop(SCRAP));
+    let dir = env.path().to_path_buf();
+    let queue = |summary: &str| {
+        let store = env.store();
+        commit(
+            &store,
+            vec![finding(1, "acme", "high", summary, serde_json::json!({}))],
+            &["desk"],
+        );
+    };
+    queue("accepted");
+    let o = run(&dir, &["once"], &[]).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "checks fine, mail accepted: {}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    queue("bounced");
+    env.smtp.script_rcpt("second@watchdog.test", &[550]);
+    let o = run(&dir, &["once"], &[]).await;
+    assert!(stdout(&o).contains("failed permanently"), "{}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a dead letter is a failure: {}",
+        stdout(&o)
+    );
+    let o = run(&dir, &["outbox", "list", "--json"], &[]).await;
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["state"], "dead");
+}

@@ -214,6 +214,15 @@ impl DeliveryReport {
             .filter(|m| matches!(m.outcome, Outcome::Sent { .. }))
             .count()
     }
+
+    /// Mails that went dead in this run (refused for good, or not
+    /// buildable): `once` exits 1 when there is one.
+    pub fn dead(&self) -> usize {
+        self.mails
+            .iter()
+            .filter(|m| matches!(m.outcome, Outcome::Dead { .. }))
+            .count()
+    }
 }
 
 fn delivery_lock() -> &'static tokio::sync::Mutex<()> {
