@@ -4,10 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_io::{AsyncRead as _, AsyncWrite as _};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+#[allow(deprecated)]
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::AlertError;
 use super::render::Rendered;
@@ -56,7 +62,7 @@ impl SendFailure {
 /// except authentication failures (530, 534, 535, 538): those are the
 /// operator's to fix and say nothing about the mail, so it stays queued.
 pub fn classify_smtp_error(e: &lettre::transport::smtp::Error) -> SendFailure {
-    let error = e.to_string();
+    let error = crate::text::chain(e);
     if let Some(code) = e.status() {
         let n = code.to_string();
         if e.is_permanent() && !matches!(n.as_str(), "530" | "534" | "535" | "538") {
@@ -84,10 +90,191 @@ pub fn classify_smtp_error(e: &lettre::transport::smtp::Error) -> SendFailure {
 
 enum Kind {
     Spool(PathBuf),
-    Smtp {
-        mailer: AsyncSmtpTransport<Tokio1Executor>,
-        timeout: Duration,
-    },
+    Smtp(Box<Smtp>),
+}
+
+/// Most idle SMTP connections kept for reuse.
+const POOL_MAX: usize = 4;
+/// An idle SMTP connection older than this is closed, not reused.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// SMTP through connections pivotwatch opens itself, so that every socket
+/// has `TCP_NODELAY`: lettre's own transport connects inside a sealed
+/// executor and never sets it, and its client writes the message and the
+/// final `\r\n.\r\n` separately, so Nagle's algorithm held that last
+/// small segment until the peer's delayed ACK (~40 ms on Linux) — a window
+/// in which a crash leaves the mail delivered but not marked sent, and so
+/// a duplicate. lettre still speaks the protocol ([`AsyncSmtpConnection`]:
+/// EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA, dot-stuffing) and does TLS.
+struct Smtp {
+    host: String,
+    port: u16,
+    security: SmtpSecurity,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    timeout: Duration,
+    idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+}
+
+impl Smtp {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<(AsyncSmtpConnection, Instant)>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A pooled connection that still answers NOOP, else a new one.
+    async fn connection(&self) -> Result<AsyncSmtpConnection, SendFailure> {
+        loop {
+            let parked = self.lock_idle().pop();
+            let Some((mut conn, since)) = parked else {
+                break;
+            };
+            if since.elapsed() < POOL_IDLE && !conn.has_broken() && conn.test_connected().await {
+                return Ok(conn);
+            }
+        }
+        self.connect().await
+    }
+
+    fn park(&self, conn: AsyncSmtpConnection) {
+        if conn.has_broken() {
+            return;
+        }
+        let mut idle = self.lock_idle();
+        if idle.len() < POOL_MAX {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendFailure> {
+        let tcp = tcp_connect(&self.host, self.port, self.timeout).await?;
+        let mut conn = match (&self.security, &self.tls) {
+            (SmtpSecurity::Tls, Some(params)) => {
+                #[allow(deprecated)] // the only way to TLS-wrap our own socket
+                let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+                stream
+                    .upgrade_tls(params.clone())
+                    .await
+                    .map_err(|e| classify_smtp_error(&e))?;
+                AsyncSmtpConnection::connect_with_transport(
+                    Box::new(TlsStream(stream)),
+                    &self.hello,
+                )
+                .await
+            }
+            _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
+        }
+        .map_err(|e| classify_smtp_error(&e))?;
+        if let (SmtpSecurity::Starttls, Some(params)) = (&self.security, &self.tls) {
+            // Required: a server without STARTTLS gets nothing.
+            conn.starttls(params.clone(), &self.hello)
+                .await
+                .map_err(|e| classify_smtp_error(&e))?;
+        }
+        if let Some(c) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, c)
+                .await
+                .map_err(|e| classify_smtp_error(&e))?;
+        }
+        Ok(conn)
+    }
+
+    async fn send(&self, mail: &Rendered) -> Result<SendOk, SendFailure> {
+        let envelope = mail.message.envelope().clone();
+        let bytes = mail.message.formatted();
+        let mut conn = self.connection().await?;
+        match conn.send(&envelope, &bytes).await {
+            Ok(resp) => {
+                self.park(conn);
+                let text: Vec<&str> = resp.message().collect();
+                Ok(SendOk {
+                    reply: format!("{} {}", resp.code(), text.join(" ")),
+                    file: None,
+                })
+            }
+            // lettre has already closed the connection on an error.
+            Err(e) => Err(classify_smtp_error(&e)),
+        }
+    }
+}
+
+/// Connects to `host:port` (each resolved address in turn, each bounded
+/// by `timeout`) with `TCP_NODELAY` set.
+pub(crate) async fn tcp_connect(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, SendFailure> {
+    let fail = |what: String| SendFailure::Transient {
+        error: format!("cannot connect to the SMTP server {host}:{port}: {what}"),
+        connection: true,
+    };
+    let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(a)) => a.collect::<Vec<_>>(),
+        Ok(Err(e)) => return Err(fail(crate::text::chain(&e))),
+        Err(_) => return Err(fail("name lookup timed out".into())),
+    };
+    let mut last = String::from("the name resolves to no address");
+    for addr in addrs {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => {
+                tcp.set_nodelay(true)
+                    .map_err(|e| fail(format!("cannot set TCP_NODELAY: {e}")))?;
+                return Ok(tcp);
+            }
+            Ok(Err(e)) => last = format!("{addr}: {}", crate::text::chain(&e)),
+            Err(_) => last = format!("{addr}: connection timed out"),
+        }
+    }
+    Err(fail(last))
+}
+
+/// lettre's TLS stream (over our socket) seen through the tokio I/O traits
+/// that [`AsyncSmtpConnection::connect_with_transport`] takes.
+#[allow(deprecated)]
+#[derive(Debug)]
+struct TlsStream(AsyncNetworkStream);
+
+impl tokio::io::AsyncRead for TlsStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let dst = buf.initialize_unfilled();
+        match Pin::new(&mut self.0).poll_read(cx, dst) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsStream {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.peer_addr()
+    }
 }
 
 /// A transport built from the settings. Build it once per delivery run
@@ -154,8 +341,8 @@ impl Transport {
             })
         };
         let (tls, sec) = match smtp.security {
-            SmtpSecurity::Starttls => (Tls::Required(tls_params()?), "starttls"),
-            SmtpSecurity::Tls => (Tls::Wrapper(tls_params()?), "tls"),
+            SmtpSecurity::Starttls => (Some(tls_params()?), "starttls"),
+            SmtpSecurity::Tls => (Some(tls_params()?), "tls"),
             SmtpSecurity::None => {
                 // Settings refuse a non-loopback host already; checked again
                 // here so no code path can send in clear over the network.
@@ -165,32 +352,32 @@ impl Transport {
                         smtp.host
                     )));
                 }
-                (Tls::None, "none")
+                (None, "none")
             }
         };
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-            .port(smtp.port)
-            .tls(tls)
-            .timeout(Some(smtp.timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(4)
-                    .idle_timeout(Duration::from_secs(30)),
-            );
-        if let Some(user) = &smtp.username {
-            let pw = password(smtp)?.ok_or_else(|| {
-                AlertError::Credentials(
-                    "[smtp] username is set but neither password_file nor password_env".into(),
-                )
-            })?;
-            b = b.credentials(Credentials::new(user.clone(), pw));
-        }
+        let credentials = match &smtp.username {
+            Some(user) => {
+                let pw = password(smtp)?.ok_or_else(|| {
+                    AlertError::Credentials(
+                        "[smtp] username is set but neither password_file nor password_env".into(),
+                    )
+                })?;
+                Some(Credentials::new(user.clone(), pw))
+            }
+            None => None,
+        };
         Ok(Transport {
             label: format!("SMTP {}:{} ({sec})", smtp.host, smtp.port),
-            kind: Kind::Smtp {
-                mailer: b.build(),
+            kind: Kind::Smtp(Box::new(Smtp {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                security: smtp.security,
+                tls,
+                credentials,
+                hello: ClientId::default(),
                 timeout: smtp.timeout,
-            },
+                idle: std::sync::Mutex::new(Vec::new()),
+            })),
         })
     }
 
@@ -203,18 +390,12 @@ impl Transport {
     pub async fn send(&self, mail: &Rendered) -> Result<SendOk, SendFailure> {
         match &self.kind {
             Kind::Spool(dir) => write_spool(dir, mail).await,
-            Kind::Smtp { mailer, timeout } => {
-                // lettre bounds only the connect; the whole exchange is
-                // bounded here so a stalled server cannot hold a delivery.
-                match tokio::time::timeout(*timeout, mailer.send(mail.message.clone())).await {
-                    Ok(Ok(resp)) => {
-                        let text: Vec<&str> = resp.message().collect();
-                        Ok(SendOk {
-                            reply: format!("{} {}", resp.code(), text.join(" ")),
-                            file: None,
-                        })
-                    }
-                    Ok(Err(e)) => Err(classify_smtp_error(&e)),
+            Kind::Smtp(smtp) => {
+                // The whole exchange is bounded, so a stalled server cannot
+                // hold a delivery.
+                let timeout = &smtp.timeout;
+                match tokio::time::timeout(*timeout, smtp.send(mail)).await {
+                    Ok(r) => r,
                     Err(_) => Err(SendFailure::Transient {
                         error: format!(
                             "no answer from the SMTP server within {} ([smtp] timeout); the mail may have arrived and is sent again with the same Message-ID",
@@ -388,6 +569,27 @@ mod tests {
             "From: a@b.test\r\nDate: {date}\r\n  (folded)\r\nMessage-ID: <x@b.test>\r\nContent-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n\r\n{body}\r\n--{boundary}--\r\n"
         )
         .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn smtp_sockets_have_tcp_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let tcp = tcp_connect("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert!(tcp.nodelay().expect("getsockopt"), "TCP_NODELAY is set");
+        drop(listener);
+        let refused = tcp_connect("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .expect_err("nobody listens");
+        assert!(
+            matches!(&refused, SendFailure::Transient { connection: true, error }
+                if error.contains(&format!("127.0.0.1:{port}")) && error.to_lowercase().contains("refused")),
+            "{refused:?}"
+        );
     }
 
     #[test]
