@@ -1767,3 +1767,51 @@ async fn once_exits_1_when_a_delivery_went_dead() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["state"], "dead");
 }
+
+#[tokio::test]
+async fn a_delivery_resends_with_the_message_id_its_first_attempt_used() {
+    let env = Env::new().await;
+    env.write(None, DESK);
+    let config = env.config();
+    let store = env.store();
+    let fs = commit(
+        &store,
+        vec![
+            finding(1, "acme", "high", "old id", serde_json::json!({})),
+            finding(2, "acme", "high", "digest id", serde_json::json!({})),
+        ],
+        &["desk"],
+    );
+    // An attempt by an older pivotwatch (no installation id), interrupted;
+    // and a delivery that last went out in a digest.
+    let old = format!("<finding-{}.0123456789ab@pivotwatch.test>", fs[0].id);
+    let mut d = store.pending_deliveries().unwrap();
+    d.sort_by_key(|d| d.finding);
+    d[0].in_flight = Some(Utc::now());
+    d[0].message_id = Some(old.clone());
+    d[1].message_id = Some("<digest-aaaa.bbbb.cccc@pivotwatch.test>".into());
+    store.note_in_flight(&d).unwrap();
+    let r = alert::deliver_pending(&store, &config).await.unwrap();
+    let mut got: Vec<(u64, String)> = r
+        .mails
+        .iter()
+        .map(|m| (m.findings()[0], m.message_id.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (fs[0].id, old),
+            (
+                fs[1].id,
+                alert::finding_message_id(
+                    &config.settings,
+                    store.installation_id(),
+                    fs[1].id,
+                    "desk"
+                )
+                .unwrap()
+            )
+        ]
+    );
+}

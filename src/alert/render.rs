@@ -250,8 +250,9 @@ fn installation_label(installation: &str) -> String {
 }
 
 /// Renders the mail of one finding for one subscriber. The Message-ID is
-/// the one an earlier attempt of this delivery used (kept in the outbox),
-/// else [`finding_message_id`]: a resend is always the same mail.
+/// the one an earlier attempt of this delivery used (kept in the outbox;
+/// a store written by an older pivotwatch has ids without the installation
+/// id), else [`finding_message_id`]: a resend is always the same mail.
 pub fn render(
     settings: &Settings,
     installation: &str,
@@ -267,8 +268,10 @@ pub fn render(
         who: &format!("subscriber {:?}", sub.name),
         subject: subject(entity_name, f),
         message_id: match &delivery.message_id {
-            Some(id) => id.clone(),
-            None => finding_message_id(settings, installation, f.id, &sub.name)?,
+            // Only a finding mail's own id (not a digest's, should the
+            // subscriber have changed mode since).
+            Some(id) if id.starts_with(&format!("<finding-{}.", f.id)) => id.clone(),
+            _ => finding_message_id(settings, installation, f.id, &sub.name)?,
         },
         list: &f.watchlist,
         finding_header: Some(format!("{} {}", f.id, sanitize_header(&f.rule, 60))),
