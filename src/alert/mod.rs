@@ -455,7 +455,7 @@ async fn deliver_immediate(
         ) {
             Ok(m) => m,
             Err(e) => {
-                out.push(kill(ctx, vec![d], e.to_string()).await?);
+                out.push(kill(ctx, vec![d], crate::text::chain(&e)).await?);
                 continue;
             }
         };
@@ -552,7 +552,7 @@ async fn deliver_digest(
     let mail = match render_digest(&ctx.config.settings, installation, sub, &entries, held_back) {
         Ok(m) => m,
         Err(e) => {
-            out.push(kill(ctx, carried, e.to_string()).await?);
+            out.push(kill(ctx, carried, crate::text::chain(&e)).await?);
             return Ok((out, None));
         }
     };

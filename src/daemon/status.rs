@@ -70,7 +70,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error(e.to_string())),
+        Ok(Err(e)) => Err(error(crate::text::chain(&e))),
         Err(e) => Err(error(e.to_string())),
     }
 }
