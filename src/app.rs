@@ -690,6 +690,7 @@ async fn once_with_checker(
     if deliver {
         crate::alert::test_pause_before_delivery().await;
         let report = crate::alert::deliver_pending(&store, &config).await?;
+        failed |= report.dead() > 0; // a mail refused for good is a failure
         if !json {
             print_delivery(&report, out)?;
         }

@@ -546,7 +546,8 @@ async fn smtp_delivery_reaches_a_real_server_with_exact_recipients_and_headers()
         assert_eq!(sorted(m.to.clone()), want);
         assert_eq!(
             format!("<{}>", m.message_id),
-            alert::finding_message_id(&config.settings, f.id, sub).unwrap()
+            alert::finding_message_id(&config.settings, store.installation_id(), f.id, sub)
+                .unwrap()
         );
         assert!(m.subject.starts_with("[pivotwatch] "), "{}", m.subject);
         assert!(m.subject.contains("Acme Recycling"), "{}", m.subject);
@@ -1214,7 +1215,8 @@ async fn spool_files_are_named_by_message_id_so_a_resend_replaces_them() {
     else {
         panic!("{:?}", r.mails)
     };
-    let id = alert::finding_message_id(&config.settings, fs[0].id, "desk").unwrap();
+    let id = alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+        .unwrap();
     let stem = id.trim_matches(['<', '>']).replace('@', "_");
     assert_eq!(
         path.file_name().unwrap().to_string_lossy(),
@@ -1282,6 +1284,7 @@ async fn delivery_loop_drains_the_outbox_until_shutdown_and_notices_reach_mainta
     let wl = &config.watchlists[0];
     let sent = alert::send_notice(
         &config,
+        store.installation_id(),
         wl,
         "source acme/shop is broken",
         "The row selector matched nothing\n.\n3 checks in a row.",
@@ -1386,9 +1389,13 @@ async fn sigkill_between_commit_and_send_loses_nothing_and_a_resend_keeps_its_me
     let got = env.smtp.received();
     assert_eq!(got.len(), ids.len(), "each alert once after the restart");
     let config = env.config();
+    let installation = Store::open(&dir.join("state"))
+        .unwrap()
+        .installation_id()
+        .to_string();
     let mut want: Vec<String> = ids
         .iter()
-        .map(|id| alert::finding_message_id(&config.settings, *id, "desk").unwrap())
+        .map(|id| alert::finding_message_id(&config.settings, &installation, *id, "desk").unwrap())
         .collect();
     let mut seen: Vec<String> = got
         .iter()
@@ -1605,4 +1612,206 @@ fn settings_refuse_plaintext_smtp_off_loopback_and_half_credentials() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(want), "{text} → {err}");
     }
+}
+
+#[tokio::test]
+async fn two_fresh_stores_send_different_message_ids_and_both_spool_files_are_kept() {
+    let env = Env::new().await;
+    env.write(None, DESK);
+    let config = env.config();
+    let spool = env.path().join("spool");
+    let mut ids = Vec::new();
+    let mut paths = Vec::new();
+    for (name, summary) in [("state-a", "from store A"), ("state-b", "from store B")] {
+        // The same scenario in a fresh store: the same finding id.
+        let store = Store::open(&env.path().join(name)).expect("store");
+        let fs = commit(
+            &store,
+            vec![finding(1, "acme", "high", summary, serde_json::json!({}))],
+            &["desk"],
+        );
+        let r = alert::deliver_pending(&store, &config).await.unwrap();
+        let Outcome::Sent {
+            file: Some(path), ..
+        } = &r.mails[0].outcome
+        else {
+            panic!("{:?}", r.mails)
+        };
+        assert_eq!(
+            r.mails[0].message_id,
+            alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+                .unwrap()
+        );
+        ids.push((fs[0].id, r.mails[0].message_id.clone()));
+        paths.push(path.clone());
+    }
+    assert_eq!(ids[0].0, ids[1].0, "both stores numbered the finding alike");
+    assert_ne!(ids[0].1, ids[1].1, "but their Message-IDs differ");
+    assert_ne!(paths[0], paths[1]);
+    let mut names: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "both mails kept: {names:?}");
+    for (path, (summary, (_, id))) in paths
+        .iter()
+        .zip(["from store A", "from store B"].iter().zip(&ids))
+    {
+        let m = parse(&Received {
+            from: String::new(),
+            rcpt: vec![],
+            data: std::fs::read(path).unwrap(),
+        });
+        assert_eq!(&format!("<{}>", m.message_id), id);
+        assert!(m.text.contains(summary), "{}", m.text);
+    }
+}
+
+#[tokio::test]
+async fn a_resend_from_the_same_store_keeps_its_message_id_and_its_spool_file() {
+    let env = Env::new().await;
+    env.write(None, DESK);
+    let config = env.config();
+    let store = env.store();
+    let fs = commit(
+        &store,
+        vec![finding(1, "acme", "high", "resent", serde_json::json!({}))],
+        &["desk"],
+    );
+    let first =
+        alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+            .unwrap();
+    // The process dies after the file is written, before the outbox says
+    // so: the delivery is still queued, marked in flight.
+    let mut d = store.pending_deliveries().unwrap();
+    d[0].in_flight = Some(Utc::now());
+    d[0].message_id = Some(first.clone());
+    store.note_in_flight(&d).unwrap();
+    let sub = alert::subscriber(&config.settings, "desk").unwrap();
+    let mail = alert::render(
+        &config.settings,
+        store.installation_id(),
+        config.entity("acme"),
+        &fs[0],
+        &sub,
+        &d[0],
+    )
+    .unwrap();
+    let transport = alert::Transport::from_settings(&config.settings).unwrap();
+    let written = transport.send(&mail).await.expect("spooled");
+    drop(store);
+
+    let store = env.store();
+    assert_eq!(
+        alert::finding_message_id(&config.settings, store.installation_id(), fs[0].id, "desk")
+            .unwrap(),
+        first,
+        "the same store, reopened, gives the same Message-ID"
+    );
+    let r = alert::deliver_pending(&store, &config).await.unwrap();
+    assert_eq!(r.mails.len(), 1);
+    assert_eq!(r.mails[0].message_id, first);
+    assert!(r.mails[0].possible_duplicate);
+    let Outcome::Sent { file, reply } = &r.mails[0].outcome else {
+        panic!("{:?}", r.mails)
+    };
+    assert_eq!(file, &written.file);
+    assert!(reply.starts_with("already in the spool folder"), "{reply}");
+    let names: Vec<_> = std::fs::read_dir(env.path().join("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "one file for one mail: {names:?}");
+    assert!(store.outbox_all().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_exits_1_when_a_delivery_went_dead() {
+    let env = Env::new().await;
+    env.write(Some("security = \"none\""), DESK);
+    env.site.set("/shop", shop(SCRAP));
+    let dir = env.path().to_path_buf();
+    let queue = |summary: &str| {
+        let store = env.store();
+        commit(
+            &store,
+            vec![finding(1, "acme", "high", summary, serde_json::json!({}))],
+            &["desk"],
+        );
+    };
+    queue("accepted");
+    let o = run(&dir, &["once"], &[]).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "checks fine, mail accepted: {}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    queue("bounced");
+    env.smtp.script_rcpt("second@watchdog.test", &[550]);
+    let o = run(&dir, &["once"], &[]).await;
+    assert!(stdout(&o).contains("failed permanently"), "{}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a dead letter is a failure: {}",
+        stdout(&o)
+    );
+    let o = run(&dir, &["outbox", "list", "--json"], &[]).await;
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["state"], "dead");
+}
+
+#[tokio::test]
+async fn a_delivery_resends_with_the_message_id_its_first_attempt_used() {
+    let env = Env::new().await;
+    env.write(None, DESK);
+    let config = env.config();
+    let store = env.store();
+    let fs = commit(
+        &store,
+        vec![
+            finding(1, "acme", "high", "old id", serde_json::json!({})),
+            finding(2, "acme", "high", "digest id", serde_json::json!({})),
+        ],
+        &["desk"],
+    );
+    // An attempt by an older pivotwatch (no installation id), interrupted;
+    // and a delivery that last went out in a digest.
+    let old = format!("<finding-{}.0123456789ab@pivotwatch.test>", fs[0].id);
+    let mut d = store.pending_deliveries().unwrap();
+    d.sort_by_key(|d| d.finding);
+    d[0].in_flight = Some(Utc::now());
+    d[0].message_id = Some(old.clone());
+    d[1].message_id = Some("<digest-aaaa.bbbb.cccc@pivotwatch.test>".into());
+    store.note_in_flight(&d).unwrap();
+    let r = alert::deliver_pending(&store, &config).await.unwrap();
+    let mut got: Vec<(u64, String)> = r
+        .mails
+        .iter()
+        .map(|m| (m.findings()[0], m.message_id.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (fs[0].id, old),
+            (
+                fs[1].id,
+                alert::finding_message_id(
+                    &config.settings,
+                    store.installation_id(),
+                    fs[1].id,
+                    "desk"
+                )
+                .unwrap()
+            )
+        ]
+    );
 }

@@ -214,6 +214,15 @@ impl DeliveryReport {
             .filter(|m| matches!(m.outcome, Outcome::Sent { .. }))
             .count()
     }
+
+    /// Mails that went dead in this run (refused for good, or not
+    /// buildable): `once` exits 1 when there is one.
+    pub fn dead(&self) -> usize {
+        self.mails
+            .iter()
+            .filter(|m| matches!(m.outcome, Outcome::Dead { .. }))
+            .count()
+    }
 }
 
 fn delivery_lock() -> &'static tokio::sync::Mutex<()> {
@@ -435,10 +444,18 @@ async fn deliver_immediate(
             continue;
         };
         let entity = ctx.config.entity(&finding.entity);
-        let mail = match render(&ctx.config.settings, entity, &finding, sub, &d) {
+        let installation = ctx.store.installation_id();
+        let mail = match render(
+            &ctx.config.settings,
+            installation,
+            entity,
+            &finding,
+            sub,
+            &d,
+        ) {
             Ok(m) => m,
             Err(e) => {
-                out.push(kill(ctx, vec![d], e.to_string()).await?);
+                out.push(kill(ctx, vec![d], crate::text::chain(&e)).await?);
                 continue;
             }
         };
@@ -531,10 +548,11 @@ async fn deliver_digest(
     if carried.is_empty() {
         return Ok((out, None));
     }
-    let mail = match render_digest(&ctx.config.settings, sub, &entries, held_back) {
+    let installation = ctx.store.installation_id();
+    let mail = match render_digest(&ctx.config.settings, installation, sub, &entries, held_back) {
         Ok(m) => m,
         Err(e) => {
-            out.push(kill(ctx, carried, e.to_string()).await?);
+            out.push(kill(ctx, carried, crate::text::chain(&e)).await?);
             return Ok((out, None));
         }
     };
@@ -723,10 +741,13 @@ pub async fn send_test_email(
 
 /// Sends a notice (e.g. "source broken") to a watchlist's maintainers, not
 /// to subscribers, right away and outside the outbox: the caller retries
-/// on failure. `key` makes the Message-ID (the same notice, the same id).
-/// `Ok(None)` when the watchlist names no maintainers.
+/// on failure. `key` and `installation` (the store's
+/// [`Store::installation_id`]) make the Message-ID: the same notice from
+/// the same store has the same id. `Ok(None)` when the watchlist names no
+/// maintainers.
 pub async fn send_notice(
     config: &Config,
+    installation: &str,
     watchlist: &Watchlist,
     subject: &str,
     text: &str,
@@ -738,6 +759,7 @@ pub async fn send_notice(
     let transport = Transport::from_settings(&config.settings)?;
     let mail = render_notice(
         &config.settings,
+        installation,
         &watchlist.maintainers,
         &watchlist.name,
         subject,

@@ -219,27 +219,47 @@ fn domain_of(settings: &Settings) -> Result<String, AlertError> {
 }
 
 /// The Message-ID of a finding's mail to a subscriber: depends only on
-/// (finding, subscriber), so a resend is recognisably the same mail.
+/// (store, finding, subscriber), so a resend from the same store is
+/// recognisably the same mail, and another store (a second installation, or
+/// a store created afresh, whose finding ids start again) never reuses it.
+/// `installation` is [`crate::store::Store::installation_id`].
 pub fn finding_message_id(
     settings: &Settings,
+    installation: &str,
     finding: u64,
     subscriber: &str,
 ) -> Result<String, AlertError> {
     Ok(format!(
-        "<finding-{finding}.{}@{}>",
+        "<finding-{finding}.{}.{}@{}>",
         short_hash(subscriber),
+        installation_label(installation),
         domain_of(settings)?
     ))
 }
 
-/// Renders the mail of one finding for one subscriber. The Message-ID
-/// depends only on (finding, subscriber): a resend is the same mail.
+/// The installation id as it goes into a Message-ID: the store keeps 32
+/// hex digits; anything else is reduced to the characters a Message-ID
+/// may carry.
+fn installation_label(installation: &str) -> String {
+    let l: String = installation
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(64)
+        .collect();
+    if l.is_empty() { "0".into() } else { l }
+}
+
+/// Renders the mail of one finding for one subscriber. The Message-ID is
+/// the one an earlier attempt of this delivery used (kept in the outbox;
+/// a store written by an older pivotwatch has ids without the installation
+/// id), else [`finding_message_id`]: a resend is always the same mail.
 pub fn render(
     settings: &Settings,
+    installation: &str,
     entity: Option<&Entity>,
     f: &Finding,
     sub: &Subscriber,
-    _delivery: &Delivery,
+    delivery: &Delivery,
 ) -> Result<Rendered, AlertError> {
     let entity_name = entity.map(|e| e.name.as_str()).unwrap_or(f.entity.as_str());
     Draft {
@@ -247,7 +267,12 @@ pub fn render(
         to: &sub.to,
         who: &format!("subscriber {:?}", sub.name),
         subject: subject(entity_name, f),
-        message_id: finding_message_id(settings, f.id, &sub.name)?,
+        message_id: match &delivery.message_id {
+            // Only a finding mail's own id (not a digest's, should the
+            // subscriber have changed mode since).
+            Some(id) if id.starts_with(&format!("<finding-{}.", f.id)) => id.clone(),
+            _ => finding_message_id(settings, installation, f.id, &sub.name)?,
+        },
         list: &f.watchlist,
         finding_header: Some(format!("{} {}", f.id, sanitize_header(&f.rule, 60))),
         digest_header: None,
@@ -510,11 +535,13 @@ pub struct DigestEntry {
     pub finding: Finding,
 }
 
-/// The Message-ID of a digest: depends on the subscriber and the exact set
-/// of findings it carries, so a digest resent after a crash is the same
-/// mail, and a digest with other findings is another.
+/// The Message-ID of a digest: depends on the store, the subscriber and
+/// the exact set of findings it carries, so a digest resent after a crash
+/// is the same mail, and a digest with other findings (or from another
+/// store) is another.
 pub fn digest_message_id(
     settings: &Settings,
+    installation: &str,
     subscriber: &str,
     findings: &[u64],
 ) -> Result<String, AlertError> {
@@ -522,9 +549,10 @@ pub fn digest_message_id(
     ids.sort_unstable();
     let key: Vec<String> = ids.iter().map(u64::to_string).collect();
     Ok(format!(
-        "<digest-{}.{}@{}>",
+        "<digest-{}.{}.{}@{}>",
         short_hash(&key.join(",")),
         short_hash(subscriber),
+        installation_label(installation),
         domain_of(settings)?
     ))
 }
@@ -534,6 +562,7 @@ pub fn digest_message_id(
 /// finding). `held_back` findings did not fit and wait for the next digest.
 pub fn render_digest(
     settings: &Settings,
+    installation: &str,
     sub: &Subscriber,
     entries: &[DigestEntry],
     held_back: usize,
@@ -640,7 +669,7 @@ pub fn render_digest(
         to: &sub.to,
         who: &format!("subscriber {:?}", sub.name),
         subject,
-        message_id: digest_message_id(settings, &sub.name, &ids)?,
+        message_id: digest_message_id(settings, installation, &sub.name, &ids)?,
         list: &list,
         finding_header: None,
         digest_header: Some(format!("{n} findings")),
@@ -697,10 +726,14 @@ pub fn render_test(
 }
 
 /// A notice to people who are not subscribers (a watchlist's maintainers):
-/// plain text, with a Message-ID derived from `key` so a resent notice is
-/// the same mail.
+/// plain text, with a Message-ID derived from `key` and the installation,
+/// so a resent notice is the same mail, while the same notice key from
+/// another store (two installations sharing maintainers, or a store created
+/// afresh whose "broken since never" key repeats) is another mail and is
+/// not dropped as a duplicate.
 pub fn render_notice(
     settings: &Settings,
+    installation: &str,
     to: &[String],
     list: &str,
     subject: &str,
@@ -714,7 +747,12 @@ pub fn render_notice(
         to,
         who: &format!("maintainers of {list:?}"),
         subject: sanitize_header(&format!("[pivotwatch] {subject}"), MAX_SUBJECT),
-        message_id: format!("<notice-{}@{}>", short_hash(key), domain_of(settings)?),
+        message_id: format!(
+            "<notice-{}.{}@{}>",
+            short_hash(key),
+            installation_label(installation),
+            domain_of(settings)?
+        ),
         list,
         finding_header: None,
         digest_header: None,

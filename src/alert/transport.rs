@@ -4,10 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_io::{AsyncRead as _, AsyncWrite as _};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+#[allow(deprecated)]
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::AlertError;
 use super::render::Rendered;
@@ -56,7 +62,7 @@ impl SendFailure {
 /// except authentication failures (530, 534, 535, 538): those are the
 /// operator's to fix and say nothing about the mail, so it stays queued.
 pub fn classify_smtp_error(e: &lettre::transport::smtp::Error) -> SendFailure {
-    let error = e.to_string();
+    let error = crate::text::chain(e);
     if let Some(code) = e.status() {
         let n = code.to_string();
         if e.is_permanent() && !matches!(n.as_str(), "530" | "534" | "535" | "538") {
@@ -84,10 +90,191 @@ pub fn classify_smtp_error(e: &lettre::transport::smtp::Error) -> SendFailure {
 
 enum Kind {
     Spool(PathBuf),
-    Smtp {
-        mailer: AsyncSmtpTransport<Tokio1Executor>,
-        timeout: Duration,
-    },
+    Smtp(Box<Smtp>),
+}
+
+/// Most idle SMTP connections kept for reuse.
+const POOL_MAX: usize = 4;
+/// An idle SMTP connection older than this is closed, not reused.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// SMTP through connections pivotwatch opens itself, so that every socket
+/// has `TCP_NODELAY`: lettre's own transport connects inside a sealed
+/// executor and never sets it, and its client writes the message and the
+/// final `\r\n.\r\n` separately, so Nagle's algorithm held that last
+/// small segment until the peer's delayed ACK (~40 ms on Linux) — a window
+/// in which a crash leaves the mail delivered but not marked sent, and so
+/// a duplicate. lettre still speaks the protocol ([`AsyncSmtpConnection`]:
+/// EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA, dot-stuffing) and does TLS.
+struct Smtp {
+    host: String,
+    port: u16,
+    security: SmtpSecurity,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    timeout: Duration,
+    idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+}
+
+impl Smtp {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<(AsyncSmtpConnection, Instant)>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A pooled connection that still answers NOOP, else a new one.
+    async fn connection(&self) -> Result<AsyncSmtpConnection, SendFailure> {
+        loop {
+            let parked = self.lock_idle().pop();
+            let Some((mut conn, since)) = parked else {
+                break;
+            };
+            if since.elapsed() < POOL_IDLE && !conn.has_broken() && conn.test_connected().await {
+                return Ok(conn);
+            }
+        }
+        self.connect().await
+    }
+
+    fn park(&self, conn: AsyncSmtpConnection) {
+        if conn.has_broken() {
+            return;
+        }
+        let mut idle = self.lock_idle();
+        if idle.len() < POOL_MAX {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendFailure> {
+        let tcp = tcp_connect(&self.host, self.port, self.timeout).await?;
+        let mut conn = match (&self.security, &self.tls) {
+            (SmtpSecurity::Tls, Some(params)) => {
+                #[allow(deprecated)] // the only way to TLS-wrap our own socket
+                let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+                stream
+                    .upgrade_tls(params.clone())
+                    .await
+                    .map_err(|e| classify_smtp_error(&e))?;
+                AsyncSmtpConnection::connect_with_transport(
+                    Box::new(TlsStream(stream)),
+                    &self.hello,
+                )
+                .await
+            }
+            _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
+        }
+        .map_err(|e| classify_smtp_error(&e))?;
+        if let (SmtpSecurity::Starttls, Some(params)) = (&self.security, &self.tls) {
+            // Required: a server without STARTTLS gets nothing.
+            conn.starttls(params.clone(), &self.hello)
+                .await
+                .map_err(|e| classify_smtp_error(&e))?;
+        }
+        if let Some(c) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, c)
+                .await
+                .map_err(|e| classify_smtp_error(&e))?;
+        }
+        Ok(conn)
+    }
+
+    async fn send(&self, mail: &Rendered) -> Result<SendOk, SendFailure> {
+        let envelope = mail.message.envelope().clone();
+        let bytes = mail.message.formatted();
+        let mut conn = self.connection().await?;
+        match conn.send(&envelope, &bytes).await {
+            Ok(resp) => {
+                self.park(conn);
+                let text: Vec<&str> = resp.message().collect();
+                Ok(SendOk {
+                    reply: format!("{} {}", resp.code(), text.join(" ")),
+                    file: None,
+                })
+            }
+            // lettre has already closed the connection on an error.
+            Err(e) => Err(classify_smtp_error(&e)),
+        }
+    }
+}
+
+/// Connects to `host:port` (each resolved address in turn, each bounded
+/// by `timeout`) with `TCP_NODELAY` set.
+pub(crate) async fn tcp_connect(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, SendFailure> {
+    let fail = |what: String| SendFailure::Transient {
+        error: format!("cannot connect to the SMTP server {host}:{port}: {what}"),
+        connection: true,
+    };
+    let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(a)) => a.collect::<Vec<_>>(),
+        Ok(Err(e)) => return Err(fail(crate::text::chain(&e))),
+        Err(_) => return Err(fail("name lookup timed out".into())),
+    };
+    let mut last = String::from("the name resolves to no address");
+    for addr in addrs {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => {
+                tcp.set_nodelay(true)
+                    .map_err(|e| fail(format!("cannot set TCP_NODELAY: {e}")))?;
+                return Ok(tcp);
+            }
+            Ok(Err(e)) => last = format!("{addr}: {}", crate::text::chain(&e)),
+            Err(_) => last = format!("{addr}: connection timed out"),
+        }
+    }
+    Err(fail(last))
+}
+
+/// lettre's TLS stream (over our socket) seen through the tokio I/O traits
+/// that [`AsyncSmtpConnection::connect_with_transport`] takes.
+#[allow(deprecated)]
+#[derive(Debug)]
+struct TlsStream(AsyncNetworkStream);
+
+impl tokio::io::AsyncRead for TlsStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let dst = buf.initialize_unfilled();
+        match Pin::new(&mut self.0).poll_read(cx, dst) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsStream {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.peer_addr()
+    }
 }
 
 /// A transport built from the settings. Build it once per delivery run
@@ -154,8 +341,8 @@ impl Transport {
             })
         };
         let (tls, sec) = match smtp.security {
-            SmtpSecurity::Starttls => (Tls::Required(tls_params()?), "starttls"),
-            SmtpSecurity::Tls => (Tls::Wrapper(tls_params()?), "tls"),
+            SmtpSecurity::Starttls => (Some(tls_params()?), "starttls"),
+            SmtpSecurity::Tls => (Some(tls_params()?), "tls"),
             SmtpSecurity::None => {
                 // Settings refuse a non-loopback host already; checked again
                 // here so no code path can send in clear over the network.
@@ -165,32 +352,32 @@ impl Transport {
                         smtp.host
                     )));
                 }
-                (Tls::None, "none")
+                (None, "none")
             }
         };
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-            .port(smtp.port)
-            .tls(tls)
-            .timeout(Some(smtp.timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(4)
-                    .idle_timeout(Duration::from_secs(30)),
-            );
-        if let Some(user) = &smtp.username {
-            let pw = password(smtp)?.ok_or_else(|| {
-                AlertError::Credentials(
-                    "[smtp] username is set but neither password_file nor password_env".into(),
-                )
-            })?;
-            b = b.credentials(Credentials::new(user.clone(), pw));
-        }
+        let credentials = match &smtp.username {
+            Some(user) => {
+                let pw = password(smtp)?.ok_or_else(|| {
+                    AlertError::Credentials(
+                        "[smtp] username is set but neither password_file nor password_env".into(),
+                    )
+                })?;
+                Some(Credentials::new(user.clone(), pw))
+            }
+            None => None,
+        };
         Ok(Transport {
             label: format!("SMTP {}:{} ({sec})", smtp.host, smtp.port),
-            kind: Kind::Smtp {
-                mailer: b.build(),
+            kind: Kind::Smtp(Box::new(Smtp {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                security: smtp.security,
+                tls,
+                credentials,
+                hello: ClientId::default(),
                 timeout: smtp.timeout,
-            },
+                idle: std::sync::Mutex::new(Vec::new()),
+            })),
         })
     }
 
@@ -203,18 +390,12 @@ impl Transport {
     pub async fn send(&self, mail: &Rendered) -> Result<SendOk, SendFailure> {
         match &self.kind {
             Kind::Spool(dir) => write_spool(dir, mail).await,
-            Kind::Smtp { mailer, timeout } => {
-                // lettre bounds only the connect; the whole exchange is
-                // bounded here so a stalled server cannot hold a delivery.
-                match tokio::time::timeout(*timeout, mailer.send(mail.message.clone())).await {
-                    Ok(Ok(resp)) => {
-                        let text: Vec<&str> = resp.message().collect();
-                        Ok(SendOk {
-                            reply: format!("{} {}", resp.code(), text.join(" ")),
-                            file: None,
-                        })
-                    }
-                    Ok(Err(e)) => Err(classify_smtp_error(&e)),
+            Kind::Smtp(smtp) => {
+                // The whole exchange is bounded, so a stalled server cannot
+                // hold a delivery.
+                let timeout = &smtp.timeout;
+                match tokio::time::timeout(*timeout, smtp.send(mail)).await {
+                    Ok(r) => r,
                     Err(_) => Err(SendFailure::Transient {
                         error: format!(
                             "no answer from the SMTP server within {} ([smtp] timeout); the mail may have arrived and is sent again with the same Message-ID",
@@ -228,33 +409,32 @@ impl Transport {
     }
 }
 
-/// Writes `<name>.eml` atomically (temporary file, fsync, rename, fsync of
-/// the folder). The name derives from the Message-ID, so a resend after a
-/// crash replaces the same file instead of adding a second one.
+/// Most `.eml` names tried for one mail (`<stem>.eml`, `<stem>.2.eml` …)
+/// before the delivery fails.
+const SPOOL_NAMES: u32 = 100;
+
+/// Writes the mail into the spool folder as `<stem>.eml` (the stem derives
+/// from the Message-ID) without ever replacing a file: the bytes go to a
+/// temporary file (fsync), which is then hard-linked to its name, an atomic
+/// create-if-absent (the folder is fsynced after). When the name is taken:
+/// by the same mail (a resend after a crash, which differs only in its Date
+/// and MIME boundary), the delivery is already done; by another mail, the
+/// next free name `<stem>.N.eml` is used, so no mail ever overwrites another.
 async fn write_spool(dir: &Path, mail: &Rendered) -> Result<SendOk, SendFailure> {
     let dir = dir.to_path_buf();
-    let name = format!("{}.eml", mail.file_stem());
+    let stem = mail.file_stem();
     let bytes = mail.message.formatted();
-    let res = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-        use std::io::Write;
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(&name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(path)
-    })
-    .await;
+    let res = tokio::task::spawn_blocking(move || spool_into(&dir, &stem, &bytes)).await;
     match res {
-        Ok(Ok(path)) => Ok(SendOk {
+        Ok(Ok(Spooled::Written(path))) => Ok(SendOk {
             reply: format!("written to {}", path.display()),
+            file: Some(path),
+        }),
+        Ok(Ok(Spooled::Already(path))) => Ok(SendOk {
+            reply: format!(
+                "already in the spool folder as {} (an earlier attempt wrote it)",
+                path.display()
+            ),
             file: Some(path),
         }),
         Ok(Err(e)) => Err(SendFailure::Transient {
@@ -267,5 +447,189 @@ async fn write_spool(dir: &Path, mail: &Rendered) -> Result<SendOk, SendFailure>
             error: format!("spool writer stopped: {e}"),
             connection: true,
         }),
+    }
+}
+
+/// Where [`spool_into`] put a mail.
+#[derive(Debug, PartialEq)]
+enum Spooled {
+    /// A new file.
+    Written(PathBuf),
+    /// The same mail was already there.
+    Already(PathBuf),
+}
+
+fn spool_into(dir: &Path, stem: &str, bytes: &[u8]) -> std::io::Result<Spooled> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{stem}.{}.{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let result = (|| {
+        {
+            let mut f = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        for n in 1..=SPOOL_NAMES {
+            let path = if n == 1 {
+                dir.join(format!("{stem}.eml"))
+            } else {
+                dir.join(format!("{stem}.{n}.eml"))
+            };
+            let placed = match std::fs::hard_link(&tmp, &path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+                // A file system without hard links: create-if-absent
+                // directly (not atomic against a crash mid-write; a torn
+                // file is another mail, so a resend takes the next name).
+                Err(_) => std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .and_then(|mut f| {
+                        f.write_all(bytes)?;
+                        f.sync_all()
+                    }),
+            };
+            match placed {
+                Ok(()) => {
+                    if let Ok(d) = std::fs::File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                    return Ok(Spooled::Written(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if std::fs::read(&path).is_ok_and(|old| same_mail(&old, bytes)) {
+                        return Ok(Spooled::Already(path));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "{SPOOL_NAMES} files named {stem}[.N].eml already hold other mails; move them away"
+        )))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// Whether two formatted messages are the same mail: equal bytes once the
+/// `Date:` header is dropped and each MIME boundary (random per rendering)
+/// is replaced by a placeholder.
+fn same_mail(a: &[u8], b: &[u8]) -> bool {
+    normalized(a) == normalized(b)
+}
+
+fn normalized(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut kept: Vec<&str> = Vec::new();
+    let mut in_date = false;
+    for line in head.split("\r\n") {
+        let folded = line.starts_with([' ', '\t']);
+        if !folded {
+            in_date = line
+                .get(..5)
+                .is_some_and(|k| k.eq_ignore_ascii_case("date:"));
+        }
+        if !in_date {
+            kept.push(line);
+        }
+    }
+    let mut out = format!("{}\r\n\r\n{body}", kept.join("\r\n"));
+    let mut boundaries = Vec::new();
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("boundary=\"") {
+        rest = &rest[i + 10..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        if end > 0 {
+            boundaries.push(rest[..end].to_string());
+        }
+        rest = &rest[end..];
+    }
+    for b in boundaries {
+        out = out.replace(&b, "BOUNDARY");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(date: &str, boundary: &str, body: &str) -> Vec<u8> {
+        format!(
+            "From: a@b.test\r\nDate: {date}\r\n  (folded)\r\nMessage-ID: <x@b.test>\r\nContent-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n\r\n{body}\r\n--{boundary}--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn smtp_sockets_have_tcp_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let tcp = tcp_connect("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert!(tcp.nodelay().expect("getsockopt"), "TCP_NODELAY is set");
+        drop(listener);
+        let refused = tcp_connect("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .expect_err("nobody listens");
+        assert!(
+            matches!(&refused, SendFailure::Transient { connection: true, error }
+                if error.contains(&format!("127.0.0.1:{port}")) && error.to_lowercase().contains("refused")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn same_mail_ignores_date_and_boundary_only() {
+        let a = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "aGVsbG8=");
+        let b = mail("Tue, 2 Dec 2026 11:00:00 +0000", "BBBB", "aGVsbG8=");
+        let c = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "d29ybGQ=");
+        assert!(same_mail(&a, &b));
+        assert!(!same_mail(&a, &c));
+    }
+
+    #[test]
+    fn spool_never_replaces_another_mail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "aGVsbG8=");
+        let a2 = mail("Tue, 2 Dec 2026 11:00:00 +0000", "BBBB", "aGVsbG8=");
+        let other = mail("Mon, 1 Dec 2026 10:00:00 +0000", "AAAA", "d29ybGQ=");
+        let first = dir.path().join("x.eml");
+        assert_eq!(
+            spool_into(dir.path(), "x", &a).expect("write"),
+            Spooled::Written(first.clone())
+        );
+        assert_eq!(
+            spool_into(dir.path(), "x", &a2).expect("resend"),
+            Spooled::Already(first.clone())
+        );
+        assert_eq!(
+            spool_into(dir.path(), "x", &other).expect("other"),
+            Spooled::Written(dir.path().join("x.2.eml"))
+        );
+        assert_eq!(std::fs::read(&first).expect("first"), a);
+        assert_eq!(
+            std::fs::read(dir.path().join("x.2.eml")).expect("second"),
+            other
+        );
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x.2.eml", "x.eml"], "no temporary file left");
     }
 }

@@ -50,9 +50,12 @@ pub struct Sent {
     pub counted: &'static str,
 }
 
-/// Sends a notice to the maintainers of the entity's watchlist.
+/// Sends a notice to the maintainers of the entity's watchlist;
+/// `installation` is the store's id (it goes into the Message-ID).
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     config: &Config,
+    installation: &str,
     entity: &Entity,
     source: &Source,
     report: &CheckReport,
@@ -112,7 +115,7 @@ pub async fn send(
         Notice::Broken => "broken",
         Notice::Recovered => "recovered",
     };
-    match crate::alert::send_notice(config, watchlist, &subject, &text, &id).await {
+    match crate::alert::send_notice(config, installation, watchlist, &subject, &text, &id).await {
         Ok(sent) => {
             if sent.is_none() {
                 tracing::info!(
@@ -161,6 +164,7 @@ enum StoreNotice {
 /// settings name no operator address). `true` when every send worked.
 async fn send_store_notice(
     config: &Config,
+    installation: &str,
     notice: StoreNotice,
     since: DateTime<Utc>,
     path: &std::path::Path,
@@ -199,7 +203,9 @@ async fn send_store_notice(
         .iter()
         .filter(|w| !w.maintainers.is_empty())
     {
-        if let Err(e) = crate::alert::send_notice(config, w, &subject, &text, &key).await {
+        if let Err(e) =
+            crate::alert::send_notice(config, installation, w, &subject, &text, &key).await
+        {
             tracing::error!(watchlist = %w.name, error = %e, "The store notice could not be sent; it is tried again.");
             all = false;
         }
@@ -232,9 +238,15 @@ pub(crate) async fn watch_store(
             (None, Some(error)) => {
                 let since = Utc::now();
                 tracing::error!(path = %path.display(), error = %error, "The store cannot write; checks fail and alerts stay queued until it can. Retrying.");
-                let sent =
-                    send_store_notice(&shared.config(), StoreNotice::Failing, since, &path, &error)
-                        .await;
+                let sent = send_store_notice(
+                    &shared.config(),
+                    store.installation_id(),
+                    StoreNotice::Failing,
+                    since,
+                    &path,
+                    &error,
+                )
+                .await;
                 down = Some((since, sent));
                 last_try = tokio::time::Instant::now();
                 last_notice = tokio::time::Instant::now();
@@ -250,6 +262,7 @@ pub(crate) async fn watch_store(
                             if sent {
                                 send_store_notice(
                                     &shared.config(),
+                                    store.installation_id(),
                                     StoreNotice::Recovered,
                                     since,
                                     &path,
@@ -272,6 +285,7 @@ pub(crate) async fn watch_store(
                     let error = store.failure().unwrap_or_default();
                     let ok = send_store_notice(
                         &shared.config(),
+                        store.installation_id(),
                         StoreNotice::Failing,
                         since,
                         &path,

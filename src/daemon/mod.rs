@@ -626,6 +626,7 @@ impl Scheduler {
         let checker = self.checker.clone();
         let config = config.clone();
         let store = self.store.clone();
+        let installation = self.store.installation_id().to_string();
         let threshold = config.settings.daemon.failure_threshold;
         let k = key.clone();
         let host = e.host.clone();
@@ -665,6 +666,7 @@ impl Scheduler {
                 Some(n) => Some(
                     health::send(
                         &config,
+                        &installation,
                         entity,
                         source,
                         &report,

@@ -2,8 +2,10 @@
 //! (Prometheus text), `/feed.atom` (recent findings) and `/`, an HTML page
 //! of sources with their health and recent findings with their changes.
 //!
-//! Everything scraped is escaped (HTML, XML); characters XML cannot carry
-//! are dropped; the page loads nothing (`Content-Security-Policy:
+//! Everything scraped is escaped (HTML, XML) after
+//! [`crate::text::for_display`] has made bidi, invisible and control
+//! characters visible (`<U+202E>`); characters XML cannot carry are
+//! dropped; the page loads nothing (`Content-Security-Policy:
 //! default-src 'none'`). Listen on 127.0.0.1 (or behind a reverse proxy
 //! with authentication): findings are sensitive.
 //!
@@ -68,7 +70,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error(e.to_string())),
+        Ok(Err(e)) => Err(error(crate::text::chain(&e))),
         Err(e) => Err(error(e.to_string())),
     }
 }
@@ -179,17 +181,28 @@ async fn feed(State(shared): State<Arc<Shared>>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
-        atom(&findings, &name, shared.started),
+        atom(
+            &findings,
+            &name,
+            shared.started,
+            shared.store.installation_id(),
+        ),
     )
         .into_response()
 }
 
-/// Renders findings (newest first) as an Atom 1.0 feed (RFC 4287).
+/// Renders findings (newest first) as an Atom 1.0 feed (RFC 4287). The
+/// feed and entry ids carry `installation` (the store's
+/// [`crate::store::Store::installation_id`]): finding ids start again in a
+/// new store, and a feed reader must not take a new store's finding for an
+/// entry it already has.
 pub fn atom(
     findings: &[Finding],
     entity_name: &dyn Fn(&Finding) -> String,
     fallback_updated: DateTime<Utc>,
+    installation: &str,
 ) -> String {
+    let inst = xml(installation);
     let updated = findings
         .iter()
         .map(|f| f.created_at)
@@ -199,7 +212,7 @@ pub fn atom(
     x.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     x.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
     x.push_str("  <title>pivotwatch findings</title>\n");
-    x.push_str("  <id>urn:pivotwatch:findings</id>\n");
+    let _ = writeln!(x, "  <id>urn:pivotwatch:{inst}:findings</id>");
     let _ = writeln!(x, "  <updated>{}</updated>", updated.to_rfc3339());
     x.push_str("  <author><name>pivotwatch</name></author>\n");
     let _ = writeln!(
@@ -234,11 +247,11 @@ pub fn atom(
         x.push_str("  <entry>\n");
         let _ = writeln!(
             x,
-            "    <id>urn:pivotwatch:finding:{}:{}</id>",
+            "    <id>urn:pivotwatch:{inst}:finding:{}:{}</id>",
             xml(&f.entity),
             f.id
         );
-        let _ = writeln!(x, "    <title>{}</title>", xml(&title));
+        let _ = writeln!(x, "    <title>{}</title>", shown(&title));
         let _ = writeln!(x, "    <updated>{}</updated>", f.created_at.to_rfc3339());
         let _ = writeln!(
             x,
@@ -253,10 +266,14 @@ pub fn atom(
         let _ = writeln!(
             x,
             "    <category term=\"{}\" label=\"rule\"/>",
-            xml(&f.rule)
+            shown(&f.rule)
         );
-        let _ = writeln!(x, "    <summary>{}</summary>", xml(&f.summary));
-        let _ = writeln!(x, "    <content type=\"text\">{}</content>", xml(&content));
+        let _ = writeln!(x, "    <summary>{}</summary>", shown(&f.summary));
+        let _ = writeln!(
+            x,
+            "    <content type=\"text\">{}</content>",
+            shown(&content)
+        );
         x.push_str("  </entry>\n");
     }
     x.push_str("</feed>\n");
@@ -282,8 +299,15 @@ pub fn xml(s: &str) -> String {
     out
 }
 
+/// Scraped text for the feed: unsafe characters made visible, then
+/// escaped for XML.
+fn shown(s: &str) -> String {
+    xml(&crate::text::for_display(s))
+}
+
+/// Text for the HTML page: unsafe characters made visible, then escaped.
 fn h(s: &str) -> String {
-    html_escape::encode_text(s).into_owned()
+    html_escape::encode_text(&crate::text::for_display(s)).into_owned()
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {
@@ -381,6 +405,175 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, LoadOptions};
+    use crate::store::{Commit, Store};
+    use std::str::FromStr;
+    use std::sync::RwLock;
+    use std::sync::atomic::AtomicU64;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+
+    const WATCHLIST: &str = r##"
+[watchlist]
+name = "test"
+
+[[entity]]
+id = "acme"
+name = "Acme Recycling"
+activity = ["NACE:46.77"]
+
+[[entity.source]]
+id = "shop"
+kind = "catalogue"
+url = "http://127.0.0.1:9/shop"
+[entity.source.items]
+row = "#products tr"
+name = "td.n"
+"##;
+
+    /// A store at `dir/state` holding one finding whose summary carries a
+    /// right-to-left override, and the configuration naming its entity.
+    fn fixture(dir: &std::path::Path) -> (Arc<Config>, Store) {
+        std::fs::create_dir_all(dir.join("watchlists")).expect("mkdir");
+        std::fs::write(
+            dir.join("pivotwatch.toml"),
+            "[store]\npath = \"state\"\n[email]\nfrom = \"alerts@pivotwatch.test\"\n",
+        )
+        .expect("settings");
+        std::fs::write(dir.join("watchlists/test.toml"), WATCHLIST).expect("watchlist");
+        let config = Config::load(&LoadOptions {
+            config: Some(dir.join("pivotwatch.toml")),
+            watchlists: Some(dir.join("watchlists")),
+            state_dir: None,
+        })
+        .expect("config");
+        let store = Store::open(&dir.join("state")).expect("store");
+        let finding: Finding = serde_json::from_value(serde_json::json!({
+            "id": 0, "entity": "acme", "source": "shop", "watchlist": "test",
+            "rule": "items_added", "severity": "high",
+            "summary": "new item Atlas\u{202E}gpj.exe\u{1b}[31m",
+            "evidence": { "url": "http://127.0.0.1:9/shop" },
+            "dedup_key": "status-test", "created_at": Utc::now(),
+        }))
+        .expect("finding JSON");
+        store
+            .commit(Commit {
+                source: "acme/shop".into(),
+                state: SourceState::default(),
+                snapshot: None,
+                findings: vec![finding],
+                deliveries: vec![vec![]],
+            })
+            .expect("commit");
+        (Arc::new(config), store)
+    }
+
+    /// Serves the router on a loopback port and GETs `path` (HTTP/1.0).
+    async fn get(config: Arc<Config>, store: Store, path: &str) -> String {
+        let shared = Arc::new(Shared {
+            config: RwLock::new(config),
+            store,
+            metrics: Arc::default(),
+            started: Utc::now(),
+            base: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router(shared)).await;
+        });
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        c.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("request");
+        let mut raw = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            c.read_to_string(&mut raw),
+        )
+        .await
+        .expect("an answer within 30 s")
+        .expect("read");
+        server.abort();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{head}"
+        );
+        body.to_string()
+    }
+
+    #[tokio::test]
+    async fn page_and_feed_show_bidi_and_control_characters_escaped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, store) = fixture(dir.path());
+        let page = get(config.clone(), store.clone(), "/").await;
+        assert!(
+            page.contains("new item Atlas&lt;U+202E&gt;gpj.exe&lt;U+001B&gt;[31m"),
+            "{page}"
+        );
+        assert!(
+            !page.contains('\u{202E}') && !page.contains('\u{1b}'),
+            "{page}"
+        );
+        let feed = get(config, store.clone(), "/feed.atom").await;
+        assert!(!feed.contains('\u{202E}'), "{feed}");
+        let parsed = atom_syndication::Feed::from_str(&feed).expect("Atom XML");
+        let entry = &parsed.entries()[0];
+        assert_eq!(
+            entry.title().as_str(),
+            "[HIGH] Acme Recycling: new item Atlas<U+202E>gpj.exe<U+001B>[31m"
+        );
+        assert_eq!(
+            entry.summary().map(|s| s.as_str()),
+            Some("new item Atlas<U+202E>gpj.exe<U+001B>[31m")
+        );
+        // The store (and so JSON output) keeps the text exactly.
+        assert_eq!(
+            store.findings().expect("findings")[0].summary,
+            "new item Atlas\u{202E}gpj.exe\u{1b}[31m"
+        );
+    }
+
+    #[tokio::test]
+    async fn atom_ids_differ_across_stores_and_stay_within_one() {
+        let (a, b) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        let (config_a, store_a) = fixture(a.path());
+        let (config_b, store_b) = fixture(b.path());
+        let ids = |xml: &str| {
+            let f = atom_syndication::Feed::from_str(xml).expect("Atom XML");
+            let entries: Vec<String> = f.entries().iter().map(|e| e.id().to_string()).collect();
+            (f.id().to_string(), entries)
+        };
+        let (feed_a, entries_a) = ids(&get(config_a.clone(), store_a.clone(), "/feed.atom").await);
+        let (feed_b, entries_b) = ids(&get(config_b, store_b.clone(), "/feed.atom").await);
+        assert_eq!(
+            store_a.findings().expect("a")[0].id,
+            store_b.findings().expect("b")[0].id,
+            "the same scenario gives the same finding id in both stores"
+        );
+        assert_ne!(feed_a, feed_b);
+        assert_eq!(entries_a.len(), 1);
+        assert_ne!(entries_a, entries_b);
+        assert!(
+            entries_a[0].contains(store_a.installation_id()),
+            "{entries_a:?}"
+        );
+        drop(store_a);
+        let reopened = Store::open(&a.path().join("state")).expect("reopen");
+        let (again, entries_again) = ids(&get(config_a, reopened, "/feed.atom").await);
+        assert_eq!(
+            (again, entries_again),
+            (feed_a, entries_a),
+            "stable across a restart"
+        );
+    }
 
     #[test]
     fn xml_escapes_and_drops_what_xml_cannot_carry() {
