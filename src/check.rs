@@ -380,7 +380,7 @@ impl Checker {
                     state.pages = pages;
                     return self.record_unchanged(entity, source, state, None).await;
                 }
-                Revalidated::Changed(page) => reuse = page,
+                Revalidated::Changed(page) => reuse = page.map(|b| *b),
                 Revalidated::Stopped(report) => return Ok(*report),
             }
         }
@@ -648,7 +648,7 @@ impl Checker {
                 }
             };
             if !resp.not_modified {
-                return Ok(Revalidated::Changed(Some((url, resp))));
+                return Ok(Revalidated::Changed(Some(Box::new((url, resp)))));
             }
             seen.insert(url.to_string());
             out.push(PageValidators {
@@ -793,7 +793,7 @@ enum Revalidated {
     Unchanged(Vec<PageValidators>),
     /// Something changed: the whole chain is read again, reusing the page
     /// that answered with a body (requested URL, response), if any.
-    Changed(Option<(Url, FetchResponse)>),
+    Changed(Option<Box<(Url, FetchResponse)>>),
     /// The check ended here (robots.txt, a failed fetch), already recorded.
     Stopped(Box<CheckReport>),
 }
