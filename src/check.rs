@@ -324,7 +324,7 @@ impl Checker {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "Check could not be recorded.");
-                    failed_report(entity, source, CheckStatus::Failed, e.to_string())
+                    failed_report(entity, source, CheckStatus::Failed, crate::text::chain(&e))
                 }
             };
             report.change_count = report.changes.len();
@@ -400,7 +400,7 @@ impl Checker {
                 Ok(r) => r,
                 Err(e) => {
                     return self
-                        .fetch_failed(entity, source, state, &e.to_string(), &e)
+                        .fetch_failed(entity, source, state, &crate::text::chain(&e), &e)
                         .await;
                 }
             },
@@ -432,10 +432,15 @@ impl Checker {
         let mut record = Record::default();
         let mut body = Vec::new();
         let mut pages = Vec::new();
+        // Selectors no page matched (see `Unmatched::degraded`).
+        let mut unmatched: Option<extract::Unmatched> = None;
         match &*source.spec {
             ExtractSpec::Json(spec) => {
-                match extract::extract_json(spec, &first.text) {
-                    Ok(r) => record = r,
+                match extract::extract_json_page(spec, &first.text) {
+                    Ok((r, u)) => {
+                        record = r;
+                        unmatched = Some(u);
+                    }
                     Err(e) => {
                         return self
                             .extract_failed(entity, source, state, e, &first.text)
@@ -468,6 +473,10 @@ impl Checker {
                     }
                     body.extend_from_slice(&page.body);
                     merge(&mut record, p.record);
+                    match &mut unmatched {
+                        Some(u) => u.intersect(&p.unmatched),
+                        None => unmatched = Some(p.unmatched),
+                    }
                     pages.push(PageValidators {
                         url: requested.to_string(),
                         etag: page.etag.clone(),
@@ -489,7 +498,8 @@ impl Checker {
                         None => match fetcher.fetch(&next, &Conditional::default()).await {
                             Ok(r) => r,
                             Err(e) => {
-                                let msg = format!("page {} ({next}): {e}", n + 1);
+                                let msg =
+                                    format!("page {} ({next}): {}", n + 1, crate::text::chain(&e));
                                 return self.fetch_failed(entity, source, state, &msg, &e).await;
                             }
                         },
@@ -497,6 +507,15 @@ impl Checker {
                     requested = next;
                 }
             }
+        }
+        // A selector that stopped matching is a broken source, not a
+        // removed value: fail, keep the previous snapshot the latest.
+        if let (Some(prev), Some(u)) = (&previous, &unmatched)
+            && let Some(e) = u.degraded(&prev.record)
+        {
+            return self
+                .record_failure(entity, source, state, &crate::text::chain(&e), false)
+                .await;
         }
         let hash = if paginated.is_some() {
             body_hash(&body)
@@ -637,9 +656,9 @@ impl Checker {
                 Ok(r) => r,
                 Err(e) => {
                     let msg = if i == 0 {
-                        e.to_string()
+                        crate::text::chain(&e)
                     } else {
-                        format!("page {} ({url}): {e}", i + 1)
+                        format!("page {} ({url}): {}", i + 1, crate::text::chain(&e))
                     };
                     let r = self
                         .fetch_failed(entity, source, state.clone(), &msg, &e)
@@ -683,9 +702,12 @@ impl Checker {
     ) -> Result<CheckReport, CheckError> {
         let blocked = looks_blocked(text);
         let msg = if blocked {
-            format!("the site answered with a block page or bot challenge ({e})")
+            format!(
+                "the site answered with a block page or bot challenge ({})",
+                crate::text::chain(&e)
+            )
         } else {
-            e.to_string()
+            crate::text::chain(&e)
         };
         self.record_failure(entity, source, state, &msg, blocked)
             .await

@@ -132,3 +132,221 @@ async fn raising_max_pages_reads_the_pages_past_the_old_limit() {
     assert_eq!(r[0].status, CheckStatus::Changed, "{:?}", r[0].error);
     assert_eq!(added_items(&r[0].changes), vec!["BR2"]);
 }
+
+const REGISTRY_WATCHLIST: &str = r##"
+[watchlist]
+name = "test"
+maintainers = ["analyst@example.org"]
+
+[[entity]]
+id = "acme"
+name = "Acme Recycling"
+activity = ["NACE:46.77"]
+
+[[entity.source]]
+id = "reg"
+kind = "registry"
+url = "{BASE}/reg"
+[entity.source.fields]
+name = "h1.name"
+status = "td.status"
+officers = { selector = "li.officer", all = true }
+"##;
+
+fn registry_page(officer_class: &str, officers: &[&str]) -> String {
+    let lis: String = officers
+        .iter()
+        .map(|o| format!("<li class=\"{officer_class}\">{o}</li>"))
+        .collect();
+    format!(
+        "<html><body><h1 class=\"name\">Acme Recycling LLC</h1>\
+         <table><tr><td class=\"status\">Active</td></tr></table>\
+         <ul class=\"officers\">{lis}</ul></body></html>"
+    )
+}
+
+#[tokio::test]
+async fn a_renamed_class_fails_the_check_and_raises_no_finding() {
+    let env = Env::new().await;
+    env.write(SETTINGS, REGISTRY_WATCHLIST);
+    env.site.set(
+        "/reg",
+        Page::html(registry_page("officer", &["Ivan Petrov", "Olga Ivanova"])),
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::New, "{:?}", r[0].error);
+    let first = env.store().latest_snapshot("acme/reg").unwrap().unwrap();
+    let mails = env.eml_files().len();
+
+    // The site renames the class: `li.officer` matches nothing, while
+    // `h1.name` and `td.status` still match.
+    env.site.set(
+        "/reg",
+        Page::html(registry_page("person", &["Ivan Petrov", "Olga Ivanova"])),
+    );
+    for _ in 0..2 {
+        let r = env.once().await;
+        assert_eq!(r[0].status, CheckStatus::Failed, "{:?}", r[0]);
+        assert_eq!(r[0].finding_count, 0);
+        let err = r[0].error.as_deref().unwrap_or_default();
+        assert!(
+            err.contains("degraded") && err.contains("field `officers` (`li.officer`)"),
+            "{err}"
+        );
+    }
+    let store = env.store();
+    let latest = store.latest_snapshot("acme/reg").unwrap().unwrap();
+    assert_eq!(
+        latest.id, first.id,
+        "the previous snapshot stays the latest"
+    );
+    assert_eq!(store.history("acme/reg").unwrap().len(), 1);
+    let state = store.source_state("acme/reg").unwrap().unwrap();
+    assert_eq!(state.last_status, Some(CheckStatus::Failed));
+    assert_eq!(
+        state.consecutive_failures, 2,
+        "counts toward the health notice"
+    );
+    assert!(state.last_error.unwrap().contains("degraded"));
+    drop(store);
+    assert_eq!(
+        env.eml_files().len(),
+        mails,
+        "no mail for a broken selector"
+    );
+
+    // The site goes back to the old markup: unchanged, no finding.
+    env.site.set(
+        "/reg",
+        Page::html(registry_page("officer", &["Ivan Petrov", "Olga Ivanova"])),
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::Unchanged, "{:?}", r[0].error);
+}
+
+#[tokio::test]
+async fn an_officer_really_removed_is_still_a_change_that_alerts() {
+    let env = Env::new().await;
+    env.write(SETTINGS, REGISTRY_WATCHLIST);
+    env.site.set(
+        "/reg",
+        Page::html(registry_page("officer", &["Ivan Petrov", "Olga Ivanova"])),
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::New, "{:?}", r[0].error);
+    let mails = env.eml_files().len();
+
+    // One officer leaves; the selector still matches the other.
+    env.site.set(
+        "/reg",
+        Page::html(registry_page("officer", &["Ivan Petrov"])),
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::Changed, "{:?}", r[0].error);
+    assert!(
+        r[0].changes.iter().any(
+            |c| matches!(c, Change::ValueRemoved { field, old } if field == "officers" && old == "Olga Ivanova")
+        ),
+        "{:?}",
+        r[0].changes
+    );
+    assert!(r[0].finding_count > 0, "a real change still alerts");
+    assert!(env.eml_files().len() > mails);
+
+    // The last officer's element stays but its text is emptied: the
+    // selector still matches, so this is a change too, not a failure.
+    env.site
+        .set("/reg", Page::html(registry_page("officer", &[""])));
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::Changed, "{:?}", r[0].error);
+}
+
+const MAKERS: &[(&str, &str, &str, &str)] = &[
+    ("DSP 32-bit", "Texas Instruments", "TMS320F28335PGFA", "310"),
+    ("MCU 32-bit", "STMicroelectronics", "STM32F407VGT6", "12"),
+];
+
+#[tokio::test]
+async fn an_item_column_that_vanishes_from_every_row_fails_the_check() {
+    let env = Env::new().await;
+    env.write(SETTINGS, CATALOGUE_WATCHLIST);
+    env.site
+        .set("/shop", Page::html(catalogue_page(MAKERS, "09:00", None)));
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::New, "{:?}", r[0].error);
+    let first = env.store().latest_snapshot("acme/shop").unwrap().unwrap();
+    let mails = env.eml_files().len();
+
+    // The manufacturer cell is renamed in every row: `td.m` matches
+    // nothing, names and part numbers still do.
+    let renamed = catalogue_page(MAKERS, "09:00", None).replace("class=\"m\"", "class=\"brand\"");
+    env.site.set("/shop", Page::html(renamed));
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::Failed, "{:?}", r[0]);
+    assert_eq!(r[0].finding_count, 0);
+    let err = r[0].error.as_deref().unwrap_or_default();
+    assert!(
+        err.contains("degraded") && err.contains("column `manufacturer` (`td.m`)"),
+        "{err}"
+    );
+    let store = env.store();
+    assert_eq!(
+        store.latest_snapshot("acme/shop").unwrap().unwrap().id,
+        first.id
+    );
+    drop(store);
+    assert_eq!(env.eml_files().len(), mails);
+
+    // A maker really dropped from one row (the cell stays, empty) is a
+    // change.
+    let mut rows = MAKERS.to_vec();
+    rows[1].1 = "";
+    env.site
+        .set("/shop", Page::html(catalogue_page(&rows, "09:00", None)));
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::Changed, "{:?}", r[0].error);
+}
+
+#[tokio::test]
+async fn a_json_pointer_that_stops_resolving_fails_the_check() {
+    let env = Env::new().await;
+    env.write(
+        SETTINGS,
+        r##"
+[watchlist]
+name = "test"
+[[entity]]
+id = "acme"
+name = "Acme Recycling"
+[[entity.source]]
+id = "lei"
+kind = "registry"
+format = "json"
+url = "{BASE}/lei"
+[entity.source.fields]
+name = "/data/name"
+officers = { pointer = "/data/officers", all = true }
+"##,
+    );
+    env.site.set(
+        "/lei",
+        Page::json(r#"{"data":{"name":"Acme","officers":["Ivan Petrov"]}}"#),
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::New, "{:?}", r[0].error);
+    env.site.set(
+        "/lei",
+        Page::json(r#"{"data":{"name":"Acme","people":["Ivan Petrov"]}}"#),
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::Failed, "{:?}", r[0]);
+    assert!(
+        r[0].error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("field `officers` (`/data/officers`)"),
+        "{:?}",
+        r[0].error
+    );
+    assert_eq!(env.store().history("acme/lei").unwrap().len(), 1);
+}

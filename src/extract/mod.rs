@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 pub use html::{
     HtmlField, HtmlItems, HtmlPage, HtmlSpec, compile_selector, element_text, extract_html,
 };
-pub use json::{JsonField, JsonItems, JsonSpec, check_pointer, extract_json};
+pub use json::{JsonField, JsonItems, JsonSpec, check_pointer, extract_json, extract_json_page};
 pub use normalize::{clean_text, fold, item_key, normalise_part_number};
 
 use crate::record::{Item, Record};
@@ -91,6 +91,63 @@ pub enum ExtractError {
         /// The pointer as written.
         pointer: String,
     },
+    /// Selectors that had values in the previous snapshot matched nothing,
+    /// while the page's other selectors still matched: the site's markup
+    /// changed under the watchlist, which is not a change of the record.
+    #[error(
+        "degraded: {unmatched} matched nothing on this page, though the previous snapshot had values there and the page's other selectors still match; the site's markup probably changed: fix the selector (try `pivotwatch probe URL`); nothing was recorded as removed"
+    )]
+    Degraded {
+        /// What stopped matching, e.g. ``field `officers` (`td.off`)``.
+        unmatched: String,
+    },
+}
+
+/// Selectors (or JSON pointers) of a spec that matched no element on a
+/// page, by field name and by column name, each with the selector as
+/// written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unmatched {
+    /// Fields whose selector matched no element.
+    pub fields: BTreeMap<String, String>,
+    /// Item columns whose selector matched no element in any row.
+    pub columns: BTreeMap<String, String>,
+}
+
+impl Unmatched {
+    /// Keeps only what `other` (another page of the same walk) did not
+    /// match either: a selector is unmatched when no page matched it.
+    pub fn intersect(&mut self, other: &Unmatched) {
+        self.fields.retain(|k, _| other.fields.contains_key(k));
+        self.columns.retain(|k, _| other.columns.contains_key(k));
+    }
+
+    /// The rule of a broken source: a field that had a value in
+    /// `previous`, or an item column that had a value in one of its
+    /// items, and whose selector now matches no element (on a page that
+    /// extracted, so its other selectors matched) makes the check fail as
+    /// [`ExtractError::Degraded`]. A selector that still matches an
+    /// element whose text is now empty is a change, not this.
+    pub fn degraded(&self, previous: &Record) -> Option<ExtractError> {
+        let mut what = Vec::new();
+        for (name, sel) in &self.fields {
+            if previous.fields.contains_key(name) {
+                what.push(format!("field `{name}` (`{sel}`)"));
+            }
+        }
+        for (col, sel) in &self.columns {
+            if previous
+                .items
+                .values()
+                .any(|it| it.attributes().contains_key(col))
+            {
+                what.push(format!("column `{col}` (`{sel}`) in every row"));
+            }
+        }
+        (!what.is_empty()).then(|| ExtractError::Degraded {
+            unmatched: what.join(", "),
+        })
+    }
 }
 
 /// Builds an [`Item`] from column values, returning `None` for rows that
