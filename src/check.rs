@@ -450,6 +450,8 @@ impl Checker {
                 body = first.body;
             }
             ExtractSpec::Html(spec) => {
+                // Selectors are reference-counted: a cheap copy to move.
+                let shared = Arc::new(spec.clone());
                 let mut page = first;
                 let mut requested = source.url.clone();
                 let mut seen: BTreeSet<Url> = BTreeSet::new();
@@ -457,13 +459,19 @@ impl Checker {
                 loop {
                     n += 1;
                     seen.insert(page.url.clone());
-                    let extracted = extract::extract_html(spec, &page.text, &page.url);
+                    // On the blocking pool: a big page costs up to the
+                    // parse bound (`extract::limits`), never a runtime
+                    // worker's time.
+                    let (extracted, text) = extract_page(
+                        shared.clone(),
+                        std::mem::take(&mut page.text),
+                        page.url.clone(),
+                    )
+                    .await?;
                     let p = match extracted {
                         Ok(p) => p,
                         Err(e) => {
-                            return self
-                                .extract_failed(entity, source, state, e, &page.text)
-                                .await;
+                            return self.extract_failed(entity, source, state, e, &text).await;
                         }
                     };
                     if n > 1 {
@@ -807,6 +815,21 @@ fn failed_report(
         transient: false,
         retry_after: None,
     }
+}
+
+/// Extracts one HTML page on the blocking pool; gives the text back (a
+/// failure looks in it for a block page).
+async fn extract_page(
+    spec: Arc<extract::HtmlSpec>,
+    text: String,
+    url: Url,
+) -> Result<(Result<extract::HtmlPage, ExtractError>, String), CheckError> {
+    let job = tokio::task::spawn_blocking(move || {
+        let r = extract::extract_html(&spec, &text, &url);
+        (r, text)
+    });
+    job.await
+        .map_err(|e| CheckError::Task(format!("extracting the page failed: {e}")))
 }
 
 /// What asking the pages of a paginated source found.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use scraper::{ElementRef, Html, Node, Selector};
+use scraper::{ElementRef, Node, Selector};
 use url::Url;
 
 use super::{Column, ExtractError, Unmatched, build_item, clean_text, insert_items};
@@ -87,7 +87,7 @@ pub struct HtmlPage {
 
 /// Extracts one page. `base` resolves relative links.
 pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage, ExtractError> {
-    let doc = Html::parse_document(text);
+    let doc = super::limits::parse(text, &super::limits::HTML_LIMITS)?;
     let root = doc.root_element();
     let mut page = HtmlPage::default();
 

@@ -10,6 +10,7 @@
 
 mod html;
 mod json;
+pub mod limits;
 mod normalize;
 
 use std::collections::BTreeMap;
@@ -90,6 +91,20 @@ pub enum ExtractError {
     NotAnArray {
         /// The pointer as written.
         pointer: String,
+    },
+    /// The page exceeds a bound of [`limits::HTML_LIMITS`] (nesting depth,
+    /// attributes on one element, elements, parse time).
+    #[error(
+        "the page is too complex to parse safely ({detail}); the {limit} limit is {max}, and real catalogue and registry pages stay far below it: the page is malformed or hostile, so nothing was stored"
+    )]
+    TooComplex {
+        /// Which limit: `depth`, `attributes per element`, `elements`,
+        /// `parse time`.
+        limit: &'static str,
+        /// Its value.
+        max: String,
+        /// Where and what was found.
+        detail: String,
     },
     /// Selectors that had values in the previous snapshot matched nothing,
     /// while the page's other selectors still matched: the site's markup
