@@ -365,9 +365,18 @@ impl Stack {
     }
 }
 
+/// What the pre-scan measured of a page it let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scan {
+    /// Deepest nesting seen (`html` and `body` included).
+    pub depth: usize,
+    /// Start tags.
+    pub elements: usize,
+}
+
 /// One linear pass over `text` that refuses a page exceeding `limits`
 /// before html5ever sees it.
-pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<(), ExtractError> {
+pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<Scan, ExtractError> {
     let b = text.as_bytes();
     let n = b.len();
     let mut names = Names::new();
@@ -409,6 +418,7 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<(), ExtractError> {
     );
     let plaintext = id(&names, "plaintext");
     let mut elements = 0usize;
+    let mut deepest = 0usize;
     let mut i = 0usize;
     while let Some(off) = text.get(i..).and_then(|t| t.find('<')) {
         let lt = i + off;
@@ -534,7 +544,8 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<(), ExtractError> {
             if !self_closing {
                 stack.push(name, flags);
             }
-            if stack.elements.len() > limits.max_depth {
+            deepest = deepest.max(stack.elements.len() + 2);
+            if stack.elements.len() + 2 > limits.max_depth {
                 return Err(too_deep(limits, lt));
             }
             continue;
@@ -601,6 +612,15 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<(), ExtractError> {
         if let Some(pos) = closes {
             stack.pop_to(pos);
         }
+        // A row straight in a table gets an implied `tbody`.
+        if name == tr
+            && let Some(t) = stack.top_of(table)
+            && [tbody, thead, tfoot]
+                .iter()
+                .all(|&x| stack.top_of(x).is_none_or(|q| q < t))
+        {
+            stack.push(tbody, names.flags(tbody));
+        }
         if name == form && stack.top_of(form).is_some() {
             continue;
         }
@@ -609,7 +629,7 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<(), ExtractError> {
         }
         if name == plaintext {
             // Everything after is text.
-            return Ok(());
+            break;
         }
         if flags & RAW != 0 {
             i = raw_end(b, i, &names, name);
@@ -617,11 +637,15 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<(), ExtractError> {
         }
         stack.push(name, flags);
         // `html` and `body` sit above everything the stack holds.
+        deepest = deepest.max(stack.elements.len() + 2);
         if stack.elements.len() + 2 > limits.max_depth {
             return Err(too_deep(limits, lt));
         }
     }
-    Ok(())
+    Ok(Scan {
+        depth: deepest,
+        elements,
+    })
 }
 
 fn too_deep(limits: &HtmlLimits, at: usize) -> ExtractError {
@@ -763,6 +787,69 @@ mod tests {
         }
     }
 
+    /// The parsed tree's depth (elements only).
+    fn tree_depth(html: &str) -> usize {
+        use ego_tree::iter::Edge;
+        let doc = Html::parse_document(html);
+        let (mut d, mut max) = (0usize, 0usize);
+        for e in doc.tree.root().traverse() {
+            match e {
+                Edge::Open(n) if n.value().is_element() => {
+                    d += 1;
+                    max = max.max(d);
+                }
+                Edge::Close(n) if n.value().is_element() => d -= 1,
+                _ => {}
+            }
+        }
+        max
+    }
+
+    #[test]
+    fn the_prescan_depth_follows_html5ever() {
+        // Each pattern 300 times: the pre-scan's depth stays within a few
+        // levels of the tree html5ever builds, whether that is flat or deep.
+        let patterns = [
+            "<div>",
+            "<ul><li>",
+            "<ul><li>x</li>",
+            "<p>x",
+            "<li>x",
+            "<b>x",
+            "<span><div>",
+            "<div><span>x</div>",
+            "<table><tr><td>",
+            "<tr><td>x",
+            "<td>x",
+            "<option>x",
+            "<dt>a<dd>b",
+            "<a href=x>y",
+            "<div/>",
+            "<svg><g>",
+            "<svg><path/></svg>",
+            "<h1>a<h2>b",
+            "<p><div>x</div>",
+            "<font color=red>x",
+            "<!-- <div> -->",
+            "<script><div></script>",
+            "<select><option>a",
+            "<form><div>",
+        ];
+        for unit in patterns {
+            let page = format!("<html><body>{}</body></html>", unit.repeat(300));
+            let limits = HtmlLimits {
+                max_depth: usize::MAX,
+                ..HTML_LIMITS
+            };
+            let scan = prescan(&page, &limits).unwrap().depth;
+            let tree = tree_depth(&page);
+            let (lo, hi) = (tree.min(scan), tree.max(scan));
+            // Off by a few levels at most (`html`, `body`, a `tr` of a
+            // lone cell), never by a factor.
+            assert!(hi - lo <= 3, "{unit}: pre-scan {scan}, html5ever {tree}");
+        }
+    }
+
     #[test]
     fn attributes_and_elements_are_counted() {
         let mut tag = String::from("<div");
@@ -777,6 +864,11 @@ mod tests {
         );
         let e = prescan(&"<i></i>".repeat(500_001), &HTML_LIMITS).unwrap_err();
         assert!(e.to_string().contains("elements limit is 500000"), "{e}");
-        assert!(prescan(&"<i></i>".repeat(1000), &HTML_LIMITS).is_ok());
+        assert_eq!(
+            prescan(&"<i></i>".repeat(1000), &HTML_LIMITS)
+                .unwrap()
+                .elements,
+            1000
+        );
     }
 }
