@@ -297,6 +297,23 @@ async fn an_item_column_that_vanishes_from_every_row_fails_the_check() {
     drop(store);
     assert_eq!(env.eml_files().len(), mails);
 
+    // The cells stay but are emptied in every row (the site now fills
+    // them with JavaScript): broken too.
+    let mut blank = MAKERS.to_vec();
+    for r in &mut blank {
+        r.1 = "";
+    }
+    env.site
+        .set("/shop", Page::html(catalogue_page(&blank, "09:00", None)));
+    let r = env.once().await;
+    assert_eq!(r[0].status, CheckStatus::Failed, "{:?}", r[0]);
+    let err = r[0].error.as_deref().unwrap_or_default();
+    assert!(
+        err.contains("column `manufacturer` (`td.m`) is empty in every row"),
+        "{err}"
+    );
+    assert_eq!(env.eml_files().len(), mails);
+
     // A maker really dropped from one row (the cell stays, empty) is a
     // change.
     let mut rows = MAKERS.to_vec();

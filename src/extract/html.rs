@@ -139,14 +139,18 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
                 selector: items.row.source.clone(),
             });
         }
-        insert_items(&mut page.record, found);
         for ((col, f), seen) in items.columns.iter().zip(matched_columns) {
             if !seen {
                 page.unmatched
                     .columns
                     .insert(col.name().to_string(), f.source.clone());
+            } else if !found.iter().any(|it| super::has_column(it, col)) {
+                page.unmatched
+                    .empty_columns
+                    .insert(col.name().to_string(), f.source.clone());
             }
         }
+        insert_items(&mut page.record, found);
     }
 
     if let Some(next) = &spec.next_page

@@ -122,14 +122,18 @@ pub fn extract_json_page(spec: &JsonSpec, text: &str) -> Result<(Record, Unmatch
                 selector: items.row.clone(),
             });
         }
-        insert_items(&mut record, found);
         for ((col, f), seen) in items.columns.iter().zip(matched_columns) {
             if !seen {
                 unmatched
                     .columns
                     .insert(col.name().to_string(), f.pointer.clone());
+            } else if !found.iter().any(|it| super::has_column(it, col)) {
+                unmatched
+                    .empty_columns
+                    .insert(col.name().to_string(), f.pointer.clone());
             }
         }
+        insert_items(&mut record, found);
     }
     Ok((record, unmatched))
 }

@@ -110,10 +110,11 @@ pub enum ExtractError {
     /// while the page's other selectors still matched: the site's markup
     /// changed under the watchlist, which is not a change of the record.
     #[error(
-        "degraded: {unmatched} matched nothing on this page, though the previous snapshot had values there and the page's other selectors still match; the site's markup probably changed: fix the selector (try `pivotwatch probe URL`); nothing was recorded as removed"
+        "degraded: {unmatched}, though the previous snapshot had values there and the page's other selectors still match; the site's markup probably changed: fix the selector (try `pivotwatch probe URL`); nothing was recorded as removed"
     )]
     Degraded {
-        /// What stopped matching, e.g. ``field `officers` (`td.off`)``.
+        /// What stopped matching, e.g. ``field `officers` (`td.off`) matched
+        /// nothing``.
         unmatched: String,
     },
 }
@@ -127,6 +128,21 @@ pub struct Unmatched {
     pub fields: BTreeMap<String, String>,
     /// Item columns whose selector matched no element in any row.
     pub columns: BTreeMap<String, String>,
+    /// Item columns whose selector matched, but only elements without a
+    /// value, in every row.
+    pub empty_columns: BTreeMap<String, String>,
+}
+
+/// Whether `item` has a value in `col`.
+pub(crate) fn has_column(item: &Item, col: &Column) -> bool {
+    match col {
+        Column::Name => item.name.is_some(),
+        Column::Manufacturer => item.manufacturer.is_some(),
+        Column::PartNumber => item.part_number.is_some(),
+        Column::Price => item.price.is_some(),
+        Column::Link => item.link.is_some(),
+        Column::Extra(n) => item.extra.contains_key(n),
+    }
 }
 
 impl Unmatched {
@@ -134,29 +150,56 @@ impl Unmatched {
     /// match either: a selector is unmatched when no page matched it.
     pub fn intersect(&mut self, other: &Unmatched) {
         self.fields.retain(|k, _| other.fields.contains_key(k));
-        self.columns.retain(|k, _| other.columns.contains_key(k));
+        // A column is valueless on the walk when it is on every page;
+        // "matched nothing" only when no page matched it.
+        let valueless =
+            |k: &String| other.columns.contains_key(k) || other.empty_columns.contains_key(k);
+        let mut moved = Vec::new();
+        self.columns.retain(|k, sel| {
+            if other.columns.contains_key(k) {
+                true
+            } else {
+                if valueless(k) {
+                    moved.push((k.clone(), sel.clone()));
+                }
+                false
+            }
+        });
+        self.empty_columns.retain(|k, _| valueless(k));
+        self.empty_columns.extend(moved);
     }
 
     /// The rule of a broken source: a field that had a value in
-    /// `previous`, or an item column that had a value in one of its
-    /// items, and whose selector now matches no element (on a page that
-    /// extracted, so its other selectors matched) makes the check fail as
-    /// [`ExtractError::Degraded`]. A selector that still matches an
-    /// element whose text is now empty is a change, not this.
+    /// `previous` and whose selector now matches no element, or an item
+    /// column that had a value in one of its items and now has a value in
+    /// no row (its selector matches nothing, or only empty cells), on a
+    /// page that extracted (so its other selectors matched), makes the
+    /// check fail as [`ExtractError::Degraded`]. A field selector that
+    /// still matches an element whose text is now empty, and a column
+    /// that still has a value in some row, are changes, not this.
     pub fn degraded(&self, previous: &Record) -> Option<ExtractError> {
         let mut what = Vec::new();
         for (name, sel) in &self.fields {
             if previous.fields.contains_key(name) {
-                what.push(format!("field `{name}` (`{sel}`)"));
+                what.push(format!("field `{name}` (`{sel}`) matched nothing"));
             }
         }
-        for (col, sel) in &self.columns {
-            if previous
+        let had = |col: &str| {
+            previous
                 .items
                 .values()
                 .any(|it| it.attributes().contains_key(col))
-            {
-                what.push(format!("column `{col}` (`{sel}`) in every row"));
+        };
+        for (col, sel) in &self.columns {
+            if had(col) {
+                what.push(format!(
+                    "column `{col}` (`{sel}`) matched nothing in any row"
+                ));
+            }
+        }
+        for (col, sel) in &self.empty_columns {
+            if had(col) {
+                what.push(format!("column `{col}` (`{sel}`) is empty in every row"));
             }
         }
         (!what.is_empty()).then(|| ExtractError::Degraded {
