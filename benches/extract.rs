@@ -85,7 +85,7 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// `PW_ONLY=parse|extract|text|render`: one workload over every page, no
+/// `PW_ONLY=parse|extract|text|prescan|render`: one workload over every page, no
 /// criterion; `PW_ONLY=sizes` prints the page size range of 1000 pages.
 fn only(what: &str) {
     if what == "sizes" {
@@ -123,8 +123,17 @@ fn only(what: &str) {
                     "text" => {
                         black_box(extract_html(&plain, black_box(p), &base).expect("extracts"));
                     }
+                    "prescan" => {
+                        black_box(pivotwatch::extract::limits::prescan(
+                            black_box(p),
+                            &pivotwatch::extract::limits::HTML_LIMITS,
+                        ))
+                        .expect("passes");
+                    }
                     "render" => {}
-                    other => panic!("PW_ONLY={other}: parse, extract, text, render or sizes"),
+                    other => {
+                        panic!("PW_ONLY={other}: parse, extract, text, prescan, render or sizes")
+                    }
                 }
             }
         }

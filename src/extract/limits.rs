@@ -313,43 +313,100 @@ const KNOWN: &[(&str, u16)] = &[
     ("math", FOREIGN),
 ];
 
+/// FNV-1a: element names are short, and SipHash cost the pre-scan a
+/// third of its time.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Element names as small numbers; the names of [`KNOWN`] first.
 struct Names {
-    ids: HashMap<Vec<u8>, u32>,
+    index: &'static [Vec<(&'static [u8], u32)>],
+    ids: FnvMap<Vec<u8>, u32>,
     flags: Vec<u16>,
     buf: Vec<u8>,
 }
 
-impl Names {
-    fn new() -> Names {
-        let mut n = Names {
-            ids: HashMap::new(),
-            flags: Vec::new(),
-            buf: Vec::new(),
-        };
-        for (name, f) in KNOWN {
-            n.intern(name.as_bytes());
-            if let Some(last) = n.flags.last_mut() {
-                *last = *f;
+/// The names of [`KNOWN`] by length and first letter (either case).
+static KNOWN_INDEX: std::sync::LazyLock<Vec<Vec<(&'static [u8], u32)>>> =
+    std::sync::LazyLock::new(|| {
+        let mut index = vec![Vec::new(); 16 * 32];
+        for (id, (name, _)) in KNOWN.iter().enumerate() {
+            if let (Some(slot), Ok(id)) =
+                (index.get_mut(bucket(name.as_bytes())), u32::try_from(id))
+            {
+                slot.push((name.as_bytes(), id));
             }
         }
-        n
+        index
+    });
+
+fn bucket(name: &[u8]) -> usize {
+    let first = name.first().copied().unwrap_or(0);
+    (name.len().min(15) << 5) | usize::from(first & 31)
+}
+
+/// The id of a name of [`KNOWN`], compared without regard to case.
+fn known_id(index: &[Vec<(&'static [u8], u32)>], raw: &[u8]) -> Option<u32> {
+    index
+        .get(bucket(raw))?
+        .iter()
+        .find(|(n, _)| *n == raw || n.eq_ignore_ascii_case(raw))
+        .map(|&(_, id)| id)
+}
+
+impl Names {
+    fn new() -> Names {
+        Names {
+            index: KNOWN_INDEX.as_slice(),
+            ids: FnvMap::default(),
+            flags: KNOWN.iter().map(|(_, f)| *f).collect(),
+            buf: Vec::new(),
+        }
     }
 
     fn intern(&mut self, raw: &[u8]) -> u32 {
-        self.buf.clear();
-        self.buf.extend(raw.iter().map(u8::to_ascii_lowercase));
-        if let Some(&id) = self.ids.get(&self.buf) {
+        if let Some(id) = known_id(self.index, raw) {
             return id;
         }
+        let key: &[u8] = if raw.iter().any(u8::is_ascii_uppercase) {
+            self.buf.clear();
+            self.buf.extend(raw.iter().map(u8::to_ascii_lowercase));
+            &self.buf
+        } else {
+            raw
+        };
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let key = key.to_vec();
         let id = u32::try_from(self.flags.len()).unwrap_or(u32::MAX);
-        self.ids.insert(self.buf.clone(), id);
+        self.ids.insert(key, id);
         self.flags.push(0);
         id
     }
 
     fn id(&self, name: &str) -> u32 {
-        self.ids.get(name.as_bytes()).copied().unwrap_or(u32::MAX)
+        known_id(self.index, name.as_bytes()).unwrap_or(u32::MAX)
     }
 
     fn flags(&self, id: u32) -> u16 {
@@ -469,7 +526,7 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<Scan, ExtractError> {
     let mut elements = 0usize;
     let mut deepest = 0usize;
     let mut i = 0usize;
-    while let Some(off) = text.get(i..).and_then(|t| t.find('<')) {
+    while let Some(off) = b.get(i..).and_then(|t| memchr::memchr(b'<', t)) {
         let lt = i + off;
         i = lt + 1;
         let Some(&c) = b.get(i) else { break };
@@ -500,6 +557,7 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<Scan, ExtractError> {
         while j < n && !matches!(b[j], b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>') {
             j += 1;
         }
+        let name_end = j;
         let name = names.intern(&b[name_start..j]);
         let flags = names.flags(name);
         // Attributes, to the tag's `>`.
@@ -570,7 +628,7 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<Scan, ExtractError> {
         i = j;
 
         if end {
-            end_tag(&mut stack, &names, name, flags, table, template);
+            end_tag(&mut stack, name, flags, table, template);
             continue;
         }
         elements += 1;
@@ -681,7 +739,7 @@ pub fn prescan(text: &str, limits: &HtmlLimits) -> Result<Scan, ExtractError> {
             break;
         }
         if flags & RAW != 0 {
-            i = raw_end(b, i, &names, name);
+            i = raw_end(b, i, &b[name_start..name_end]);
             continue;
         }
         stack.push(name, flags);
@@ -710,7 +768,7 @@ fn too_deep(limits: &HtmlLimits, at: usize) -> ExtractError {
 
 /// An end tag: pops to the matching open element when the tree builder
 /// would, else ignores it (as it does).
-fn end_tag(stack: &mut Stack, names: &Names, name: u32, flags: u16, table: u32, template: u32) {
+fn end_tag(stack: &mut Stack, name: u32, flags: u16, table: u32, template: u32) {
     if flags & ROOT != 0 || flags & VOID != 0 {
         return;
     }
@@ -731,7 +789,6 @@ fn end_tag(stack: &mut Stack, names: &Names, name: u32, flags: u16, table: u32, 
         // Any other end tag stops at the first special element.
         stack.special.last().is_none_or(|&q| q < pos)
     };
-    let _ = names;
     if allowed {
         stack.pop_to(pos);
     }
@@ -758,18 +815,12 @@ fn comment_end(b: &[u8], from: usize) -> usize {
 }
 
 /// The end of a raw text element's content (after its end tag).
-fn raw_end(b: &[u8], from: usize, names: &Names, name: u32) -> usize {
-    let tag = KNOWN
-        .iter()
-        .map(|(s, _)| *s)
-        .find(|s| names.id(s) == name)
-        .unwrap_or("");
+fn raw_end(b: &[u8], from: usize, tag: &[u8]) -> usize {
     let mut k = from;
     while let Some(at) = find(b, k, b"</") {
         let s = at + 2;
         let e = s + tag.len();
-        if b.get(s..e)
-            .is_some_and(|t| t.eq_ignore_ascii_case(tag.as_bytes()))
+        if b.get(s..e).is_some_and(|t| t.eq_ignore_ascii_case(tag))
             && b.get(e)
                 .is_none_or(|c| matches!(c, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>'))
         {
@@ -782,12 +833,10 @@ fn raw_end(b: &[u8], from: usize, names: &Names, name: u32) -> usize {
 
 fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     let hay = b.get(from..)?;
-    if needle.len() == 1 {
-        return hay.iter().position(|&c| c == needle[0]).map(|p| p + from);
+    match needle {
+        [c] => memchr::memchr(*c, hay).map(|p| p + from),
+        _ => memchr::memmem::find(hay, needle).map(|p| p + from),
     }
-    hay.windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
 }
 
 #[cfg(test)]
