@@ -85,7 +85,7 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// `PW_ONLY=parse|extract|text|render`: one workload over every page, no
+/// `PW_ONLY=parse|extract|text|prescan|render`: one workload over every page, no
 /// criterion; `PW_ONLY=sizes` prints the page size range of 1000 pages.
 fn only(what: &str) {
     if what == "sizes" {
@@ -123,8 +123,17 @@ fn only(what: &str) {
                     "text" => {
                         black_box(extract_html(&plain, black_box(p), &base).expect("extracts"));
                     }
+                    "prescan" => {
+                        black_box(pivotwatch::extract::limits::prescan(
+                            black_box(p),
+                            &pivotwatch::extract::limits::HTML_LIMITS,
+                        ))
+                        .expect("passes");
+                    }
                     "render" => {}
-                    other => panic!("PW_ONLY={other}: parse, extract, text, render or sizes"),
+                    other => {
+                        panic!("PW_ONLY={other}: parse, extract, text, prescan, render or sizes")
+                    }
                 }
             }
         }
@@ -132,10 +141,102 @@ fn only(what: &str) {
     eprintln!("{what}: {bytes} bytes");
 }
 
-criterion_group!(benches, bench);
+/// Hostile pages under the default 8 MiB body cap (issue 10): the first
+/// three once cost 22–80 s of CPU each in html5ever and the selectors.
+/// The pre-scan (`extract::limits`) refuses them in milliseconds; the two
+/// `allowed:` pages are the worst that pass it, and cost what a page can
+/// cost at most.
+fn hostile_pages() -> Vec<(&'static str, String)> {
+    let mut attrs = String::from("<html><body><div");
+    for i in 0..400_000 {
+        attrs.push_str(&format!(" a{i}=x"));
+    }
+    attrs.push_str("></div></body></html>");
+    vec![
+        ("512 KB nested ul/li", "<ul><li>".repeat(512 * 1024 / 8)),
+        ("100k nested div", "<div>".repeat(100_000)),
+        ("400k attributes", attrs),
+        ("100k unclosed b", "<b>x".repeat(100_000)),
+        ("100k nested table", "<table><tr><td>".repeat(100_000)),
+        ("600k empty spans", "<span></span>".repeat(600_000)),
+        (
+            "100k nested svg g",
+            format!("<svg>{}</svg>", "<g>".repeat(100_000)),
+        ),
+        // The worst pages the pre-scan lets through: as many elements of
+        // 256 attributes as fit in 8 MiB, and 500-deep nesting up to the
+        // element limit.
+        ("allowed: 256 attributes per element, 8 MiB", {
+            let tag: String = std::iter::once("<i".to_string())
+                .chain((0..256).map(|k| format!(" a{}", k % 26)))
+                .chain(std::iter::once("></i>".to_string()))
+                .collect();
+            let mut page = String::from("<html><body>");
+            while page.len() + tag.len() < 8 * 1024 * 1024 - 64 {
+                page.push_str(&tag);
+            }
+            page
+        }),
+        (
+            "allowed: 500 deep x 990",
+            format!("{}{}", "<div>".repeat(500), "</div>".repeat(500)).repeat(990),
+        ),
+    ]
+}
+
+fn hostile(c: &mut Criterion) {
+    let (cat, _) = common::specs();
+    let ExtractSpec::Html(spec) = &*cat.spec else {
+        panic!("html spec")
+    };
+    let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
+    let mut g = c.benchmark_group("hostile page");
+    g.sample_size(10);
+    for (name, page) in hostile_pages() {
+        g.throughput(Throughput::Bytes(page.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(extract_html(spec, black_box(&page), &base).is_ok()))
+        });
+    }
+    g.finish();
+}
+
+/// `PW_ONLY=hostile`: each hostile page once, with its wall time and the
+/// outcome (no criterion; wrap in `/usr/bin/time -v` for the CPU).
+fn hostile_once() {
+    let (cat, _) = common::specs();
+    let ExtractSpec::Html(spec) = &*cat.spec else {
+        panic!("html spec")
+    };
+    let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
+    let filter = std::env::var("PW_PAGE").ok();
+    for (name, page) in hostile_pages() {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let r = extract_html(spec, &page, &base);
+        let outcome = match &r {
+            Ok(_) => "extracted".to_string(),
+            Err(e) => e.to_string(),
+        };
+        eprintln!(
+            "{name} ({} KB): {:.3} s: {}",
+            page.len() / 1024,
+            t.elapsed().as_secs_f64(),
+            outcome.chars().take(160).collect::<String>()
+        );
+    }
+}
+
+criterion_group!(benches, bench, hostile);
 
 fn main() {
     if let Ok(what) = std::env::var("PW_ONLY") {
+        if what == "hostile" {
+            hostile_once();
+            return;
+        }
         only(&what);
         return;
     }

@@ -20,10 +20,13 @@ use crate::detect;
 use crate::diff::diff;
 use crate::extract::{self, ExtractError, ExtractSpec};
 use crate::fetch::{
-    Conditional, FetchError, FetchOptions, Fetcher, Politeness, Robots, looks_blocked,
+    Conditional, FetchError, FetchOptions, FetchResponse, Fetcher, Politeness, Robots,
+    looks_blocked,
 };
 use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
-use crate::store::{Commit, NewSnapshot, SourceState, Store, StoreError, body_hash};
+use crate::store::{
+    Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash,
+};
 
 /// What one check did, as `once` reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -321,7 +324,7 @@ impl Checker {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "Check could not be recorded.");
-                    failed_report(entity, source, CheckStatus::Failed, e.to_string())
+                    failed_report(entity, source, CheckStatus::Failed, crate::text::chain(&e))
                 }
             };
             report.change_count = report.changes.len();
@@ -347,14 +350,6 @@ impl Checker {
         let mut state = state;
         state.last_check = Some(now);
 
-        let cond = if has_previous {
-            Conditional {
-                etag: state.etag.clone(),
-                last_modified: state.last_modified.clone(),
-            }
-        } else {
-            Conditional::default()
-        };
         let fetcher = self.fetcher(source);
         if let Some(r) = self
             .robots_gate(fetcher, entity, source, &state, &source.url)
@@ -362,15 +357,55 @@ impl Checker {
         {
             return Ok(r);
         }
-        let first = match fetcher.fetch(&source.url, &cond).await {
-            Ok(r) => r,
-            Err(e) => {
-                return self
-                    .fetch_failed(entity, source, state, &e.to_string(), &e)
-                    .await;
-            }
+        let paginated = match &*source.spec {
+            ExtractSpec::Html(h) if h.next_page.is_some() => Some(h),
+            _ => None,
         };
-        if first.not_modified {
+        // A paginated source is unchanged only when every page of its last
+        // walk answers 304; a page that changed is kept for the full walk.
+        let mut reuse: Option<(Url, FetchResponse)> = None;
+        if let Some(spec) = paginated
+            && has_previous
+            && !state.pages.is_empty()
+        {
+            match self
+                .revalidate_pages(fetcher, entity, source, &state, spec)
+                .await?
+            {
+                Revalidated::Unchanged(pages) => {
+                    if let Some(p1) = pages.first() {
+                        state.etag = p1.etag.clone();
+                        state.last_modified = p1.last_modified.clone();
+                    }
+                    state.pages = pages;
+                    return self.record_unchanged(entity, source, state, None).await;
+                }
+                Revalidated::Changed(page) => reuse = page.map(|b| *b),
+                Revalidated::Stopped(report) => return Ok(*report),
+            }
+        }
+        // Conditional GET on the first page is safe only when it is the
+        // whole source: a 304 says nothing of the pages behind it.
+        let cond = if has_previous && paginated.is_none() {
+            Conditional {
+                etag: state.etag.clone(),
+                last_modified: state.last_modified.clone(),
+            }
+        } else {
+            Conditional::default()
+        };
+        let first = match take_reused(&mut reuse, &source.url) {
+            Some(r) => r,
+            None => match fetcher.fetch(&source.url, &cond).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return self
+                        .fetch_failed(entity, source, state, &crate::text::chain(&e), &e)
+                        .await;
+                }
+            },
+        };
+        if first.not_modified && paginated.is_none() {
             return self.record_unchanged(entity, source, state, None).await;
         }
         let (etag, last_modified, http_status) = (
@@ -380,9 +415,11 @@ impl Checker {
         );
 
         // Extract (following pagination for HTML).
-        let paginated = matches!(&*source.spec, ExtractSpec::Html(h) if h.next_page.is_some());
         let first_hash = body_hash(&first.body);
-        if !paginated && state.body_hash.as_deref() == Some(first_hash.as_str()) && has_previous {
+        if paginated.is_none()
+            && state.body_hash.as_deref() == Some(first_hash.as_str())
+            && has_previous
+        {
             state.etag = etag;
             state.last_modified = last_modified;
             return self.record_unchanged(entity, source, state, None).await;
@@ -394,10 +431,16 @@ impl Checker {
         };
         let mut record = Record::default();
         let mut body = Vec::new();
+        let mut pages = Vec::new();
+        // Selectors no page matched (see `Unmatched::degraded`).
+        let mut unmatched: Option<extract::Unmatched> = None;
         match &*source.spec {
             ExtractSpec::Json(spec) => {
-                match extract::extract_json(spec, &first.text) {
-                    Ok(r) => record = r,
+                match extract::extract_json_page(spec, &first.text) {
+                    Ok((r, u)) => {
+                        record = r;
+                        unmatched = Some(u);
+                    }
                     Err(e) => {
                         return self
                             .extract_failed(entity, source, state, e, &first.text)
@@ -407,19 +450,28 @@ impl Checker {
                 body = first.body;
             }
             ExtractSpec::Html(spec) => {
+                // Selectors are reference-counted: a cheap copy to move.
+                let shared = Arc::new(spec.clone());
                 let mut page = first;
+                let mut requested = source.url.clone();
                 let mut seen: BTreeSet<Url> = BTreeSet::new();
                 let mut n = 0u32;
                 loop {
                     n += 1;
                     seen.insert(page.url.clone());
-                    let extracted = extract::extract_html(spec, &page.text, &page.url);
+                    // On the blocking pool: a big page costs up to the
+                    // parse bound (`extract::limits`), never a runtime
+                    // worker's time.
+                    let (extracted, text) = extract_page(
+                        shared.clone(),
+                        std::mem::take(&mut page.text),
+                        page.url.clone(),
+                    )
+                    .await?;
                     let p = match extracted {
                         Ok(p) => p,
                         Err(e) => {
-                            return self
-                                .extract_failed(entity, source, state, e, &page.text)
-                                .await;
+                            return self.extract_failed(entity, source, state, e, &text).await;
                         }
                     };
                     if n > 1 {
@@ -429,6 +481,16 @@ impl Checker {
                     }
                     body.extend_from_slice(&page.body);
                     merge(&mut record, p.record);
+                    match &mut unmatched {
+                        Some(u) => u.intersect(&p.unmatched),
+                        None => unmatched = Some(p.unmatched),
+                    }
+                    pages.push(PageValidators {
+                        url: requested.to_string(),
+                        etag: page.etag.clone(),
+                        last_modified: page.last_modified.clone(),
+                        next: p.next.as_ref().map(Url::to_string),
+                    });
                     let Some(next) = p.next else { break };
                     if n >= spec.max_pages || seen.contains(&next) {
                         break;
@@ -439,17 +501,31 @@ impl Checker {
                     {
                         return Ok(r);
                     }
-                    page = match fetcher.fetch(&next, &Conditional::default()).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let msg = format!("page {} ({next}): {e}", n + 1);
-                            return self.fetch_failed(entity, source, state, &msg, &e).await;
-                        }
+                    page = match take_reused(&mut reuse, &next) {
+                        Some(r) => r,
+                        None => match fetcher.fetch(&next, &Conditional::default()).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let msg =
+                                    format!("page {} ({next}): {}", n + 1, crate::text::chain(&e));
+                                return self.fetch_failed(entity, source, state, &msg, &e).await;
+                            }
+                        },
                     };
+                    requested = next;
                 }
             }
         }
-        let hash = if paginated {
+        // A selector that stopped matching is a broken source, not a
+        // removed value: fail, keep the previous snapshot the latest.
+        if let (Some(prev), Some(u)) = (&previous, &unmatched)
+            && let Some(e) = u.degraded(&prev.record)
+        {
+            return self
+                .record_failure(entity, source, state, &crate::text::chain(&e), false)
+                .await;
+        }
+        let hash = if paginated.is_some() {
             body_hash(&body)
         } else {
             first_hash
@@ -457,6 +533,9 @@ impl Checker {
         state.etag = etag;
         state.last_modified = last_modified;
         state.body_hash = Some(hash.clone());
+        if paginated.is_some() {
+            state.pages = pages;
+        }
 
         // One diff: empty means the record is the same (only noise moved).
         let changes = previous
@@ -552,6 +631,75 @@ impl Checker {
         .without_error())
     }
 
+    /// Asks every page of the last walk of a paginated source whether it
+    /// changed, each with its own validators, following the stored chain.
+    async fn revalidate_pages(
+        &self,
+        fetcher: &Fetcher,
+        entity: &Entity,
+        source: &Source,
+        state: &SourceState,
+        spec: &extract::HtmlSpec,
+    ) -> Result<Revalidated, CheckError> {
+        let mut out = Vec::with_capacity(state.pages.len());
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut url = source.url.clone();
+        for (i, page) in state.pages.iter().enumerate() {
+            if page.url != url.as_str() || (page.etag.is_none() && page.last_modified.is_none()) {
+                // The chain moved, or this page cannot be asked: read it all.
+                return Ok(Revalidated::Changed(None));
+            }
+            if i > 0
+                && let Some(r) = self
+                    .robots_gate(fetcher, entity, source, state, &url)
+                    .await?
+            {
+                return Ok(Revalidated::Stopped(Box::new(r)));
+            }
+            let cond = Conditional {
+                etag: page.etag.clone(),
+                last_modified: page.last_modified.clone(),
+            };
+            let resp = match fetcher.fetch(&url, &cond).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let msg = if i == 0 {
+                        crate::text::chain(&e)
+                    } else {
+                        format!("page {} ({url}): {}", i + 1, crate::text::chain(&e))
+                    };
+                    let r = self
+                        .fetch_failed(entity, source, state.clone(), &msg, &e)
+                        .await?;
+                    return Ok(Revalidated::Stopped(Box::new(r)));
+                }
+            };
+            if !resp.not_modified {
+                return Ok(Revalidated::Changed(Some(Box::new((url, resp)))));
+            }
+            seen.insert(url.to_string());
+            out.push(PageValidators {
+                url: page.url.clone(),
+                etag: resp.etag,
+                last_modified: resp.last_modified,
+                next: page.next.clone(),
+            });
+            let Some(next) = &page.next else {
+                return Ok(Revalidated::Unchanged(out));
+            };
+            let pages_read = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            if pages_read >= spec.max_pages || seen.contains(next) {
+                return Ok(Revalidated::Unchanged(out));
+            }
+            url = match Url::parse(next) {
+                Ok(u) => u,
+                Err(_) => return Ok(Revalidated::Changed(None)),
+            };
+        }
+        // The chain goes on past the pages stored (`max_pages` was raised).
+        Ok(Revalidated::Changed(None))
+    }
+
     async fn extract_failed(
         &self,
         entity: &Entity,
@@ -562,9 +710,12 @@ impl Checker {
     ) -> Result<CheckReport, CheckError> {
         let blocked = looks_blocked(text);
         let msg = if blocked {
-            format!("the site answered with a block page or bot challenge ({e})")
+            format!(
+                "the site answered with a block page or bot challenge ({})",
+                crate::text::chain(&e)
+            )
         } else {
-            e.to_string()
+            crate::text::chain(&e)
         };
         self.record_failure(entity, source, state, &msg, blocked)
             .await
@@ -663,6 +814,41 @@ fn failed_report(
         findings: vec![],
         transient: false,
         retry_after: None,
+    }
+}
+
+/// Extracts one HTML page on the blocking pool; gives the text back (a
+/// failure looks in it for a block page).
+async fn extract_page(
+    spec: Arc<extract::HtmlSpec>,
+    text: String,
+    url: Url,
+) -> Result<(Result<extract::HtmlPage, ExtractError>, String), CheckError> {
+    let job = tokio::task::spawn_blocking(move || {
+        let r = extract::extract_html(&spec, &text, &url);
+        (r, text)
+    });
+    job.await
+        .map_err(|e| CheckError::Task(format!("extracting the page failed: {e}")))
+}
+
+/// What asking the pages of a paginated source found.
+enum Revalidated {
+    /// Every page answered 304: their refreshed validators.
+    Unchanged(Vec<PageValidators>),
+    /// Something changed: the whole chain is read again, reusing the page
+    /// that answered with a body (requested URL, response), if any.
+    Changed(Option<Box<(Url, FetchResponse)>>),
+    /// The check ended here (robots.txt, a failed fetch), already recorded.
+    Stopped(Box<CheckReport>),
+}
+
+/// The response kept for `url`, if it is the one kept.
+fn take_reused(reuse: &mut Option<(Url, FetchResponse)>, url: &Url) -> Option<FetchResponse> {
+    if reuse.as_ref().is_some_and(|(u, _)| u == url) {
+        reuse.take().map(|(_, r)| r)
+    } else {
+        None
     }
 }
 

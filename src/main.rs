@@ -59,7 +59,12 @@ fn main() -> ExitCode {
             return ExitCode::from(app::EXIT_FAILED);
         }
     };
-    match runtime.block_on(app::run(cli)) {
+    let result = runtime.block_on(app::run(cli));
+    // Work still on the blocking pool (a check abandoned at the end of the
+    // grace period, e.g. a page being parsed) must not hold the exit: the
+    // runtime's drop would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(code) => ExitCode::from(code),
         // The reader went away (`pivotwatch findings | head -1`): what it
         // wanted was written; stop quietly, as ripgrep does.

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use scraper::{ElementRef, Html, Node, Selector};
+use scraper::{ElementRef, Node, Selector};
 use url::Url;
 
-use super::{Column, ExtractError, build_item, clean_text, insert_items};
+use super::{Column, ExtractError, Unmatched, build_item, clean_text, insert_items};
 use crate::record::{FieldValue, Record};
 
 /// One field or column: a compiled selector, and what to read of the match.
@@ -81,19 +81,27 @@ pub struct HtmlPage {
     pub record: Record,
     /// The next page, when the spec paginates and the page links one.
     pub next: Option<Url>,
+    /// Selectors that matched no element on this page.
+    pub unmatched: Unmatched,
 }
 
 /// Extracts one page. `base` resolves relative links.
 pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage, ExtractError> {
-    let doc = Html::parse_document(text);
+    let doc = super::limits::parse(text, &super::limits::HTML_LIMITS)?;
     let root = doc.root_element();
     let mut page = HtmlPage::default();
 
     let mut any_field = false;
     for (name, field) in &spec.fields {
-        if let Some(v) = read_field(root, field, field.all, base) {
+        let (v, matched) = read_field(root, field, field.all, base);
+        if let Some(v) = v {
             any_field = true;
             page.record.fields.insert(name.clone(), v);
+        }
+        if !matched {
+            page.unmatched
+                .fields
+                .insert(name.clone(), field.source.clone());
         }
     }
     if !spec.fields.is_empty() && !any_field && spec.items.is_none() {
@@ -110,11 +118,15 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
     if let Some(items) = &spec.items {
         let mut rows = 0usize;
         let mut found = Vec::new();
+        // Columns whose selector matched an element in some row.
+        let mut matched_columns = vec![false; items.columns.len()];
         for row in root.select(&items.row.selector) {
             rows += 1;
             let mut values = BTreeMap::new();
-            for (col, f) in &items.columns {
-                if let Some(FieldValue::Text(t)) = read_field(row, f, false, base) {
+            for ((col, f), seen) in items.columns.iter().zip(matched_columns.iter_mut()) {
+                let (v, matched) = read_field(row, f, false, base);
+                *seen |= matched;
+                if let Some(FieldValue::Text(t)) = v {
                     values.insert(col.clone(), t);
                 }
             }
@@ -127,11 +139,22 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
                 selector: items.row.source.clone(),
             });
         }
+        for ((col, f), seen) in items.columns.iter().zip(matched_columns) {
+            if !seen {
+                page.unmatched
+                    .columns
+                    .insert(col.name().to_string(), f.source.clone());
+            } else if !found.iter().any(|it| super::has_column(it, col)) {
+                page.unmatched
+                    .empty_columns
+                    .insert(col.name().to_string(), f.source.clone());
+            }
+        }
         insert_items(&mut page.record, found);
     }
 
     if let Some(next) = &spec.next_page
-        && let Some(FieldValue::Text(href)) = read_field(root, next, false, base)
+        && let (Some(FieldValue::Text(href)), _) = read_field(root, next, false, base)
         && let Ok(u) = base.join(&href)
         && matches!(u.scheme(), "http" | "https")
     {
@@ -141,14 +164,16 @@ pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage,
 }
 
 /// Reads `field` in `scope`: every match as a list when `all`, else the
-/// first match with a non-empty value. (`all` is a parameter so that item
-/// columns, always single, need no per-row copy of the field.)
+/// first match with a non-empty value; and whether the selector matched
+/// any element at all (an element with no text still matched). (`all` is
+/// a parameter so that item columns, always single, need no per-row copy
+/// of the field.)
 fn read_field(
     scope: ElementRef<'_>,
     field: &HtmlField,
     all: bool,
     base: &Url,
-) -> Option<FieldValue> {
+) -> (Option<FieldValue>, bool) {
     let read = |el: ElementRef<'_>| -> Option<String> {
         let v = match &field.attr {
             Some(a) => {
@@ -171,14 +196,23 @@ fn read_field(
     }
     if all {
         matches.extend(scope.select(&field.selector));
+        let matched = !matches.is_empty();
         let list: Vec<String> = matches.into_iter().filter_map(read).collect();
-        (!list.is_empty()).then_some(FieldValue::List(list))
+        (
+            (!list.is_empty()).then_some(FieldValue::List(list)),
+            matched,
+        )
     } else {
-        matches
+        let mut matched = false;
+        let v = matches
             .into_iter()
             .chain(scope.select(&field.selector))
-            .find_map(read)
-            .map(FieldValue::Text)
+            .find_map(|el| {
+                matched = true;
+                read(el)
+            })
+            .map(FieldValue::Text);
+        (v, matched)
     }
 }
 

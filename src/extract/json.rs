@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Column, ExtractError, build_item, clean_text, insert_items};
+use super::{Column, ExtractError, Unmatched, build_item, clean_text, insert_items};
 use crate::record::{FieldValue, Record};
 
 /// One field or column: a JSON pointer, and whether to keep every element.
@@ -55,12 +55,22 @@ pub struct JsonSpec {
 
 /// Extracts a record from a JSON body.
 pub fn extract_json(spec: &JsonSpec, text: &str) -> Result<Record, ExtractError> {
+    extract_json_page(spec, text).map(|(r, _)| r)
+}
+
+/// Extracts a record from a JSON body, with the pointers that resolved to
+/// nothing (a pointer to `null` or `""` resolved).
+pub fn extract_json_page(spec: &JsonSpec, text: &str) -> Result<(Record, Unmatched), ExtractError> {
     let doc: Value =
         serde_json::from_str(text).map_err(|e| ExtractError::InvalidJson(e.to_string()))?;
     let mut record = Record::default();
+    let mut unmatched = Unmatched::default();
     for (name, f) in &spec.fields {
         if let Some(v) = read(&doc, f) {
             record.fields.insert(name.clone(), v);
+        }
+        if doc.pointer(&f.pointer).is_none() {
+            unmatched.fields.insert(name.clone(), f.pointer.clone());
         }
     }
     if !spec.fields.is_empty() && record.fields.is_empty() && spec.items.is_none() {
@@ -88,9 +98,11 @@ pub fn extract_json(spec: &JsonSpec, text: &str) -> Result<Record, ExtractError>
             }
         };
         let mut found = Vec::new();
+        let mut matched_columns = vec![false; items.columns.len()];
         for el in arr {
             let mut values = BTreeMap::new();
-            for (col, f) in &items.columns {
+            for ((col, f), seen) in items.columns.iter().zip(matched_columns.iter_mut()) {
+                *seen |= el.pointer(&f.pointer).is_some();
                 if let Some(FieldValue::Text(t)) = read(
                     el,
                     &JsonField {
@@ -110,9 +122,20 @@ pub fn extract_json(spec: &JsonSpec, text: &str) -> Result<Record, ExtractError>
                 selector: items.row.clone(),
             });
         }
+        for ((col, f), seen) in items.columns.iter().zip(matched_columns) {
+            if !seen {
+                unmatched
+                    .columns
+                    .insert(col.name().to_string(), f.pointer.clone());
+            } else if !found.iter().any(|it| super::has_column(it, col)) {
+                unmatched
+                    .empty_columns
+                    .insert(col.name().to_string(), f.pointer.clone());
+            }
+        }
         insert_items(&mut record, found);
     }
-    Ok(record)
+    Ok((record, unmatched))
 }
 
 fn read(doc: &Value, f: &JsonField) -> Option<FieldValue> {

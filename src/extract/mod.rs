@@ -10,6 +10,7 @@
 
 mod html;
 mod json;
+pub mod limits;
 mod normalize;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 pub use html::{
     HtmlField, HtmlItems, HtmlPage, HtmlSpec, compile_selector, element_text, extract_html,
 };
-pub use json::{JsonField, JsonItems, JsonSpec, check_pointer, extract_json};
+pub use json::{JsonField, JsonItems, JsonSpec, check_pointer, extract_json, extract_json_page};
 pub use normalize::{clean_text, fold, item_key, normalise_part_number};
 
 use crate::record::{Item, Record};
@@ -91,6 +92,120 @@ pub enum ExtractError {
         /// The pointer as written.
         pointer: String,
     },
+    /// The page exceeds a bound of [`limits::HTML_LIMITS`] (nesting depth,
+    /// attributes on one element, elements, parse time).
+    #[error(
+        "the page is too complex to parse safely ({detail}); the {limit} limit is {max}, and real catalogue and registry pages stay far below it: the page is malformed or hostile, so nothing was stored"
+    )]
+    TooComplex {
+        /// Which limit: `depth`, `attributes per element`, `elements`,
+        /// `parse time`.
+        limit: &'static str,
+        /// Its value.
+        max: String,
+        /// Where and what was found.
+        detail: String,
+    },
+    /// Selectors that had values in the previous snapshot matched nothing,
+    /// while the page's other selectors still matched: the site's markup
+    /// changed under the watchlist, which is not a change of the record.
+    #[error(
+        "degraded: {unmatched}, though the previous snapshot had values there and the page's other selectors still match; the site's markup probably changed: fix the selector (try `pivotwatch probe URL`); nothing was recorded as removed"
+    )]
+    Degraded {
+        /// What stopped matching, e.g. ``field `officers` (`td.off`) matched
+        /// nothing``.
+        unmatched: String,
+    },
+}
+
+/// Selectors (or JSON pointers) of a spec that matched no element on a
+/// page, by field name and by column name, each with the selector as
+/// written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unmatched {
+    /// Fields whose selector matched no element.
+    pub fields: BTreeMap<String, String>,
+    /// Item columns whose selector matched no element in any row.
+    pub columns: BTreeMap<String, String>,
+    /// Item columns whose selector matched, but only elements without a
+    /// value, in every row.
+    pub empty_columns: BTreeMap<String, String>,
+}
+
+/// Whether `item` has a value in `col`.
+pub(crate) fn has_column(item: &Item, col: &Column) -> bool {
+    match col {
+        Column::Name => item.name.is_some(),
+        Column::Manufacturer => item.manufacturer.is_some(),
+        Column::PartNumber => item.part_number.is_some(),
+        Column::Price => item.price.is_some(),
+        Column::Link => item.link.is_some(),
+        Column::Extra(n) => item.extra.contains_key(n),
+    }
+}
+
+impl Unmatched {
+    /// Keeps only what `other` (another page of the same walk) did not
+    /// match either: a selector is unmatched when no page matched it.
+    pub fn intersect(&mut self, other: &Unmatched) {
+        self.fields.retain(|k, _| other.fields.contains_key(k));
+        // A column is valueless on the walk when it is on every page;
+        // "matched nothing" only when no page matched it.
+        let valueless =
+            |k: &String| other.columns.contains_key(k) || other.empty_columns.contains_key(k);
+        let mut moved = Vec::new();
+        self.columns.retain(|k, sel| {
+            if other.columns.contains_key(k) {
+                true
+            } else {
+                if valueless(k) {
+                    moved.push((k.clone(), sel.clone()));
+                }
+                false
+            }
+        });
+        self.empty_columns.retain(|k, _| valueless(k));
+        self.empty_columns.extend(moved);
+    }
+
+    /// The rule of a broken source: a field that had a value in
+    /// `previous` and whose selector now matches no element, or an item
+    /// column that had a value in one of its items and now has a value in
+    /// no row (its selector matches nothing, or only empty cells), on a
+    /// page that extracted (so its other selectors matched), makes the
+    /// check fail as [`ExtractError::Degraded`]. A field selector that
+    /// still matches an element whose text is now empty, and a column
+    /// that still has a value in some row, are changes, not this.
+    pub fn degraded(&self, previous: &Record) -> Option<ExtractError> {
+        let mut what = Vec::new();
+        for (name, sel) in &self.fields {
+            if previous.fields.contains_key(name) {
+                what.push(format!("field `{name}` (`{sel}`) matched nothing"));
+            }
+        }
+        let had = |col: &str| {
+            previous
+                .items
+                .values()
+                .any(|it| it.attributes().contains_key(col))
+        };
+        for (col, sel) in &self.columns {
+            if had(col) {
+                what.push(format!(
+                    "column `{col}` (`{sel}`) matched nothing in any row"
+                ));
+            }
+        }
+        for (col, sel) in &self.empty_columns {
+            if had(col) {
+                what.push(format!("column `{col}` (`{sel}`) is empty in every row"));
+            }
+        }
+        (!what.is_empty()).then(|| ExtractError::Degraded {
+            unmatched: what.join(", "),
+        })
+    }
 }
 
 /// Builds an [`Item`] from column values, returning `None` for rows that

@@ -330,6 +330,27 @@ pub struct SourceState {
     /// Latest snapshot id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_snapshot: Option<u64>,
+    /// Each page of a paginated source as last read whole, page 1 first:
+    /// its validators and the next link it had (empty for one-page
+    /// sources and in states written before pages were tracked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<PageValidators>,
+}
+
+/// One page of a paginated source, as its last good check saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageValidators {
+    /// The URL requested.
+    pub url: String,
+    /// Its `ETag`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Its `Last-Modified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// The next page it linked (`None` on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// A snapshot to commit, with the raw body kept as evidence.
