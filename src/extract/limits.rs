@@ -346,19 +346,19 @@ struct Names {
     buf: Vec<u8>,
 }
 
+/// Buckets of (name, id).
+type Index = Vec<Vec<(&'static [u8], u32)>>;
+
 /// The names of [`KNOWN`] by length and first letter (either case).
-static KNOWN_INDEX: std::sync::LazyLock<Vec<Vec<(&'static [u8], u32)>>> =
-    std::sync::LazyLock::new(|| {
-        let mut index = vec![Vec::new(); 16 * 32];
-        for (id, (name, _)) in KNOWN.iter().enumerate() {
-            if let (Some(slot), Ok(id)) =
-                (index.get_mut(bucket(name.as_bytes())), u32::try_from(id))
-            {
-                slot.push((name.as_bytes(), id));
-            }
+static KNOWN_INDEX: std::sync::LazyLock<Index> = std::sync::LazyLock::new(|| {
+    let mut index = vec![Vec::new(); 16 * 32];
+    for (id, (name, _)) in KNOWN.iter().enumerate() {
+        if let (Some(slot), Ok(id)) = (index.get_mut(bucket(name.as_bytes())), u32::try_from(id)) {
+            slot.push((name.as_bytes(), id));
         }
-        index
-    });
+    }
+    index
+});
 
 fn bucket(name: &[u8]) -> usize {
     let first = name.first().copied().unwrap_or(0);
