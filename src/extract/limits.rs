@@ -346,11 +346,11 @@ struct Names {
     buf: Vec<u8>,
 }
 
-/// One bucket of [`KNOWN_INDEX`]: names and their ids.
-type Bucket = Vec<(&'static [u8], u32)>;
+/// Buckets of (name, id).
+type Index = Vec<Vec<(&'static [u8], u32)>>;
 
 /// The names of [`KNOWN`] by length and first letter (either case).
-static KNOWN_INDEX: std::sync::LazyLock<Vec<Bucket>> = std::sync::LazyLock::new(|| {
+static KNOWN_INDEX: std::sync::LazyLock<Index> = std::sync::LazyLock::new(|| {
     let mut index = vec![Vec::new(); 16 * 32];
     for (id, (name, _)) in KNOWN.iter().enumerate() {
         if let (Some(slot), Ok(id)) = (index.get_mut(bucket(name.as_bytes())), u32::try_from(id)) {
