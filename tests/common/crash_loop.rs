@@ -153,24 +153,52 @@ fn queue(dir: &Path, n: usize) -> BTreeMap<u64, String> {
         })
         .expect("commit");
     store.flush().expect("flush");
+    let installation = store.installation_id().to_string();
+    drop(store);
+    wait_unlocked(dir);
     committed
         .findings
         .iter()
         .map(|f| {
-            let id =
-                alert::finding_message_id(&config.settings, store.installation_id(), f.id, "desk")
-                    .expect("Message-ID");
+            let id = alert::finding_message_id(&config.settings, &installation, f.id, "desk")
+                .expect("Message-ID");
             (f.id, id)
         })
         .collect()
 }
 
 fn pending(dir: &Path) -> usize {
-    Store::open(&dir.join("state"))
+    let n = Store::open(&dir.join("state"))
         .expect("store")
         .pending_deliveries()
         .expect("outbox")
-        .len()
+        .len();
+    wait_unlocked(dir);
+    n
+}
+
+/// Waits until sled, dropped in this process a moment ago, has released its
+/// file lock (its flusher thread lets go of the database asynchronously),
+/// so that the `pivotwatch` started next does not find the store "in use".
+/// The lock is sled's `flock` on `state/db/db`.
+fn wait_unlocked(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let file = std::fs::File::open(dir.join("state/db/db")).expect("sled's db file");
+    loop {
+        // SAFETY: flock on a file descriptor this function owns for the
+        // duration of the call; no memory is shared.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sled kept its lock 10 s after the store was dropped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn command(bin: &Path, dir: &Path) -> tokio::process::Command {
@@ -193,16 +221,23 @@ async fn once_killed(bin: &Path, dir: &Path, after: Option<Duration>) -> (Durati
         .spawn()
         .expect("spawn pivotwatch");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
     let announced = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(l)) = lines.next_line().await {
             if l.contains(alert::TEST_PAUSE_ENV) {
                 return true;
             }
+            seen.push(l);
         }
         false
     })
     .await;
-    assert_eq!(announced, Ok(true), "pivotwatch reached the delivery phase");
+    assert_eq!(
+        announced,
+        Ok(true),
+        "pivotwatch did not reach the delivery phase; its stderr:\n{}",
+        seen.join("\n")
+    );
     let start = Instant::now();
     // Drain stderr so the child never blocks on it.
     let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
