@@ -24,6 +24,9 @@ use crate::fetch::{
     looks_blocked,
 };
 use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
+// Re-exported for `app` (`crate::check::blocking`) until it calls
+// `crate::store::blocking` itself.
+pub(crate) use crate::store::blocking;
 use crate::store::{
     Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash,
 };
@@ -602,8 +605,25 @@ impl Checker {
                 changes: &changes,
                 profile: &profile,
             };
-            let raised = |k: &str| store.finding_for_key(k).ok().flatten().is_some();
-            detect::detect(&input, &raised)
+            // Which of the keys the rules can produce were raised before:
+            // read on the blocking pool, a store error fails the check.
+            let keys: Vec<String> = detect::evaluate(&input)
+                .into_iter()
+                .filter_map(|v| v.finding)
+                .flat_map(|f| std::iter::once(f.dedup_key).chain(f.escalation_keys))
+                .collect();
+            let store = store.clone();
+            let raised = blocking(move || {
+                let mut raised = BTreeSet::new();
+                for k in keys {
+                    if store.finding_for_key(&k)?.is_some() {
+                        raised.insert(k);
+                    }
+                }
+                Ok(raised)
+            })
+            .await?;
+            detect::detect(&input, &|k: &str| raised.contains(k))
         };
         let deliveries = findings
             .iter()
@@ -857,16 +877,4 @@ fn merge(into: &mut Record, page: Record) {
         into.fields.entry(k).or_insert(v);
     }
     extract::insert_items(into, page.items.into_values().collect());
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(StoreError::Corrupt {
-            key: "task".into(),
-            detail: format!("store task failed: {e}"),
-        }),
-    }
 }

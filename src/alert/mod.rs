@@ -32,7 +32,7 @@ pub use transport::{SendFailure, SendOk, Transport, classify_smtp_error};
 
 use crate::config::{Config, DeliveryMode, Entity, Settings, Subscriber, Watchlist};
 use crate::record::Finding;
-use crate::store::{Delivery, DigestState, Store, StoreError};
+use crate::store::{Delivery, DigestState, Store, StoreError, run_blocking as blocking};
 
 /// Name of the built-in subscriber used when no `[[subscriber]]` is set:
 /// every finding goes to the `[email] from` address.
@@ -81,9 +81,6 @@ pub enum AlertError {
     /// A direct send (test mail, notice) failed.
     #[error("sending failed: {0}")]
     Send(String),
-    /// A background task failed.
-    #[error("internal error in the delivery task: {0}")]
-    Task(String),
 }
 
 /// The subscribers a finding goes to (immediately or in a digest).
@@ -275,18 +272,6 @@ pub async fn delivery_loop(store: Store, config: Arc<Config>, shutdown: impl Fut
             _ = tokio::time::sleep(wait) => {}
         }
     }
-}
-
-/// Runs a store call on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    store: &Store,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, AlertError> {
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || f(&s))
-        .await
-        .map_err(|e| AlertError::Task(e.to_string()))?
-        .map_err(AlertError::from)
 }
 
 /// Exponential backoff with ±20 % jitter: 1 min, 2, 4 … capped at 1 h.

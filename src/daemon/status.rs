@@ -65,14 +65,13 @@ impl SourceView {
     }
 }
 
+/// [`crate::store::blocking`], its error as the endpoint's response.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error(crate::text::chain(&e))),
-        Err(e) => Err(error(e.to_string())),
-    }
+    crate::store::blocking(f)
+        .await
+        .map_err(|e| error(crate::text::chain(&e)))
 }
 
 fn error(msg: String) -> Response {

@@ -21,7 +21,14 @@
 //! - `meta`: `installation_id` → the random id of this store, created with
 //!   it (Message-IDs and Atom ids carry it, so two installations, or a store
 //!   made anew, never reuse one another's ids); `seq` → how many flushes
-//!   the store has made (u64), recorded in the integrity marker
+//!   the store has made (u64), recorded in the integrity marker;
+//!   `schema_version` → the layout version ([`SCHEMA_VERSION`], u64)
+//!
+//! Files, one per tree family: `sources.rs`, `snapshots.rs` (with the
+//! history index and blobs), `commit.rs` (a check's commit, findings),
+//! `outbox.rs` (deliveries, sent log, digests), `daemon.rs`; `codec.rs`
+//! holds the encodings, key layouts and the generic get/iterate helpers;
+//! `inner.rs` the open database; `error.rs` the error type.
 //!
 //! Failing closed: flushes and commits are bounded by `[store]
 //! write_timeout`; sled's errors become typed [`StoreError`]s naming the
@@ -32,9 +39,16 @@
 //! and a damaged sled snapshot file is rebuilt from when the data is
 //! intact (`recover.rs`).
 
+mod codec;
+mod commit;
+mod daemon;
+mod error;
 mod inner;
 mod marker;
+mod outbox;
 mod recover;
+mod snapshots;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,470 +56,16 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
-use crate::record::{CheckStatus, Finding, Snapshot};
+pub use codec::SCHEMA_VERSION;
+pub use commit::{Commit, Committed};
+pub use daemon::DaemonSource;
+pub use error::StoreError;
+use error::from_fault;
 use inner::{Fault, Inner};
 use marker::Marker;
-
-/// Store failures. Each says what happened and what to do next; none
-/// carries sled's own text (its debug output is not for users).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// Another process holds the database.
-    #[error(
-        "the store at {path} is in use by another pivotwatch process (is `pivotwatch run` running?); stop it or use another --state-dir"
-    )]
-    Locked {
-        /// The state folder.
-        path: PathBuf,
-    },
-    /// The folder cannot be created or read.
-    #[error("cannot open the store at {path}")]
-    Io {
-        /// The state folder.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The disk holding the store is full (ENOSPC, or a quota).
-    #[error(
-        "the disk holding the store at {path} is full (no space left on device): free space on it, or move [store] path to a bigger disk, then run again; nothing committed is lost, and queued alerts go out once the store can write again"
-    )]
-    DiskFull {
-        /// The state folder.
-        path: PathBuf,
-    },
-    /// A write (flush, commit) did not finish within `[store] write_timeout`.
-    #[error(
-        "a write to the store at {path} did not finish within {after_s} s ([store] write_timeout): the disk holding it may be full, failing or very slow; check it (df -h, dmesg), then run again; nothing committed is lost"
-    )]
-    WriteTimeout {
-        /// The state folder.
-        path: PathBuf,
-        /// The timeout, in seconds.
-        after_s: u64,
-    },
-    /// After a failure, the database cannot be reopened because a write
-    /// that timed out still holds it.
-    #[error(
-        "the store at {path} cannot be reopened: an earlier write is still stuck on the disk; check the disk (df -h, dmesg); if it does not recover, restart pivotwatch"
-    )]
-    Stalled {
-        /// The state folder.
-        path: PathBuf,
-    },
-    /// Reading or writing the database failed (not a full disk).
-    #[error(
-        "reading or writing the store at {path} failed; check the disk and the folder's permissions"
-    )]
-    Disk {
-        /// The state folder.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// sled found damaged data in the database files.
-    #[error(
-        "the store at {path} is damaged (its database files hold corrupted data); pivotwatch refuses to use it and changed nothing: restore the state folder from a backup, or move it aside to start afresh (every source is then seen anew and old findings may be alerted again)"
-    )]
-    Damaged {
-        /// The database folder.
-        path: PathBuf,
-    },
-    /// sled's snapshot file is damaged and the data files alone do not
-    /// rebuild the store the marker describes.
-    #[error(
-        "the store's snapshot file {file} is damaged and the store cannot be rebuilt without it ({why}); pivotwatch refuses to use it and changed nothing: restore the state folder from a backup, or move it aside to start afresh (old findings may then be alerted again)"
-    )]
-    DamagedSnapshot {
-        /// The snapshot file.
-        file: PathBuf,
-        /// Why the rebuild was refused.
-        why: String,
-    },
-    /// The database opened empty while its marker says it held data.
-    #[error(
-        "the store at {path} opened empty, but its integrity marker {marker} says it had made {seq} flush(es) as installation {installation_id}: its database files were lost or damaged; pivotwatch refuses to use it (it would alert old findings again under reused ids). Restore the state folder from a backup; to start afresh on purpose, move the whole folder aside"
-    )]
-    Emptied {
-        /// The database folder.
-        path: PathBuf,
-        /// The marker file.
-        marker: PathBuf,
-        /// What the marker records.
-        seq: u64,
-        /// The installation id the marker names.
-        installation_id: String,
-    },
-    /// The database belongs to another installation than its marker.
-    #[error(
-        "the store at {path} is installation {found}, but its integrity marker {marker} names installation {expected}: the database was replaced or made anew; pivotwatch refuses to use it. Put back the matching database (restore the state folder from a backup); to use this one on purpose, delete {marker}"
-    )]
-    Replaced {
-        /// The database folder.
-        path: PathBuf,
-        /// The marker file.
-        marker: PathBuf,
-        /// The database's installation id.
-        found: String,
-        /// The marker's.
-        expected: String,
-    },
-    /// The database is behind its marker: flushed writes were lost.
-    #[error(
-        "the store at {path} is behind its integrity marker {marker} (flush {found} on disk, {expected} recorded): writes it had made durable are gone (damaged files, or an older copy put back); pivotwatch refuses to use it. Restore the latest backup of the state folder; to accept this older copy on purpose, delete {marker} (alerts committed after it may be sent again)"
-    )]
-    Behind {
-        /// The database folder.
-        path: PathBuf,
-        /// The marker file.
-        marker: PathBuf,
-        /// The sequence number in the database.
-        found: u64,
-        /// The marker's.
-        expected: u64,
-    },
-    /// The marker file itself does not read.
-    #[error(
-        "the store's integrity marker {path} is damaged ({detail}); restore the state folder from a backup, or, if the store is known to be good, delete the marker (it is written again)"
-    )]
-    Marker {
-        /// The marker file.
-        path: PathBuf,
-        /// What is wrong with it.
-        detail: String,
-    },
-    /// The marker file cannot be read or written.
-    #[error("cannot read or write the store's integrity marker {path}")]
-    MarkerIo {
-        /// The marker file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The store stopped after an unexpected failure inside sled.
-    #[error(
-        "the store at {path} failed unexpectedly ({detail}); restart pivotwatch, and report it if it happens again"
-    )]
-    Internal {
-        /// The state folder.
-        path: PathBuf,
-        /// What sled said.
-        detail: String,
-    },
-    /// A stored value does not decode.
-    #[error(
-        "stored value under {key} does not decode ({detail}); the store may be from a newer pivotwatch"
-    )]
-    Corrupt {
-        /// Which key.
-        key: String,
-        /// The decoder's message.
-        detail: String,
-    },
-    /// Compression or decompression of evidence failed.
-    #[error("evidence blob {hash}: {detail}")]
-    Blob {
-        /// The body hash.
-        hash: String,
-        /// What failed.
-        detail: String,
-    },
-}
-
-impl StoreError {
-    /// Whether the disk is the likely cause (full, failing or too slow):
-    /// the daemon tells the operator and retries.
-    pub fn is_disk(&self) -> bool {
-        matches!(
-            self,
-            StoreError::DiskFull { .. }
-                | StoreError::WriteTimeout { .. }
-                | StoreError::Stalled { .. }
-                | StoreError::Disk { .. }
-                | StoreError::MarkerIo { .. }
-        )
-    }
-}
-
-/// Whether an I/O error means "no space left" (ENOSPC, or EDQUOT).
-fn is_disk_full(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
-        || matches!(e.raw_os_error(), Some(28 | 122))
-    {
-        return true;
-    }
-    // sled 0.34 rewraps the OS error as text ("Os { code: 28, ... }").
-    let text = e.to_string();
-    text.contains("code: 28,") || text.contains("code: 122,")
-}
-
-/// The OS error behind an I/O error sled rewrapped as its Debug text, so
-/// that what users see reads "Input/output error (os error 5)".
-fn clean_io(e: std::io::Error) -> std::io::Error {
-    if e.raw_os_error().is_some() {
-        return e;
-    }
-    let text = e.to_string();
-    let code = text
-        .split_once("code: ")
-        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse::<i32>().ok());
-    match code {
-        Some(n) => std::io::Error::from_raw_os_error(n),
-        None if text.contains('{') => std::io::Error::from(e.kind()),
-        None => e,
-    }
-}
-
-/// The user-facing form of a sled error in the store at `dir`.
-fn from_sled(dir: &Path, e: sled::Error) -> StoreError {
-    match e {
-        sled::Error::Io(io) if is_disk_full(&io) => StoreError::DiskFull {
-            path: dir.to_path_buf(),
-        },
-        sled::Error::Io(io) => StoreError::Disk {
-            path: dir.to_path_buf(),
-            source: clean_io(io),
-        },
-        sled::Error::Corruption { .. } => StoreError::Damaged {
-            path: dir.join("db"),
-        },
-        sled::Error::ReportableBug(s) | sled::Error::Unsupported(s) => StoreError::Internal {
-            path: dir.to_path_buf(),
-            detail: s,
-        },
-        sled::Error::CollectionNotFound(_) => StoreError::Internal {
-            path: dir.to_path_buf(),
-            detail: "a tree is missing".into(),
-        },
-    }
-}
-
-/// The user-facing form of a failure in the store at `dir`.
-fn from_fault(dir: &Path, f: Fault) -> StoreError {
-    match f {
-        Fault::Sled(e) => from_sled(dir, e),
-        Fault::Marker(e) if is_disk_full(&e) => StoreError::DiskFull {
-            path: dir.to_path_buf(),
-        },
-        Fault::Marker(e) => StoreError::MarkerIo {
-            path: marker::path(dir),
-            source: e,
-        },
-        Fault::Store(e) => e,
-    }
-}
-
-/// What the store remembers about one source between checks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SourceState {
-    /// Last check, whatever its outcome.
-    pub last_check: Option<DateTime<Utc>>,
-    /// Its outcome.
-    pub last_status: Option<CheckStatus>,
-    /// Its error, when it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Last successful check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_success: Option<DateTime<Utc>>,
-    /// Failed checks in a row.
-    #[serde(default)]
-    pub consecutive_failures: u32,
-    /// `ETag` of the last good response.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    /// `Last-Modified` of the last good response.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_modified: Option<String>,
-    /// Hash of the last good body (an equal body is not parsed again).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body_hash: Option<String>,
-    /// Latest snapshot id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_snapshot: Option<u64>,
-    /// Each page of a paginated source as last read whole, page 1 first:
-    /// its validators and the next link it had (empty for one-page
-    /// sources and in states written before pages were tracked).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pages: Vec<PageValidators>,
-}
-
-/// One page of a paginated source, as its last good check saw it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageValidators {
-    /// The URL requested.
-    pub url: String,
-    /// Its `ETag`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    /// Its `Last-Modified`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_modified: Option<String>,
-    /// The next page it linked (`None` on the last page).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-}
-
-/// A snapshot to commit, with the raw body kept as evidence.
-#[derive(Debug, Clone)]
-pub struct NewSnapshot {
-    /// The snapshot; its `id` is assigned by the store.
-    pub snapshot: Snapshot,
-    /// The raw body (all pages).
-    pub body: Vec<u8>,
-}
-
-/// One pending or finished delivery of a finding to a subscriber.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Delivery {
-    /// Store-wide unique id.
-    pub id: u64,
-    /// The finding delivered.
-    pub finding: u64,
-    /// Subscriber name.
-    pub subscriber: String,
-    /// When it was queued.
-    pub created_at: DateTime<Utc>,
-    /// Attempts so far.
-    #[serde(default)]
-    pub attempts: u32,
-    /// Not before this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt: Option<DateTime<Utc>>,
-    /// Last error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Given up (permanent failure).
-    #[serde(default)]
-    pub dead: bool,
-    /// When it was sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sent_at: Option<DateTime<Utc>>,
-    /// When the last attempt was made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_attempt: Option<DateTime<Utc>>,
-    /// Set when an attempt starts and cleared when its outcome is recorded.
-    /// Still set at the next run means the process died mid-send: the mail
-    /// may have arrived, and is sent again with the same Message-ID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<DateTime<Utc>>,
-    /// Message-ID of the mail that carried it (the last one tried).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    /// The server's reply (or the spool file) when it was sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply: Option<String>,
-    /// The most recent attempts, oldest first (at most [`MAX_ATTEMPT_LOG`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<Attempt>,
-}
-
-/// How many attempts a [`Delivery`] remembers.
-pub const MAX_ATTEMPT_LOG: usize = 10;
-
-/// One delivery attempt, as recorded in the outbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// When it was made.
-    pub at: DateTime<Utc>,
-    /// `sent`, `retry` (transient failure), `dead` (permanent failure),
-    /// `deferred` (not tried because an earlier send to the same
-    /// subscriber could not reach the server) or `requeued` (by
-    /// `pivotwatch outbox retry`).
-    pub outcome: String,
-    /// The server's reply or the error.
-    pub detail: String,
-}
-
-impl Delivery {
-    /// Appends an attempt to [`Delivery::history`], keeping the last
-    /// [`MAX_ATTEMPT_LOG`].
-    pub fn record(&mut self, at: DateTime<Utc>, outcome: &str, detail: &str) {
-        self.history.push(Attempt {
-            at,
-            outcome: outcome.to_string(),
-            detail: detail.to_string(),
-        });
-        if self.history.len() > MAX_ATTEMPT_LOG {
-            let extra = self.history.len() - MAX_ATTEMPT_LOG;
-            self.history.drain(..extra);
-        }
-    }
-}
-
-/// When a digest subscriber last got its digest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DigestState {
-    /// When the last digest was sent.
-    pub last_sent: DateTime<Utc>,
-    /// Its Message-ID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    /// How many findings it carried.
-    #[serde(default)]
-    pub findings: usize,
-}
-
-/// What `pivotwatch run` remembers about one source across restarts: when
-/// it is next due and which health notice its maintainers got. Plain data;
-/// the daemon decides what it means.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DaemonSource {
-    /// When the source is next due (jitter included).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_due: Option<DateTime<Utc>>,
-    /// The schedule `next_due` was computed from (expression and
-    /// timezone); when the configuration changes it, the time is computed
-    /// again.
-    #[serde(default)]
-    pub schedule: String,
-    /// `next_due` is an early retry after a transient failure (or a
-    /// server's `Retry-After`), not a scheduled slot.
-    #[serde(default)]
-    pub retry: bool,
-    /// When the maintainers were told the source is broken; cleared when
-    /// they were told it recovered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub broken_notice: Option<DateTime<Utc>>,
-    /// The last notice that could not be sent (it is tried again at the
-    /// next check).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notice_error: Option<String>,
-}
-
-/// Everything one check persists, committed atomically.
-#[derive(Debug, Clone)]
-pub struct Commit {
-    /// `entity/source`.
-    pub source: String,
-    /// The new source state.
-    pub state: SourceState,
-    /// A new snapshot, when the record changed.
-    pub snapshot: Option<NewSnapshot>,
-    /// New findings; ids are assigned by the store. Each finding's
-    /// evidence snapshot is set to the new snapshot's id.
-    pub findings: Vec<Finding>,
-    /// For each finding (same index), the subscribers to deliver it to.
-    pub deliveries: Vec<Vec<String>>,
-}
-
-/// Ids assigned by a commit.
-#[derive(Debug, Clone, Default)]
-pub struct Committed {
-    /// The new snapshot's id.
-    pub snapshot: Option<u64>,
-    /// The findings as stored (ids filled in).
-    pub findings: Vec<Finding>,
-    /// The deliveries queued.
-    pub deliveries: Vec<Delivery>,
-}
+pub use outbox::{Attempt, Delivery, DigestState, MAX_ATTEMPT_LOG};
+pub use snapshots::NewSnapshot;
+pub use sources::{PageValidators, SourceState};
 
 /// Default `[store] write_timeout`: how long a flush or a commit may wait
 /// for the disk. [default: 10s]
@@ -728,166 +288,10 @@ impl Store {
         }
     }
 
-    /// A source's state.
-    pub fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
-        self.run(|i| i.source_state(source))
-    }
-
-    /// Every source state, by `entity/source`.
-    pub fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
-        self.run(|i| i.source_states())
-    }
-
-    /// Writes only a source's state (an unchanged or failed check). Not
-    /// flushed: losing it in a crash loses nothing but a timestamp.
-    pub fn put_source_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
-        self.run(|i| i.put_source_state(source, state))
-    }
-
-    /// A snapshot by id.
-    pub fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, StoreError> {
-        self.run(|i| i.snapshot(id))
-    }
-
-    /// Snapshot ids of a source, oldest first.
-    pub fn history(&self, source: &str) -> Result<Vec<u64>, StoreError> {
-        self.run(|i| i.history(source))
-    }
-
-    /// The latest snapshot of a source.
-    pub fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>, StoreError> {
-        self.run(|i| i.latest_snapshot(source))
-    }
-
-    /// The raw body stored under a hash.
-    pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.run(|i| i.blob(hash))
-    }
-
-    /// Whether a finding with this dedup key was ever committed.
-    pub fn finding_for_key(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        self.run(|i| i.finding_for_key(key))
-    }
-
-    /// A finding by id.
-    pub fn finding(&self, id: u64) -> Result<Option<Finding>, StoreError> {
-        self.run(|i| i.finding(id))
-    }
-
-    /// All findings, oldest first.
-    pub fn findings(&self) -> Result<Vec<Finding>, StoreError> {
-        self.run(|i| i.findings())
-    }
-
-    /// Commits one check: snapshot, evidence blob, findings, their
-    /// deliveries and the source state, in one multi-tree transaction:
-    /// either all of it is stored or none of it is. Flushed to disk before
-    /// returning when it queues a delivery; otherwise at the next flush
-    /// (sled's own, every 500 ms, or [`Store::flush`]). Bounded by
-    /// `[store] write_timeout`.
-    pub fn commit(&self, c: Commit) -> Result<Committed, StoreError> {
-        self.bounded(move |i| i.commit(c))
-    }
-
-    /// Pending (not dead) deliveries, oldest first.
-    pub fn pending_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
-        self.run(|i| i.pending_deliveries())
-    }
-
-    /// Every delivery in the outbox (pending and dead), oldest first.
-    pub fn outbox_all(&self) -> Result<Vec<Delivery>, StoreError> {
-        self.run(|i| i.outbox_all())
-    }
-
-    /// Records a delivery as sent: moved from the outbox to the log, flushed.
-    pub fn mark_sent(&self, d: &Delivery) -> Result<(), StoreError> {
-        let d = d.clone();
-        self.bounded(move |i| i.mark_sent(&d))
-    }
-
-    /// Updates a delivery still in the outbox (a failed attempt, or dead).
-    pub fn update_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
-        let d = d.clone();
-        self.bounded(move |i| i.update_delivery(&d))
-    }
-
-    /// The delivery log (sent deliveries), oldest first.
-    pub fn sent_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
-        self.run(|i| i.sent_deliveries())
-    }
-
-    /// A delivery still in the outbox (pending or dead).
-    pub fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
-        self.run(|i| i.delivery(id))
-    }
-
-    /// Updates several deliveries still in the outbox at once (failed
-    /// attempts, dead letters, requeued ones), then flushes.
-    pub fn update_deliveries(&self, ds: &[Delivery]) -> Result<(), StoreError> {
-        let ds = ds.to_vec();
-        self.bounded(move |i| i.update_deliveries(&ds))
-    }
-
-    /// Marks deliveries as in flight (an attempt started), flushed before
-    /// the send, so a crash mid-send is known at the next run (the mail may
-    /// have arrived: "possible duplicate").
-    pub fn note_in_flight(&self, ds: &[Delivery]) -> Result<(), StoreError> {
-        let ds = ds.to_vec();
-        self.bounded(move |i| i.note_in_flight(&ds))
-    }
-
-    /// Moves sent deliveries (as given: `sent_at`, `attempts`, `history`
-    /// already filled in) from the outbox to the log and, for a digest,
-    /// records the subscriber's digest state, all in one transaction; then
-    /// flushes. A delivery that is no longer in the outbox is not logged
-    /// twice.
-    pub fn mark_sent_batch(
-        &self,
-        ds: &[Delivery],
-        digest: Option<(&str, &DigestState)>,
-    ) -> Result<(), StoreError> {
-        let ds = ds.to_vec();
-        let digest = digest.map(|(n, s)| (n.to_string(), s.clone()));
-        self.bounded(move |i| i.mark_sent_batch(&ds, digest.as_ref().map(|(n, s)| (n.as_str(), s))))
-    }
-
-    /// When a digest subscriber last got its digest.
-    pub fn digest_state(&self, subscriber: &str) -> Result<Option<DigestState>, StoreError> {
-        self.run(|i| i.digest_state(subscriber))
-    }
-
-    /// The daemon's record of a source.
-    pub fn daemon_source(&self, source: &str) -> Result<Option<DaemonSource>, StoreError> {
-        self.run(|i| i.daemon_source(source))
-    }
-
-    /// Every daemon record, by `entity/source`.
-    pub fn daemon_sources(&self) -> Result<Vec<(String, DaemonSource)>, StoreError> {
-        self.run(|i| i.daemon_sources())
-    }
-
-    /// Writes the daemon's record of a source. Not flushed here: the
-    /// daemon flushes its schedule in batches and on shutdown; a crash
-    /// loses at most sled's flush window, i.e. a source is checked once
-    /// more than planned.
-    pub fn put_daemon_source(&self, source: &str, d: &DaemonSource) -> Result<(), StoreError> {
-        self.run(|i| i.put_daemon_source(source, d))
-    }
-
-    /// Forgets the daemon's record of a source (it left the watchlists).
-    pub fn remove_daemon_source(&self, source: &str) -> Result<(), StoreError> {
-        self.run(|i| i.remove_daemon_source(source))
-    }
-
     /// Flushes everything written so far to disk and records it in the
     /// integrity marker. Bounded by `[store] write_timeout`.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.bounded(|i| i.flush())
-    }
-
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.run(|i| i.size_on_disk())
     }
 }
 
@@ -930,6 +334,19 @@ fn open_checked(dir: &Path, write_timeout: Duration) -> Result<Inner, StoreError
     };
     let fault = |f| from_fault(dir, f);
     let seq = verify(dir, &inner, marker.as_ref())?;
+    // A store of a newer layout is refused before anything is written to
+    // it; one without the key (older, or new) is version 1 and gets it.
+    match inner.schema_version().map_err(fault)? {
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(StoreError::Schema {
+                path: db_path,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Some(_) => {}
+        None => inner.write_schema_version().map_err(fault)?,
+    }
     let id = match inner.stored_id().map_err(fault)? {
         Some(id) => id,
         None => inner.create_id().map_err(fault)?,
@@ -1041,57 +458,28 @@ fn verify(dir: &Path, inner: &Inner, marker: Option<&Marker>) -> Result<u64, Sto
     }
 }
 
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising plain data structs to JSON cannot fail (no maps with
-    // non-string keys, no custom serialisers that error).
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
-fn dec<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        detail: e.to_string(),
-    })
-}
-
-/// The four bytes every zstd frame starts with. A stored JSON value starts
-/// with `{`, so the two encodings cannot be confused.
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// Snapshots are stored as zstd-compressed JSON (a 120-item catalogue:
-/// ~20 KB of JSON, ~3 KB compressed); records of older stores, plain JSON,
-/// still read.
-fn enc_compressed<T: Serialize>(v: &T) -> Vec<u8> {
-    let json = enc(v);
-    zstd::bulk::compress(&json, 1).unwrap_or(json)
-}
-
-fn dec_compressed<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    if !bytes.starts_with(&ZSTD_MAGIC) {
-        return dec(key, bytes);
+/// Runs a store call on tokio's blocking pool (sled blocks on disk I/O and
+/// must not hold a runtime worker). A task that panicked or was cancelled
+/// is [`StoreError::Task`].
+///
+/// **Architecture Invariant:** every store call made from async code goes
+/// through this function (or [`run_blocking`]).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(source) => Err(StoreError::Task { source }),
     }
-    let json = zstd::decode_all(bytes).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        detail: format!("compressed record does not decompress: {e}"),
-    })?;
-    dec(key, &json)
 }
 
-fn source_prefix(source: &str) -> Vec<u8> {
-    let mut k = source.as_bytes().to_vec();
-    k.push(0);
-    k
-}
-
-fn history_key(source: &str, id: u64) -> Vec<u8> {
-    let mut k = source_prefix(source);
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
-fn id_from(bytes: &[u8]) -> Option<u64> {
-    let arr: [u8; 8] = bytes.get(bytes.len().checked_sub(8)?..)?.try_into().ok()?;
-    Some(u64::from_be_bytes(arr))
+/// [`blocking`] with a clone of `store` handed to the call.
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let s = store.clone();
+    blocking(move || f(&s)).await
 }
 
 /// BLAKE3 of a body, hex.
@@ -1101,8 +489,10 @@ pub fn body_hash(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::codec::{ZSTD_MAGIC, enc, enc_compressed};
     use super::*;
-    use crate::record::{FieldValue, Record};
+    use crate::record::{FieldValue, Record, Snapshot};
+    use chrono::Utc;
 
     fn snapshot(id: u64) -> Snapshot {
         let mut record = Record::default();
@@ -1190,6 +580,87 @@ mod tests {
             store.source_state("a/b").expect("read"),
             Some(SourceState::default())
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_store_task_is_a_task_error_not_a_corrupt_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let err = run_blocking(&store, |s| -> Result<(), StoreError> {
+            s.source_state("a/b")?;
+            panic!("a bug in a store call");
+        })
+        .await
+        .expect_err("a panicked task must fail");
+        assert!(matches!(err, StoreError::Task { .. }), "{err:?}");
+        let chain = crate::text::chain(&err);
+        assert!(chain.contains("a store task stopped"), "{chain}");
+        assert!(chain.contains("panicked"), "{chain}");
+        assert!(!chain.contains("newer pivotwatch"), "{chain}");
+        // The store is not failed by it.
+        assert!(store.failure().is_none());
+        let ok = blocking(move || store.source_state("a/b")).await;
+        assert!(matches!(ok, Ok(None)), "{ok:?}");
+    }
+
+    #[test]
+    fn a_new_store_records_its_schema_version_and_an_old_one_gets_it_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let inner = store.inner().expect("inner");
+        assert_eq!(
+            inner.schema_version().expect("read"),
+            Some(SCHEMA_VERSION),
+            "a new store must record its schema version"
+        );
+        // A store from before the key existed: version 1, upgraded.
+        inner.meta.remove(codec::SCHEMA_KEY).expect("remove");
+        store.flush().expect("flush");
+        drop(inner);
+        drop(store);
+        let store = Store::open_waiting(dir.path(), Duration::from_secs(5)).expect("reopen");
+        assert_eq!(
+            store
+                .inner()
+                .expect("inner")
+                .schema_version()
+                .expect("read"),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_store_from_a_newer_schema_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .put_source_state("a/b", &SourceState::default())
+            .expect("write");
+        let inner = store.inner().expect("inner");
+        let newer = SCHEMA_VERSION + 1;
+        inner
+            .meta
+            .insert(codec::SCHEMA_KEY, &newer.to_be_bytes())
+            .expect("insert");
+        store.flush().expect("flush");
+        drop(inner);
+        drop(store);
+        let err = Store::open_waiting(dir.path(), Duration::from_secs(5))
+            .expect_err("a newer store must be refused");
+        assert!(matches!(err, StoreError::Schema { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("schema version {newer}")),
+            "names the store's version: {msg}"
+        );
+        assert!(
+            msg.contains(&format!("version {SCHEMA_VERSION})")),
+            "names this pivotwatch's version: {msg}"
+        );
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+        // Nothing was changed: the key is still the newer one.
+        let err = Store::open(dir.path()).expect_err("still refused");
+        assert!(matches!(err, StoreError::Schema { found, .. } if found == newer));
     }
 
     #[test]

@@ -9,9 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::from_fault;
 use super::inner::{Fault, Inner};
 use super::marker::Marker;
-use super::{StoreError, from_fault, verify};
+use super::{StoreError, verify};
 
 /// sled's snapshot files in a database folder, oldest first.
 fn snapshot_files(db: &Path) -> std::io::Result<Vec<PathBuf>> {

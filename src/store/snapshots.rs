@@ -1,0 +1,89 @@
+//! Snapshot history: the `snapshots` tree (id → [`Snapshot`], zstd JSON),
+//! its per-source index `source_snapshots` (`entity/source` `\0` id → `()`)
+//! and the deduplicated evidence `blobs` (body hash → zstd raw body).
+
+use super::codec::{dec_compressed, get, id_from, source_prefix};
+use super::inner::{Fault, Inner};
+use super::{Store, StoreError};
+use crate::record::Snapshot;
+
+/// A snapshot to commit, with the raw body kept as evidence.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    /// The snapshot; its `id` is assigned by the store.
+    pub snapshot: Snapshot,
+    /// The raw body (all pages).
+    pub body: Vec<u8>,
+}
+
+impl Store {
+    /// A snapshot by id.
+    pub fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, StoreError> {
+        self.run(|i| i.snapshot(id))
+    }
+
+    /// Snapshot ids of a source, oldest first.
+    pub fn history(&self, source: &str) -> Result<Vec<u64>, StoreError> {
+        self.run(|i| i.history(source))
+    }
+
+    /// The latest snapshot of a source.
+    pub fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.run(|i| i.latest_snapshot(source))
+    }
+
+    /// The raw body stored under a hash.
+    pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(|i| i.blob(hash))
+    }
+}
+
+impl Inner {
+    /// A snapshot by id.
+    pub(super) fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, Fault> {
+        get(&self.snapshots, id.to_be_bytes(), dec_compressed)
+    }
+
+    /// Snapshot ids of a source, oldest first.
+    pub(super) fn history(&self, source: &str) -> Result<Vec<u64>, Fault> {
+        let mut out = Vec::new();
+        for kv in self.source_snapshots.scan_prefix(source_prefix(source)) {
+            let (k, _) = kv?;
+            if let Some(id) = id_from(&k) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest snapshot of a source.
+    pub(super) fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>, Fault> {
+        match self
+            .source_snapshots
+            .scan_prefix(source_prefix(source))
+            .next_back()
+        {
+            Some(kv) => {
+                let (k, _) = kv?;
+                match id_from(&k) {
+                    Some(id) => self.snapshot(id),
+                    None => Ok(None),
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The raw body stored under a hash.
+    pub(super) fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, Fault> {
+        match self.blobs.get(hash.as_bytes())? {
+            Some(v) => zstd::decode_all(&v[..]).map(Some).map_err(|e| {
+                Fault::Store(StoreError::Blob {
+                    hash: hash.to_string(),
+                    detail: e.to_string(),
+                })
+            }),
+            None => Ok(None),
+        }
+    }
+}
