@@ -3,10 +3,8 @@
 use std::io::Write;
 
 use super::{AppError, politeness};
-use crate::config::Config;
-use crate::extract::{
-    self, Column, ExtractSpec, HtmlField, HtmlItems, HtmlSpec, JsonField, JsonItems, JsonSpec,
-};
+use crate::config::{Config, SpecBuilder};
+use crate::extract::{self, ExtractSpec};
 use crate::fetch::{Conditional, FetchOptions, Fetcher};
 use crate::text::for_display;
 
@@ -17,28 +15,59 @@ fn split_kv(s: &str) -> Result<(String, String), AppError> {
         .ok_or_else(|| AppError::Usage(format!("{s:?}: write NAME=SELECTOR")))
 }
 
-fn html_field(sel: &str, all: bool) -> Result<HtmlField, AppError> {
-    // `a.site@href` reads the href attribute.
-    let (sel, attr) = match sel.rsplit_once('@') {
+/// `a.site@href` reads the href attribute (HTML only).
+fn selector_attr(sel: &str) -> (&str, Option<&str>) {
+    match sel.rsplit_once('@') {
         Some((s, a))
             if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
         {
-            (s, Some(a.to_string()))
+            (s, Some(a))
         }
         _ => (sel, None),
-    };
-    HtmlField::new(sel, attr, all).map_err(AppError::Usage)
+    }
 }
 
-fn column(name: &str) -> Column {
-    match name {
-        "name" => Column::Name,
-        "manufacturer" => Column::Manufacturer,
-        "part_number" => Column::PartNumber,
-        "price" => Column::Price,
-        "link" => Column::Link,
-        other => Column::Extra(other.to_string()),
+/// The spec `--field`, `--rows` and `--col` describe, compiled by the
+/// configuration's builder, as a watchlist source would be.
+fn spec(
+    fields: &[String],
+    rows: Option<&str>,
+    cols: &[String],
+    json_format: bool,
+) -> Result<ExtractSpec, AppError> {
+    let mut b = if json_format {
+        SpecBuilder::json()
+    } else {
+        SpecBuilder::html()
+    };
+    let target = |v: &str| -> (String, Option<String>) {
+        if json_format {
+            (v.to_string(), None)
+        } else {
+            let (s, a) = selector_attr(v);
+            (s.to_string(), a.map(str::to_string))
+        }
+    };
+    for f in fields {
+        let (k, v) = split_kv(f)?;
+        let (t, attr) = target(&v);
+        b.field(&k, &t, attr.as_deref()).map_err(AppError::Usage)?;
     }
+    if !json_format && fields.is_empty() && rows.is_none() {
+        b.field("title", "title", None).map_err(AppError::Usage)?;
+    }
+    if let Some(r) = rows {
+        let mut columns = Vec::new();
+        for c in cols {
+            let (k, v) = split_kv(c)?;
+            let (t, attr) = target(&v);
+            columns.push((k, t, attr));
+        }
+        let (row, row_attr) = target(r);
+        b.items(&row, row_attr.as_deref(), &columns)
+            .map_err(AppError::Usage)?;
+    }
+    Ok(b.build())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -56,69 +85,7 @@ pub(super) async fn probe(
 ) -> Result<u8, AppError> {
     let url =
         url::Url::parse(url).map_err(|e| AppError::Usage(format!("invalid URL {url:?}: {e}")))?;
-    let spec = if json_format {
-        let mut s = JsonSpec::default();
-        for f in fields {
-            let (k, v) = split_kv(f)?;
-            extract::check_pointer(&v).map_err(AppError::Usage)?;
-            s.fields.push((
-                k,
-                JsonField {
-                    pointer: v,
-                    all: false,
-                },
-            ));
-        }
-        if let Some(r) = rows {
-            extract::check_pointer(r).map_err(AppError::Usage)?;
-            let mut columns = Vec::new();
-            for c in cols {
-                let (k, v) = split_kv(c)?;
-                columns.push((
-                    column(&k),
-                    JsonField {
-                        pointer: v,
-                        all: false,
-                    },
-                ));
-            }
-            s.items = Some(JsonItems {
-                row: r.to_string(),
-                columns,
-            });
-        }
-        ExtractSpec::Json(s)
-    } else {
-        let mut s = HtmlSpec {
-            max_pages: 1,
-            ..HtmlSpec::default()
-        };
-        for f in fields {
-            let (k, v) = split_kv(f)?;
-            s.fields.push((k, html_field(&v, false)?));
-        }
-        if fields.is_empty() && rows.is_none() {
-            s.fields.push(("title".into(), html_field("title", false)?));
-        }
-        if let Some(r) = rows {
-            let mut columns = Vec::new();
-            for c in cols {
-                let (k, v) = split_kv(c)?;
-                columns.push((column(&k), html_field(&v, false)?));
-            }
-            if columns.is_empty() {
-                columns.push((
-                    Column::Name,
-                    html_field(":scope", false).or_else(|_| html_field("*", false))?,
-                ));
-            }
-            s.items = Some(HtmlItems {
-                row: html_field(r, true)?,
-                columns,
-            });
-        }
-        ExtractSpec::Html(s)
-    };
+    let spec = spec(fields, rows, cols, json_format)?;
     let h = &config.settings.http;
     let fetcher = Fetcher::new(FetchOptions {
         user_agent: h.user_agent.clone(),
