@@ -162,49 +162,58 @@ pub fn explain(
     for (m, (country, n)) in profile.by_manufacturer() {
         writeln!(out, "  {m} ({country}): {n}")?;
     }
-    for i in &controlled {
-        let e = i.evidence();
-        writeln!(
-            out,
-            "  - {:<20} {:<20} {:<24} HS {:<8} {:<9} confidence {:.2}",
-            for_display(&e.part_number.clone().or(e.name.clone()).unwrap_or_default()),
-            for_display(&e.manufacturer.clone().unwrap_or_else(|| "-".into())),
-            for_display(&e.family.clone().unwrap_or_else(|| "-".into())),
-            for_display(&e.hs_code.clone().unwrap_or_else(|| "-".into())),
-            e.tier
-                .map(|t| format!("Tier {t}"))
-                .unwrap_or_else(|| "-".into()),
-            e.confidence
-        )?;
+    // One table line per controlled item, its reasons under it.
+    let rows = controlled
+        .iter()
+        .map(|i| {
+            let e = i.evidence();
+            vec![
+                for_display(&e.part_number.clone().or(e.name.clone()).unwrap_or_default())
+                    .into_owned(),
+                for_display(&e.manufacturer.clone().unwrap_or_else(|| "-".into())).into_owned(),
+                for_display(&e.family.clone().unwrap_or_else(|| "-".into())).into_owned(),
+                format!(
+                    "HS {}",
+                    for_display(&e.hs_code.clone().unwrap_or_else(|| "-".into()))
+                ),
+                e.tier
+                    .map(|t| format!("Tier {t}"))
+                    .unwrap_or_else(|| "-".into()),
+                format!("confidence {:.2}", e.confidence),
+            ]
+        })
+        .collect();
+    for (i, line) in controlled.iter().zip(super::table_lines(rows)) {
+        writeln!(out, "  - {line}")?;
         for r in &i.class.reasons {
             writeln!(out, "      {}", for_display(r))?;
         }
     }
     writeln!(out, "rules (on the latest change of each source):")?;
+    let mut rows = Vec::new();
     for (s, v) in &verdicts {
         let state = match (&v.finding, v.enabled) {
             (_, false) => "off".to_string(),
             (Some(f), true) => format!("FIRES {}", f.severity.as_str().to_uppercase()),
             (None, true) => "quiet".to_string(),
         };
-        writeln!(
-            out,
-            "  {:<18} {:<12} {:<15} {}",
-            v.rule,
-            s,
+        rows.push(vec![
+            v.rule.to_string(),
+            s.clone(),
             state,
-            for_display(&v.reason)
-        )?;
+            for_display(&v.reason).into_owned(),
+        ]);
         if let Some(f) = &v.finding {
-            writeln!(
-                out,
-                "  {:<18} {:<12} {:<15} {}",
-                "",
-                "",
-                "",
-                for_display(&f.summary)
-            )?;
+            rows.push(vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                for_display(&f.summary).into_owned(),
+            ]);
         }
+    }
+    for line in super::table_lines(rows) {
+        writeln!(out, "  {line}")?;
     }
     Ok(0)
 }

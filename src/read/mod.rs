@@ -167,3 +167,47 @@ pub(crate) fn split_target(t: &str) -> (&str, Option<&str>) {
         None => (t, None),
     }
 }
+
+/// A plain terminal table: no borders, two spaces between columns, each
+/// column as wide as its widest cell (in terminal columns, so accents and
+/// wide characters align), never wrapped; one line per row, in order,
+/// without trailing spaces.
+pub(crate) fn table_lines(rows: Vec<Vec<String>>) -> Vec<String> {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled);
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    table.add_rows(rows);
+    for i in 0..n {
+        if let Some(c) = table.column_mut(i) {
+            c.set_padding((0, if i + 1 == n { 0 } else { 2 }));
+        }
+    }
+    table.lines().map(|l| l.trim_end().to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_columns_align_on_the_widest_cell() {
+        let rows = vec![
+            vec!["a".to_string(), "Métaux".to_string(), "x".to_string()],
+            vec![
+                "Memory IC (DRAM/SRAM/Flash/EEPROM)".to_string(),
+                "-".to_string(),
+                "y".to_string(),
+            ],
+            vec![String::new(), String::new(), "z".to_string()],
+        ];
+        let lines = super::table_lines(rows);
+        assert_eq!(
+            lines,
+            [
+                "a                                   Métaux  x",
+                "Memory IC (DRAM/SRAM/Flash/EEPROM)  -       y",
+                "                                            z",
+            ]
+        );
+    }
+}
