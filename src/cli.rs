@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::read::ReadCommand;
+
 /// pivotwatch: watch company registries and supplier catalogues for
 /// sanctions-evasion pivots.
 #[derive(Debug, Parser)]
@@ -68,6 +70,48 @@ pub enum Command {
         #[arg(long)]
         check_now: bool,
     },
+    /// The read commands (history, diff, findings, explain, outbox).
+    #[command(flatten)]
+    Read(ReadArgs),
+    /// Send a test mail to a subscriber now (outside the outbox) and print the server's reply.
+    SendTestEmail {
+        /// Subscriber name from pivotwatch.toml (`default` when none is configured).
+        subscriber: String,
+    },
+    /// Try an extractor on a live URL and print what it yields.
+    Probe {
+        /// The page to fetch.
+        url: String,
+        /// A field: NAME=SELECTOR (repeatable; SELECTOR may end in @attr, e.g. a.site@href).
+        #[arg(long = "field", value_name = "NAME=SELECTOR")]
+        fields: Vec<String>,
+        /// Row selector for catalogue items.
+        #[arg(long, value_name = "SELECTOR")]
+        rows: Option<String>,
+        /// A column relative to each row: NAME=SELECTOR (name, manufacturer, part_number, price, link, or any extra name).
+        #[arg(long = "col", value_name = "NAME=SELECTOR", requires = "rows")]
+        cols: Vec<String>,
+        /// Parse the body as JSON; fields and columns are JSON pointers.
+        #[arg(long)]
+        json_format: bool,
+        /// Allow loopback and private addresses (your own network, tests).
+        #[arg(long)]
+        allow_private_addresses: bool,
+        /// Do not ask the site's robots.txt first (only for sites you run or may crawl).
+        #[arg(long)]
+        no_politeness: bool,
+        /// Print the record as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The read commands: run by [`crate::read::run`] on the store, or by the
+/// daemon through its control socket while it holds the store. A new read
+/// command is a variant here, its arm in [`ReadArgs::into_command`], and
+/// its [`ReadCommand`] in `read`.
+#[derive(Debug, Subcommand)]
+pub enum ReadArgs {
     /// Snapshot history of an entity or one of its sources.
     History {
         /// ENTITY or ENTITY/SOURCE.
@@ -116,37 +160,43 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
-    /// Send a test mail to a subscriber now (outside the outbox) and print the server's reply.
-    SendTestEmail {
-        /// Subscriber name from pivotwatch.toml (`default` when none is configured).
-        subscriber: String,
-    },
-    /// Try an extractor on a live URL and print what it yields.
-    Probe {
-        /// The page to fetch.
-        url: String,
-        /// A field: NAME=SELECTOR (repeatable; SELECTOR may end in @attr, e.g. a.site@href).
-        #[arg(long = "field", value_name = "NAME=SELECTOR")]
-        fields: Vec<String>,
-        /// Row selector for catalogue items.
-        #[arg(long, value_name = "SELECTOR")]
-        rows: Option<String>,
-        /// A column relative to each row: NAME=SELECTOR (name, manufacturer, part_number, price, link, or any extra name).
-        #[arg(long = "col", value_name = "NAME=SELECTOR", requires = "rows")]
-        cols: Vec<String>,
-        /// Parse the body as JSON; fields and columns are JSON pointers.
-        #[arg(long)]
-        json_format: bool,
-        /// Allow loopback and private addresses (your own network, tests).
-        #[arg(long)]
-        allow_private_addresses: bool,
-        /// Do not ask the site's robots.txt first (only for sites you run or may crawl).
-        #[arg(long)]
-        no_politeness: bool,
-        /// Print the record as one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+}
+
+impl ReadArgs {
+    /// The command as `read` (and the control protocol) takes it.
+    pub fn into_command(self) -> ReadCommand {
+        match self {
+            ReadArgs::History { target, json } => ReadCommand::History { target, json },
+            ReadArgs::Diff {
+                target,
+                from,
+                to,
+                json,
+            } => ReadCommand::Diff {
+                target,
+                from,
+                to,
+                json,
+            },
+            ReadArgs::Findings {
+                since,
+                entity,
+                json,
+            } => ReadCommand::Findings {
+                since,
+                entity,
+                json,
+            },
+            ReadArgs::Explain { entity, json } => ReadCommand::Explain { entity, json },
+            ReadArgs::Outbox { action } => match action {
+                None => ReadCommand::OutboxList { json: false },
+                Some(OutboxAction::List { json }) => ReadCommand::OutboxList { json },
+                Some(OutboxAction::Retry { id, all }) => ReadCommand::OutboxRetry {
+                    id: if all { None } else { id },
+                },
+            },
+        }
+    }
 }
 
 /// `outbox` sub-commands.

@@ -16,12 +16,16 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod detect;
 pub mod diff;
 pub mod extract;
 pub mod fetch;
+pub mod read;
 pub mod record;
 pub mod schedule;
 pub mod store;
 pub mod text;
+
+/// The built-in demo (`pivotwatch demo`) and its loopback site, which the
+/// tests and benches use; it lives in the application layer.
+pub use app::demo;

@@ -8,6 +8,7 @@
 
 mod diag;
 pub mod settings;
+mod spec;
 mod watchlist;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use url::Url;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use settings::{DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber};
+pub(crate) use spec::SpecBuilder;
 pub use watchlist::{DEFAULT_MAX_PAGES, DEFAULT_SCHEDULE};
 
 use crate::extract::ExtractSpec;

@@ -33,7 +33,12 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
-    fn field(&mut self, sel: &str, attr: Option<String>, all: bool) -> Result<HtmlField, String> {
+    pub(super) fn field(
+        &mut self,
+        sel: &str,
+        attr: Option<String>,
+        all: bool,
+    ) -> Result<HtmlField, String> {
         let selector = match self.selectors.get(sel) {
             Some(c) => c.clone(),
             None => {

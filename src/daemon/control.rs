@@ -10,7 +10,7 @@
 //! who may read the store may ask.
 //!
 //! **Boundary:** local socket only; commands are run by
-//! [`crate::app::run_read`].
+//! [`crate::read::run`], as the command line runs them.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -21,6 +21,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+
+pub use crate::read::ReadCommand;
 
 use super::Shared;
 
@@ -39,57 +41,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 /// The socket path for a state folder.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
-}
-
-/// A read command, as the command line gave it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ReadCommand {
-    /// `history TARGET [--json]`.
-    History {
-        /// ENTITY or ENTITY/SOURCE.
-        target: String,
-        /// JSON output.
-        json: bool,
-    },
-    /// `diff TARGET [--from] [--to] [--json]`.
-    Diff {
-        /// ENTITY/SOURCE.
-        target: String,
-        /// `--from`.
-        from: Option<String>,
-        /// `--to`.
-        to: Option<String>,
-        /// JSON output.
-        json: bool,
-    },
-    /// `findings [--since] [--entity] [--json]`.
-    Findings {
-        /// `--since`.
-        since: Option<String>,
-        /// `--entity`.
-        entity: Option<String>,
-        /// JSON output.
-        json: bool,
-    },
-    /// `explain ENTITY [--json]`.
-    Explain {
-        /// Entity id.
-        entity: String,
-        /// JSON output.
-        json: bool,
-    },
-    /// `outbox [list [--json]]`.
-    OutboxList {
-        /// JSON output.
-        json: bool,
-    },
-    /// `outbox retry ID | --all`.
-    OutboxRetry {
-        /// Delivery id; `None` = all.
-        id: Option<u64>,
-    },
 }
 
 /// What the client sends.
@@ -260,7 +211,7 @@ async fn run(command: ReadCommand, shared: Arc<Shared>) -> Response {
     let store = shared.store.clone();
     tracing::info!(?command, "Control request.");
     let mut out = Vec::new();
-    let result = crate::app::run_read(config, store, command, &mut out).await;
+    let result = crate::read::run(config, store, command, &mut out).await;
     let stdout = String::from_utf8_lossy(&out).into_owned();
     match result {
         Ok(exit) => Response {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 pub use site::{Page, Site};
 
-use crate::app::AppError;
+use super::AppError;
 use crate::config::{Config, LoadOptions};
 
 /// Sets the scenario's pages for one state.
@@ -155,15 +155,14 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
             std::time::Duration::from_secs(5),
         )
     };
-    crate::app::once_with_store(open()?, config.clone(), all(), true, false, out).await?;
+    super::once_with_store(open()?, config.clone(), all(), true, false, out).await?;
 
     writeln!(
         out,
         "\n== 2. The site changes: processors appear in the catalogue, rows are reordered, timestamps move"
     )?;
     publish(&site, true, "2026-11-28 09:00");
-    let code =
-        crate::app::once_with_store(open()?, config.clone(), all(), true, false, out).await?;
+    let code = super::once_with_store(open()?, config.clone(), all(), true, false, out).await?;
 
     let store = open()?;
     let ids = store.history("atlas-metaux/catalogue")?;
@@ -181,7 +180,7 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
     writeln!(out, "\n== 4. Findings (pivotwatch findings)")?;
     let findings = store.findings()?;
     for f in &findings {
-        crate::app::print_finding(f, out)?;
+        crate::read::print_finding(f, out)?;
     }
     writeln!(out, "\n== 5. The alert email")?;
     let sent = store.sent_deliveries()?;
@@ -229,7 +228,7 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
         }
     }
     writeln!(out, "\n== 6. Why (pivotwatch explain atlas-metaux)")?;
-    crate::app::explain(&config, &store, "atlas-metaux", false, out)?;
+    crate::read::explain(&config, &store, "atlas-metaux", false, out)?;
     drop(store);
     Ok(code)
 }

@@ -1,0 +1,219 @@
+//! `explain ENTITY`: the entity's profile and every rule's verdict.
+
+use std::io::Write;
+
+use super::ReadError;
+use crate::config::Config;
+use crate::record::Snapshot;
+use crate::store::Store;
+use crate::text::for_display;
+
+/// `explain`: the entity's profile and every rule's verdict on the latest
+/// change of each source.
+pub fn explain(
+    config: &Config,
+    store: &Store,
+    entity: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, ReadError> {
+    use crate::detect::{self, Profile};
+    let Some(ent) = config.entity(entity) else {
+        return Err(ReadError::Usage(format!(
+            "no entity {entity:?} in the watchlists"
+        )));
+    };
+    let reference = crate::classify::Reference::load(config.settings.reference_dir.as_deref())
+        .map_err(|e| ReadError::Usage(crate::text::chain(&e)))?;
+    let mut snaps: Vec<(&crate::config::Source, Option<Snapshot>, Option<Snapshot>)> = Vec::new();
+    for s in &ent.sources {
+        let ids = store.history(&s.key())?;
+        let cur = match ids.last() {
+            Some(id) => store.snapshot(*id)?,
+            None => None,
+        };
+        let prev = match ids.len().checked_sub(2) {
+            Some(i) => store.snapshot(ids[i])?,
+            None => None,
+        };
+        snaps.push((s, cur, prev));
+    }
+    let latest: Vec<(&crate::config::Source, &Snapshot)> = snaps
+        .iter()
+        .filter_map(|(s, c, _)| c.as_ref().map(|c| (*s, c)))
+        .collect();
+    let profile = Profile::build(&reference, ent, &latest);
+    let default_rules = detect::RuleConfig::default();
+    let rules = config
+        .watchlist_of(ent)
+        .map(|w| &w.rules)
+        .unwrap_or(&default_rules);
+    let mut verdicts = Vec::new();
+    for (s, cur, prev) in &snaps {
+        let Some(cur) = cur else { continue };
+        let changes = prev
+            .as_ref()
+            .map(|p| crate::diff::diff(&p.record, &cur.record))
+            .unwrap_or_default();
+        let input = detect::Input {
+            reference: &reference,
+            rules,
+            entity: ent,
+            source: s,
+            previous: prev.as_ref(),
+            current: cur,
+            changes: &changes,
+            profile: &profile,
+        };
+        for v in detect::evaluate(&input) {
+            verdicts.push((s.id.clone(), v));
+        }
+    }
+    // The profile rule judges the entity, not a source: show it once, as
+    // seen from the catalogue when there is one.
+    let pm = crate::detect::ids::PROFILE_MISMATCH;
+    let keep = verdicts
+        .iter()
+        .rposition(|(s, v)| {
+            v.rule == pm
+                && ent
+                    .sources
+                    .iter()
+                    .any(|x| &x.id == s && x.kind == crate::config::SourceKind::Catalogue)
+        })
+        .or_else(|| verdicts.iter().position(|(_, v)| v.rule == pm));
+    let mut i = 0;
+    verdicts.retain(|(_, v)| {
+        let k = v.rule != pm || Some(i) == keep;
+        i += 1;
+        k
+    });
+    if let Some(p) = verdicts.iter().position(|(_, v)| v.rule == pm) {
+        let v = verdicts.remove(p);
+        verdicts.insert(0, ("(entity)".to_string(), v.1));
+    }
+    if json {
+        let v = serde_json::json!({
+            "entity": ent.id,
+            "name": ent.name,
+            "watchlist": ent.watchlist,
+            "profile": {
+                "declared": profile.declared,
+                "registered": profile.registered,
+                "registered_text": profile.registered_text,
+                "sectors": profile.sectors(),
+                "items": profile.items.len(),
+                "controlled": profile.controlled(0.5).iter().map(|i| i.evidence()).collect::<Vec<_>>(),
+                "by_tier": profile.by_tier().iter().map(|(t, n)| (t.as_str().to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+                "by_manufacturer": profile.by_manufacturer(),
+            },
+            "rules": verdicts.iter().map(|(s, v)| serde_json::json!({
+                "source": s, "rule": v.rule, "enabled": v.enabled, "fires": v.finding.is_some(),
+                "severity": v.finding.as_ref().map(|f| f.severity), "reason": v.reason,
+                "summary": v.finding.as_ref().map(|f| f.summary.clone()),
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{v}")?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{} ({}), watchlist {}",
+        for_display(&ent.name),
+        ent.id,
+        ent.watchlist
+    )?;
+    let acts = |v: &[crate::classify::ActivityMatch]| -> String {
+        if v.is_empty() {
+            return "(none known)".into();
+        }
+        v.iter()
+            .map(|m| {
+                format!(
+                    "{}:{} {} [{}]",
+                    for_display(&m.scheme),
+                    for_display(&m.code),
+                    for_display(&m.label),
+                    m.sector
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    writeln!(out, "declared activity:   {}", acts(&profile.declared))?;
+    if !profile.registered_text.is_empty() {
+        writeln!(
+            out,
+            "registry says:       {}",
+            for_display(&profile.registered_text.join("; "))
+        )?;
+    }
+    writeln!(out, "registered activity: {}", acts(&profile.registered))?;
+    let controlled = profile.controlled(0.5);
+    writeln!(
+        out,
+        "catalogue:           {} items, {} controlled (CHPL tier or listed manufacturer)",
+        profile.items.len(),
+        controlled.len()
+    )?;
+    for (t, n) in profile.by_tier() {
+        writeln!(out, "  {t}: {n}")?;
+    }
+    for (m, (country, n)) in profile.by_manufacturer() {
+        writeln!(out, "  {m} ({country}): {n}")?;
+    }
+    // One table line per controlled item, its reasons under it.
+    let rows = controlled
+        .iter()
+        .map(|i| {
+            let e = i.evidence();
+            vec![
+                for_display(&e.part_number.clone().or(e.name.clone()).unwrap_or_default())
+                    .into_owned(),
+                for_display(&e.manufacturer.clone().unwrap_or_else(|| "-".into())).into_owned(),
+                for_display(&e.family.clone().unwrap_or_else(|| "-".into())).into_owned(),
+                format!(
+                    "HS {}",
+                    for_display(&e.hs_code.clone().unwrap_or_else(|| "-".into()))
+                ),
+                e.tier
+                    .map(|t| format!("Tier {t}"))
+                    .unwrap_or_else(|| "-".into()),
+                format!("confidence {:.2}", e.confidence),
+            ]
+        })
+        .collect();
+    for (i, line) in controlled.iter().zip(super::table_lines(rows)) {
+        writeln!(out, "  - {line}")?;
+        for r in &i.class.reasons {
+            writeln!(out, "      {}", for_display(r))?;
+        }
+    }
+    writeln!(out, "rules (on the latest change of each source):")?;
+    let mut rows = Vec::new();
+    for (s, v) in &verdicts {
+        let state = match (&v.finding, v.enabled) {
+            (_, false) => "off".to_string(),
+            (Some(f), true) => format!("FIRES {}", f.severity.as_str().to_uppercase()),
+            (None, true) => "quiet".to_string(),
+        };
+        rows.push(vec![
+            v.rule.to_string(),
+            s.clone(),
+            state,
+            for_display(&v.reason).into_owned(),
+        ]);
+        if let Some(f) = &v.finding {
+            rows.push(vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                for_display(&f.summary).into_owned(),
+            ]);
+        }
+    }
+    for line in super::table_lines(rows) {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,213 @@
+//! The read side: `history`, `diff`, `findings`, `explain` and `outbox`,
+//! with their text and JSON output, over an open store and a loaded
+//! configuration, writing to any [`Write`]. The command line (`app`) calls
+//! [`run`] when it can open the store; the daemon's control socket
+//! (`daemon::control`) calls it with its own store and running
+//! configuration, so both print the same bytes and exit codes.
+//!
+//! Adding a read command: a [`ReadCommand`] variant and its file here, and
+//! its clap definition in `cli` (`Command::into_read`).
+//!
+//! **Architecture Invariant:** imports nothing of `app`, `cli` or
+//! `daemon`; reads the store (only `outbox retry` writes: it requeues and
+//! sends).
+
+mod diff;
+mod explain;
+mod findings;
+mod history;
+mod outbox;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+pub use explain::explain;
+pub use findings::print_finding;
+pub(crate) use outbox::alert_usage;
+pub use outbox::print_delivery;
+
+/// Exit code: a source failed (`once`), or a command failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: wrong usage or a missing thing named on the command line.
+pub const EXIT_USAGE: u8 = 2;
+
+/// A read command, as the command line gave it; also the command of a
+/// control-socket request (`daemon::control::Request`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReadCommand {
+    /// `history TARGET [--json]`.
+    History {
+        /// ENTITY or ENTITY/SOURCE.
+        target: String,
+        /// JSON output.
+        json: bool,
+    },
+    /// `diff TARGET [--from] [--to] [--json]`.
+    Diff {
+        /// ENTITY/SOURCE.
+        target: String,
+        /// `--from`.
+        from: Option<String>,
+        /// `--to`.
+        to: Option<String>,
+        /// JSON output.
+        json: bool,
+    },
+    /// `findings [--since] [--entity] [--json]`.
+    Findings {
+        /// `--since`.
+        since: Option<String>,
+        /// `--entity`.
+        entity: Option<String>,
+        /// JSON output.
+        json: bool,
+    },
+    /// `explain ENTITY [--json]`.
+    Explain {
+        /// Entity id.
+        entity: String,
+        /// JSON output.
+        json: bool,
+    },
+    /// `outbox [list [--json]]`.
+    OutboxList {
+        /// JSON output.
+        json: bool,
+    },
+    /// `outbox retry ID | --all`.
+    OutboxRetry {
+        /// Delivery id; `None` = all.
+        id: Option<u64>,
+    },
+}
+
+/// Errors a read command may end with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Alert delivery failed as a whole (`outbox retry`).
+    #[error(transparent)]
+    Alert(#[from] crate::alert::AlertError),
+    /// Wrong usage, or a thing named on the command line that is not there.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing output failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl ReadError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReadError::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAILED,
+        }
+    }
+
+    /// Whether this is a write to a closed pipe, anywhere in the chain.
+    pub fn is_broken_pipe(&self) -> bool {
+        let pipe = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+        if let ReadError::Io(io) = self {
+            return pipe(io);
+        }
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            if e.downcast_ref::<std::io::Error>().is_some_and(pipe) {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+}
+
+/// Runs a read command against an open store; the command line and the
+/// daemon's control socket both call this.
+pub async fn run(
+    config: Arc<Config>,
+    store: Store,
+    cmd: ReadCommand,
+    out: &mut impl Write,
+) -> Result<u8, ReadError> {
+    match cmd {
+        ReadCommand::History { target, json } => {
+            history::history(&config, &store, &target, json, out)
+        }
+        ReadCommand::Diff {
+            target,
+            from,
+            to,
+            json,
+        } => diff::diff(&store, &target, from.as_deref(), to.as_deref(), json, out),
+        ReadCommand::Findings {
+            since,
+            entity,
+            json,
+        } => findings::findings(&store, since.as_deref(), entity.as_deref(), json, out),
+        ReadCommand::Explain { entity, json } => explain(&config, &store, &entity, json, out),
+        ReadCommand::OutboxList { json } => outbox::list(&config, &store, json, out),
+        ReadCommand::OutboxRetry { id } => outbox::retry(&config, &store, id, out).await,
+    }
+}
+
+pub(crate) fn split_target(t: &str) -> (&str, Option<&str>) {
+    match t.split_once('/') {
+        Some((e, s)) => (e, Some(s)),
+        None => (t, None),
+    }
+}
+
+/// A plain terminal table: no borders, two spaces between columns, each
+/// column as wide as its widest cell (in terminal columns, so accents and
+/// wide characters align), never wrapped; one line per row, in order,
+/// without trailing spaces.
+pub(crate) fn table_lines(rows: Vec<Vec<String>>) -> Vec<String> {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled);
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    table.add_rows(rows);
+    for i in 0..n {
+        if let Some(c) = table.column_mut(i) {
+            c.set_padding((0, if i + 1 == n { 0 } else { 2 }));
+        }
+    }
+    table.lines().map(|l| l.trim_end().to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_columns_align_on_the_widest_cell() {
+        let rows = vec![
+            vec!["a".to_string(), "Métaux".to_string(), "x".to_string()],
+            vec![
+                "Memory IC (DRAM/SRAM/Flash/EEPROM)".to_string(),
+                "-".to_string(),
+                "y".to_string(),
+            ],
+            vec![String::new(), String::new(), "z".to_string()],
+        ];
+        let lines = super::table_lines(rows);
+        assert_eq!(
+            lines,
+            [
+                "a                                   Métaux  x",
+                "Memory IC (DRAM/SRAM/Flash/EEPROM)  -       y",
+                "                                            z",
+            ]
+        );
+    }
+}
