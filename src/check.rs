@@ -15,7 +15,8 @@ use url::Url;
 
 use crate::alert;
 use crate::classify::{RefDataError, Reference};
-use crate::config::{Config, Entity, Source};
+use crate::config::Config;
+use crate::model::{Entity, Source};
 use crate::detect;
 use crate::diff::diff;
 use crate::extract::{self, ExtractError, ExtractSpec};

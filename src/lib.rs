@@ -21,6 +21,7 @@ pub mod detect;
 pub mod diff;
 pub mod extract;
 pub mod fetch;
+pub mod model;
 pub mod record;
 pub mod schedule;
 pub mod store;

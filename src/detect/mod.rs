@@ -21,7 +21,7 @@ use serde::Serialize;
 pub use profile::{ClassifiedItem, Profile, classify, is_activity_field, scheme_name};
 
 use crate::classify::Reference;
-use crate::config::{Entity, Source, SourceKind};
+use crate::model::{Entity, Source, SourceKind};
 use crate::record::{Change, Evidence, Finding, Severity, Snapshot};
 
 /// Built-in rule ids.

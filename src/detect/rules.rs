@@ -7,7 +7,7 @@ use super::{
     list_some, source_label, truncate,
 };
 use crate::classify::{Sector, Tier};
-use crate::config::SourceKind;
+use crate::model::SourceKind;
 use crate::extract::fold;
 use crate::record::{Change, Severity};
 
