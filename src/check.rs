@@ -16,7 +16,6 @@ use url::Url;
 use crate::alert;
 use crate::classify::{RefDataError, Reference};
 use crate::config::Config;
-use crate::model::{Entity, Source};
 use crate::detect;
 use crate::diff::diff;
 use crate::extract::{self, ExtractError, ExtractSpec};
@@ -24,6 +23,7 @@ use crate::fetch::{
     Conditional, FetchError, FetchOptions, FetchResponse, Fetcher, Politeness, Robots,
     looks_blocked,
 };
+use crate::model::{Entity, Source};
 use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
 use crate::store::{
     Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash,

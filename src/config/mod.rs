@@ -13,7 +13,6 @@ mod watchlist;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-
 pub use diag::{ConfigErrors, Diagnostic};
 pub use settings::{DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber};
 pub use watchlist::{DEFAULT_MAX_PAGES, DEFAULT_SCHEDULE};
