@@ -582,30 +582,32 @@ impl Checker {
             })
             .await?
         };
-        let mut latest: Vec<(&Source, &Snapshot)> = vec![(source, &snapshot)];
-        for (k, snap) in &others {
-            if let (Some(src), Some(snap)) = (entity.sources.iter().find(|s| &s.key() == k), snap) {
-                latest.push((src, snap));
-            }
-        }
+        let others: Vec<(&Source, &Snapshot)> = others
+            .iter()
+            .filter_map(|(k, snap)| {
+                let src = entity.sources.iter().find(|s| &s.key() == k)?;
+                Some((src, snap.as_ref()?))
+            })
+            .collect();
         let reference = self.reference().await?;
-        let profile = detect::Profile::build(reference, entity, &latest);
-        let rules = self.config.watchlist_of(entity).map(|w| &w.rules);
         let default_rules = detect::RuleConfig::default();
-        let findings = {
-            let input = detect::Input {
-                reference,
-                rules: rules.unwrap_or(&default_rules),
-                entity,
-                source,
-                previous: previous.as_ref(),
-                current: &snapshot,
-                changes: &changes,
-                profile: &profile,
-            };
-            let raised = |k: &str| store.finding_for_key(k).ok().flatten().is_some();
-            detect::detect(&input, &raised)
+        let scope = detect::Scope {
+            reference,
+            rules: self
+                .config
+                .watchlist_of(entity)
+                .map_or(&default_rules, |w| &w.rules),
+            entity,
+            now,
         };
+        let observed = detect::Observation {
+            source,
+            previous: previous.as_ref(),
+            current: &snapshot,
+            changes: &changes,
+        };
+        let raised = |k: &str| store.finding_for_key(k).ok().flatten().is_some();
+        let findings = detect::assess(&scope, &[observed], &others, &raised).findings;
         let deliveries = findings
             .iter()
             .map(|f| alert::route(&self.config.settings, entity, f))
