@@ -14,6 +14,8 @@
 
 mod profile;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -210,7 +212,15 @@ pub fn assess(
             now: scope.now,
         };
         let these = evaluate(&input);
-        findings.extend(keep(&these, already_raised));
+        for f in keep(&these, already_raised) {
+            // An entity-wide rule fires as seen from every source: once.
+            if !findings
+                .iter()
+                .any(|k: &Finding| k.dedup_key == f.dedup_key)
+            {
+                findings.push(f);
+            }
+        }
         verdicts.extend(these.into_iter().map(|v| (o.source.id.clone(), v)));
     }
     Assessment {
