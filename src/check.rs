@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::alert;
 use crate::classify::{RefDataError, Reference};
-use crate::config::{Config, Entity, Source};
+use crate::config::Config;
 use crate::detect;
 use crate::diff::diff;
 use crate::extract::{self, ExtractError, ExtractSpec};
@@ -23,6 +23,7 @@ use crate::fetch::{
     Conditional, FetchError, FetchOptions, FetchResponse, Fetcher, Politeness, Robots,
     looks_blocked,
 };
+use crate::model::{Entity, Source};
 use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
 // Re-exported for `app` (`crate::check::blocking`) until it calls
 // `crate::store::blocking` itself.
@@ -302,20 +303,8 @@ impl Checker {
             .and_then(|e| e.sources.iter().find(|s| s.id == source).map(|s| (e, s)));
         match found {
             Some((e, s)) => self.check(e, s).await,
-            None => CheckReport {
-                entity: entity.into(),
-                source: source.into(),
-                url: String::new(),
-                status: CheckStatus::Failed,
-                change_count: 0,
-                finding_count: 0,
-                error: Some(format!("no source {entity}/{source} in the watchlists")),
-                snapshot: None,
-                changes: vec![],
-                findings: vec![],
-                transient: false,
-                retry_after: None,
-            },
+            None => CheckReport::new(entity, source, "", CheckStatus::Failed)
+                .with_error(format!("no source {entity}/{source} in the watchlists")),
         }
     }
 
@@ -327,7 +316,8 @@ impl Checker {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "Check could not be recorded.");
-                    failed_report(entity, source, CheckStatus::Failed, crate::text::chain(&e))
+                    CheckReport::of(entity, source, CheckStatus::Failed)
+                        .with_error(crate::text::chain(&e))
                 }
             };
             report.change_count = report.changes.len();
@@ -432,93 +422,18 @@ impl Checker {
             let k = key.clone();
             blocking(move || store.latest_snapshot(&k)).await?
         };
-        let mut record = Record::default();
-        let mut body = Vec::new();
-        let mut pages = Vec::new();
-        // Selectors no page matched (see `Unmatched::degraded`).
-        let mut unmatched: Option<extract::Unmatched> = None;
-        match &*source.spec {
-            ExtractSpec::Json(spec) => {
-                match extract::extract_json_page(spec, &first.text) {
-                    Ok((r, u)) => {
-                        record = r;
-                        unmatched = Some(u);
-                    }
-                    Err(e) => {
-                        return self
-                            .extract_failed(entity, source, state, e, &first.text)
-                            .await;
-                    }
-                }
-                body = first.body;
-            }
-            ExtractSpec::Html(spec) => {
-                // Selectors are reference-counted: a cheap copy to move.
-                let shared = Arc::new(spec.clone());
-                let mut page = first;
-                let mut requested = source.url.clone();
-                let mut seen: BTreeSet<Url> = BTreeSet::new();
-                let mut n = 0u32;
-                loop {
-                    n += 1;
-                    seen.insert(page.url.clone());
-                    // On the blocking pool: a big page costs up to the
-                    // parse bound (`extract::limits`), never a runtime
-                    // worker's time.
-                    let (extracted, text) = extract_page(
-                        shared.clone(),
-                        std::mem::take(&mut page.text),
-                        page.url.clone(),
-                    )
-                    .await?;
-                    let p = match extracted {
-                        Ok(p) => p,
-                        Err(e) => {
-                            return self.extract_failed(entity, source, state, e, &text).await;
-                        }
-                    };
-                    if n > 1 {
-                        body.extend_from_slice(
-                            format!("\n<!-- pivotwatch: page {n}: {} -->\n", page.url).as_bytes(),
-                        );
-                    }
-                    body.extend_from_slice(&page.body);
-                    merge(&mut record, p.record);
-                    match &mut unmatched {
-                        Some(u) => u.intersect(&p.unmatched),
-                        None => unmatched = Some(p.unmatched),
-                    }
-                    pages.push(PageValidators {
-                        url: requested.to_string(),
-                        etag: page.etag.clone(),
-                        last_modified: page.last_modified.clone(),
-                        next: p.next.as_ref().map(Url::to_string),
-                    });
-                    let Some(next) = p.next else { break };
-                    if n >= spec.max_pages || seen.contains(&next) {
-                        break;
-                    }
-                    if let Some(r) = self
-                        .robots_gate(fetcher, entity, source, &state, &next)
-                        .await?
-                    {
-                        return Ok(r);
-                    }
-                    page = match take_reused(&mut reuse, &next) {
-                        Some(r) => r,
-                        None => match fetcher.fetch(&next, &Conditional::default()).await {
-                            Ok(r) => r,
-                            Err(e) => {
-                                let msg =
-                                    format!("page {} ({next}): {}", n + 1, crate::text::chain(&e));
-                                return self.fetch_failed(entity, source, state, &msg, &e).await;
-                            }
-                        },
-                    };
-                    requested = next;
-                }
-            }
-        }
+        let Pages {
+            record,
+            body,
+            validators: pages,
+            unmatched,
+        } = match self
+            .fetch_pages(fetcher, entity, source, &state, first, &mut reuse)
+            .await?
+        {
+            Read::Pages(p) => p,
+            Read::Stopped(report) => return Ok(*report),
+        };
         // A selector that stopped matching is a broken source, not a
         // removed value: fail, keep the previous snapshot the latest.
         if let (Some(prev), Some(u)) = (&previous, &unmatched)
@@ -584,36 +499,37 @@ impl Checker {
             })
             .await?
         };
-        let mut latest: Vec<(&Source, &Snapshot)> = vec![(source, &snapshot)];
-        for (k, snap) in &others {
-            if let (Some(src), Some(snap)) = (entity.sources.iter().find(|s| &s.key() == k), snap) {
-                latest.push((src, snap));
-            }
-        }
+        let others: Vec<(&Source, &Snapshot)> = others
+            .iter()
+            .filter_map(|(k, snap)| {
+                let src = entity.sources.iter().find(|s| &s.key() == k)?;
+                Some((src, snap.as_ref()?))
+            })
+            .collect();
         let reference = self.reference().await?;
-        let profile = detect::Profile::build(reference, entity, &latest);
-        let rules = self.config.watchlist_of(entity).map(|w| &w.rules);
         let default_rules = detect::RuleConfig::default();
-        let findings = {
-            let input = detect::Input {
-                reference,
-                rules: rules.unwrap_or(&default_rules),
-                entity,
-                source,
-                previous: previous.as_ref(),
-                current: &snapshot,
-                changes: &changes,
-                profile: &profile,
-            };
-            // Which of the keys the rules can produce were raised before:
-            // read on the blocking pool, a store error fails the check.
-            let keys: Vec<String> = detect::evaluate(&input)
-                .into_iter()
-                .filter_map(|v| v.finding)
-                .flat_map(|f| std::iter::once(f.dedup_key).chain(f.escalation_keys))
-                .collect();
+        let scope = detect::Scope {
+            reference,
+            rules: self
+                .config
+                .watchlist_of(entity)
+                .map_or(&default_rules, |w| &w.rules),
+            entity,
+            now,
+        };
+        let observed = detect::Observation {
+            source,
+            previous: previous.as_ref(),
+            current: &snapshot,
+            changes: &changes,
+        };
+        let assessment = detect::judge(&scope, &[observed], &others);
+        // Which of the keys the rules produced were raised before: read on
+        // the blocking pool; a store error fails the check.
+        let keys = assessment.candidate_keys();
+        let raised = {
             let store = store.clone();
-            let raised = blocking(move || {
+            blocking(move || {
                 let mut raised = BTreeSet::new();
                 for k in keys {
                     if store.finding_for_key(&k)?.is_some() {
@@ -622,9 +538,9 @@ impl Checker {
                 }
                 Ok(raised)
             })
-            .await?;
-            detect::detect(&input, &|k: &str| raised.contains(k))
+            .await?
         };
+        let findings = assessment.new_findings(&|k: &str| raised.contains(k));
         let deliveries = findings
             .iter()
             .map(|f| alert::route(&self.config.settings, entity, f))
@@ -641,14 +557,124 @@ impl Checker {
             deliveries,
         };
         let committed = blocking(move || store.commit(commit)).await?;
-        Ok(CheckReport {
-            status,
-            snapshot: committed.snapshot,
-            changes,
-            findings: committed.findings,
-            ..failed_report(entity, source, status, String::new())
+        Ok(CheckReport::of(entity, source, status)
+            .with_snapshot(committed.snapshot)
+            .with_outcome(changes, committed.findings))
+    }
+
+    /// Extracts the first page and, for paginated HTML, reads and extracts
+    /// the pages behind it (each asked of robots.txt first, `reuse`d when
+    /// revalidation already holds its body). [`Read::Stopped`] when the
+    /// check ended there, its failure already recorded.
+    async fn fetch_pages(
+        &self,
+        fetcher: &Fetcher,
+        entity: &Entity,
+        source: &Source,
+        state: &SourceState,
+        first: FetchResponse,
+        reuse: &mut Option<(Url, FetchResponse)>,
+    ) -> Result<Read, CheckError> {
+        let mut record = Record::default();
+        let mut body = Vec::new();
+        let mut pages = Vec::new();
+        // Selectors no page matched (see `Unmatched::degraded`).
+        let mut unmatched: Option<extract::Unmatched> = None;
+        match &*source.spec {
+            ExtractSpec::Json(spec) => {
+                match extract::extract_json_page(spec, &first.text) {
+                    Ok((r, u)) => {
+                        record = r;
+                        unmatched = Some(u);
+                    }
+                    Err(e) => {
+                        return stopped(
+                            self.extract_failed(entity, source, state.clone(), e, &first.text)
+                                .await,
+                        );
+                    }
+                }
+                body = first.body;
+            }
+            ExtractSpec::Html(spec) => {
+                // Selectors are reference-counted: a cheap copy to move.
+                let shared = Arc::new(spec.clone());
+                let mut page = first;
+                let mut requested = source.url.clone();
+                let mut seen: BTreeSet<Url> = BTreeSet::new();
+                let mut n = 0u32;
+                loop {
+                    n += 1;
+                    seen.insert(page.url.clone());
+                    // On the blocking pool: a big page costs up to the
+                    // parse bound (`extract::limits`), never a runtime
+                    // worker's time.
+                    let (extracted, text) = extract_page(
+                        shared.clone(),
+                        std::mem::take(&mut page.text),
+                        page.url.clone(),
+                    )
+                    .await?;
+                    let p = match extracted {
+                        Ok(p) => p,
+                        Err(e) => {
+                            return stopped(
+                                self.extract_failed(entity, source, state.clone(), e, &text)
+                                    .await,
+                            );
+                        }
+                    };
+                    if n > 1 {
+                        body.extend_from_slice(
+                            format!("\n<!-- pivotwatch: page {n}: {} -->\n", page.url).as_bytes(),
+                        );
+                    }
+                    body.extend_from_slice(&page.body);
+                    merge(&mut record, p.record);
+                    match &mut unmatched {
+                        Some(u) => u.intersect(&p.unmatched),
+                        None => unmatched = Some(p.unmatched),
+                    }
+                    pages.push(PageValidators {
+                        url: requested.to_string(),
+                        etag: page.etag.clone(),
+                        last_modified: page.last_modified.clone(),
+                        next: p.next.as_ref().map(Url::to_string),
+                    });
+                    let Some(next) = p.next else { break };
+                    if n >= spec.max_pages || seen.contains(&next) {
+                        break;
+                    }
+                    if let Some(r) = self
+                        .robots_gate(fetcher, entity, source, state, &next)
+                        .await?
+                    {
+                        return Ok(Read::Stopped(Box::new(r)));
+                    }
+                    page = match take_reused(reuse, &next) {
+                        Some(r) => r,
+                        None => match fetcher.fetch(&next, &Conditional::default()).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let msg =
+                                    format!("page {} ({next}): {}", n + 1, crate::text::chain(&e));
+                                return stopped(
+                                    self.fetch_failed(entity, source, state.clone(), &msg, &e)
+                                        .await,
+                                );
+                            }
+                        },
+                    };
+                    requested = next;
+                }
+            }
         }
-        .without_error())
+        Ok(Read::Pages(Pages {
+            record,
+            body,
+            validators: pages,
+            unmatched,
+        }))
     }
 
     /// Asks every page of the last walk of a paginated source whether it
@@ -761,7 +787,7 @@ impl Checker {
         let key = source.key();
         blocking(move || store.put_source_state(&key, &state)).await?;
         tracing::warn!(error = %msg, "Check failed.");
-        Ok(failed_report(entity, source, status, msg.to_string()))
+        Ok(CheckReport::of(entity, source, status).with_error(msg))
     }
 
     async fn record_unchanged(
@@ -779,33 +805,28 @@ impl Checker {
         let store = self.store.clone();
         let key = source.key();
         blocking(move || store.put_source_state(&key, &state)).await?;
-        Ok(CheckReport {
-            snapshot,
-            ..failed_report(entity, source, CheckStatus::Unchanged, String::new())
-        }
-        .without_error())
+        Ok(CheckReport::of(entity, source, CheckStatus::Unchanged).with_snapshot(snapshot))
     }
 }
 
 impl CheckReport {
-    fn without_error(mut self) -> Self {
-        self.error = None;
-        self
-    }
-}
-
-impl CheckReport {
-    /// The report of a check whose task ended without one (it panicked or
-    /// was cancelled).
-    pub(crate) fn aborted(entity: &str, source: &str) -> CheckReport {
+    /// The report of a check of `entity/source` at `url` that ended with
+    /// `status`: no error, snapshot, change or finding yet (see the `with_`
+    /// methods).
+    pub fn new(
+        entity: impl Into<String>,
+        source: impl Into<String>,
+        url: impl Into<String>,
+        status: CheckStatus,
+    ) -> CheckReport {
         CheckReport {
-            entity: entity.to_string(),
-            source: source.to_string(),
-            url: String::new(),
-            status: CheckStatus::Failed,
+            entity: entity.into(),
+            source: source.into(),
+            url: url.into(),
+            status,
             change_count: 0,
             finding_count: 0,
-            error: Some("the check task ended abnormally".into()),
+            error: None,
             snapshot: None,
             changes: vec![],
             findings: vec![],
@@ -813,27 +834,43 @@ impl CheckReport {
             retry_after: None,
         }
     }
-}
 
-fn failed_report(
-    entity: &Entity,
-    source: &Source,
-    status: CheckStatus,
-    error: String,
-) -> CheckReport {
-    CheckReport {
-        entity: entity.id.clone(),
-        source: source.id.clone(),
-        url: source.url.to_string(),
-        status,
-        change_count: 0,
-        finding_count: 0,
-        error: Some(error),
-        snapshot: None,
-        changes: vec![],
-        findings: vec![],
-        transient: false,
-        retry_after: None,
+    /// [`CheckReport::new`] for a configured source.
+    fn of(entity: &Entity, source: &Source, status: CheckStatus) -> CheckReport {
+        CheckReport::new(
+            entity.id.as_str(),
+            source.id.as_str(),
+            source.url.as_str(),
+            status,
+        )
+    }
+
+    /// With the error that failed or blocked the check.
+    pub fn with_error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// With the snapshot the check recorded or found unchanged.
+    pub fn with_snapshot(mut self, snapshot: Option<u64>) -> Self {
+        self.snapshot = snapshot;
+        self
+    }
+
+    /// With the changes found and the findings committed.
+    pub fn with_outcome(mut self, changes: Vec<Change>, findings: Vec<Finding>) -> Self {
+        self.change_count = changes.len();
+        self.finding_count = findings.len();
+        self.changes = changes;
+        self.findings = findings;
+        self
+    }
+
+    /// The report of a check whose task ended without one (it panicked or
+    /// was cancelled).
+    pub(crate) fn aborted(entity: &str, source: &str) -> CheckReport {
+        CheckReport::new(entity, source, "", CheckStatus::Failed)
+            .with_error("the check task ended abnormally")
     }
 }
 
@@ -850,6 +887,32 @@ async fn extract_page(
     });
     job.await
         .map_err(|e| CheckError::Task(format!("extracting the page failed: {e}")))
+}
+
+/// The pages of one check, read and extracted.
+struct Pages {
+    /// Their records, merged.
+    record: Record,
+    /// Their bodies, joined (a marker comment before each page after the
+    /// first).
+    body: Vec<u8>,
+    /// Each page's validators (paginated HTML).
+    validators: Vec<PageValidators>,
+    /// Selectors no page matched (see `Unmatched::degraded`).
+    unmatched: Option<extract::Unmatched>,
+}
+
+/// What reading the pages of a check gave.
+enum Read {
+    /// Every page read and extracted.
+    Pages(Pages),
+    /// The check ended here (robots.txt, a failed fetch or extraction),
+    /// already recorded.
+    Stopped(Box<CheckReport>),
+}
+
+fn stopped(report: Result<CheckReport, CheckError>) -> Result<Read, CheckError> {
+    report.map(|r| Read::Stopped(Box::new(r)))
 }
 
 /// What asking the pages of a paginated source found.

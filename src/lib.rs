@@ -20,6 +20,7 @@ pub mod detect;
 pub mod diff;
 pub mod extract;
 pub mod fetch;
+pub mod model;
 pub mod read;
 pub mod record;
 pub mod schedule;

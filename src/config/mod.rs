@@ -13,30 +13,15 @@ mod watchlist;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
-use url::Url;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use settings::{DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber};
 pub(crate) use spec::SpecBuilder;
 pub use watchlist::{DEFAULT_MAX_PAGES, DEFAULT_SCHEDULE};
 
-use crate::extract::ExtractSpec;
-use crate::schedule::Schedule;
-
-/// What a source is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// A company-registry record.
-    Registry,
-    /// A supplier catalogue (item rows).
-    Catalogue,
-    /// Any other page.
-    Page,
-}
+/// The watched nouns live in [`crate::model`]; re-exported here for the
+/// paths that name them through `config`.
+pub use crate::model::{Entity, Source, SourceKind};
 
 /// One watchlist file.
 #[derive(Debug, Clone)]
@@ -57,56 +42,6 @@ pub struct Watchlist {
     pub entities: Vec<Entity>,
     /// Rule thresholds, switches and custom rules (`[rules.ID]`, `[[rule]]`).
     pub rules: crate::detect::RuleConfig,
-}
-
-/// A company being watched.
-#[derive(Debug, Clone)]
-pub struct Entity {
-    /// Unique id (across all watchlists).
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Other names.
-    pub aliases: Vec<String>,
-    /// ISO country code of registration.
-    pub jurisdiction: Option<String>,
-    /// Registry identifiers (`ice`, `rc`, `company_number`, `lei` …).
-    pub identifiers: BTreeMap<String, String>,
-    /// Declared/baseline activity codes, `SCHEME:CODE`.
-    pub activity: Vec<String>,
-    /// Tags (subscribers filter on them).
-    pub tags: Vec<String>,
-    /// Name of the watchlist that declares it.
-    pub watchlist: String,
-    /// Its sources.
-    pub sources: Vec<Source>,
-}
-
-/// One configured target of an entity.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// Id, unique within the entity.
-    pub id: String,
-    /// Owning entity id.
-    pub entity: String,
-    /// What it is.
-    pub kind: SourceKind,
-    /// The (first) URL.
-    pub url: Url,
-    /// When it is checked.
-    pub schedule: Schedule,
-    /// How bodies become records (shared by every source with the same
-    /// spec).
-    pub spec: Arc<ExtractSpec>,
-    /// Per-source override of `[http] allow_private_addresses`.
-    pub allow_private_addresses: Option<bool>,
-}
-
-impl Source {
-    /// `entity/source`, the key used on the command line and in the store.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.entity, self.id)
-    }
 }
 
 /// Where to read the configuration from (the global flags).

@@ -7,21 +7,25 @@
 //! raised, and persists what comes out. Severity is decided here and only
 //! here.
 //!
-//! Every rule yields a [`Verdict`] (fires or not, and why), so `explain`
-//! shows the same reasoning that produced the alerts.
+//! Every rule yields a [`Verdict`] (fires or not, and why), and
+//! [`assess`] is the one entry point, called by `check` and by `explain`:
+//! the explanation is the reasoning that produced the alerts. The time of
+//! the check is an argument ([`Scope::now`]); nothing here reads the clock.
 
 mod profile;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use profile::{ClassifiedItem, Profile, classify, is_activity_field, scheme_name};
 
 use crate::classify::Reference;
-use crate::config::{Entity, Source, SourceKind};
+use crate::model::{Entity, Source, SourceKind};
 use crate::record::{Change, Evidence, Finding, Severity, Snapshot};
 
 /// Built-in rule ids.
@@ -126,25 +130,156 @@ impl RuleConfig {
     }
 }
 
-/// Everything a rule may look at for one check.
-#[derive(Debug)]
-pub struct Input<'a> {
+/// What rules judge an entity by: the reference data, the watchlist's
+/// rules, the entity, and the time of the check (the findings' creation
+/// time; `detect` never reads the clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
     /// Reference data.
     pub reference: &'a Reference,
     /// The watchlist's rules.
     pub rules: &'a RuleConfig,
-    /// The entity checked.
+    /// The entity assessed.
     pub entity: &'a Entity,
-    /// The source checked.
+    /// When the check happened.
+    pub now: DateTime<Utc>,
+}
+
+/// One source's latest observation, on which every rule runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// The source.
     pub source: &'a Source,
-    /// The previous snapshot, if any.
+    /// The snapshot before `current`, if any.
     pub previous: Option<&'a Snapshot>,
-    /// The new snapshot (its id is not known before commit).
+    /// The latest snapshot (a new one's id is not known before commit).
     pub current: &'a Snapshot,
     /// `diff(previous, current)`; empty on a first observation.
     pub changes: &'a [Change],
+}
+
+/// What [`assess`] concluded.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    /// The entity's profile, from every observation and the other sources'
+    /// latest snapshots.
+    pub profile: Profile,
+    /// Every rule's verdict on each observation, as (source id, verdict),
+    /// in the order of the observations, then of the rules.
+    pub verdicts: Vec<(String, Verdict)>,
+    /// The findings to raise: those of the verdicts that are new (see
+    /// [`assess`]).
+    pub findings: Vec<Finding>,
+}
+
+/// Judges an entity: builds its profile from `observed` (first) and
+/// `others` (the latest snapshots of sources not observed), runs every
+/// rule on each observation, and keeps the findings that are new: a
+/// finding whose dedup key was raised before is dropped, and one with
+/// escalation keys is kept only when at least one of them is new.
+///
+/// One pivot, one alert: when a new profile mismatch is raised, it carries
+/// the added controlled items too, so `controlled_goods` is not raised
+/// beside it (per observation).
+///
+/// `check` calls it on the source it checked, `explain` on every source
+/// with a snapshot: the explanation is the reasoning that produced the
+/// alerts.
+pub fn assess(
+    scope: &Scope<'_>,
+    observed: &[Observation<'_>],
+    others: &[(&Source, &Snapshot)],
+    already_raised: &dyn Fn(&str) -> bool,
+) -> Assessment {
+    let mut a = judge(scope, observed, others);
+    a.findings = a.new_findings(already_raised);
+    a
+}
+
+/// The first half of [`assess`]: the profile and every rule's verdict, with
+/// no finding kept yet (`findings` is empty). For a caller that must look
+/// the [`Assessment::candidate_keys`] up somewhere slow (the store, on the
+/// blocking pool) before [`Assessment::new_findings`] decides.
+pub fn judge(
+    scope: &Scope<'_>,
+    observed: &[Observation<'_>],
+    others: &[(&Source, &Snapshot)],
+) -> Assessment {
+    let latest: Vec<(&Source, &Snapshot)> = observed
+        .iter()
+        .map(|o| (o.source, o.current))
+        .chain(others.iter().copied())
+        .collect();
+    let profile = Profile::build(scope.reference, scope.entity, &latest);
+    let mut verdicts = Vec::new();
+    for o in observed {
+        let input = Input {
+            reference: scope.reference,
+            rules: scope.rules,
+            entity: scope.entity,
+            source: o.source,
+            previous: o.previous,
+            current: o.current,
+            changes: o.changes,
+            profile: &profile,
+            now: scope.now,
+        };
+        verdicts.extend(
+            evaluate(&input)
+                .into_iter()
+                .map(|v| (o.source.id.clone(), v)),
+        );
+    }
+    Assessment {
+        profile,
+        verdicts,
+        findings: Vec::new(),
+    }
+}
+
+impl Assessment {
+    /// Every dedup and escalation key the verdicts' findings carry: what
+    /// [`Assessment::new_findings`] may ask about.
+    pub fn candidate_keys(&self) -> Vec<String> {
+        self.verdicts
+            .iter()
+            .filter_map(|(_, v)| v.finding.as_ref())
+            .flat_map(|f| std::iter::once(f.dedup_key.clone()).chain(f.escalation_keys.clone()))
+            .collect()
+    }
+
+    /// The findings to raise: per observation, those whose dedup key was
+    /// not raised before (and, with escalation keys, one of those is new);
+    /// an entity-wide finding seen from several observations, once.
+    pub fn new_findings(&self, already_raised: &dyn Fn(&str) -> bool) -> Vec<Finding> {
+        let mut findings: Vec<Finding> = Vec::new();
+        for group in self.verdicts.chunk_by(|a, b| a.0 == b.0) {
+            let these: Vec<Verdict> = group.iter().map(|(_, v)| v.clone()).collect();
+            for f in keep(&these, already_raised) {
+                // An entity-wide rule fires as seen from every source: once.
+                if !findings.iter().any(|k| k.dedup_key == f.dedup_key) {
+                    findings.push(f);
+                }
+            }
+        }
+        findings
+    }
+}
+
+/// Everything a rule may look at for one check.
+#[derive(Debug)]
+struct Input<'a> {
+    reference: &'a Reference,
+    rules: &'a RuleConfig,
+    entity: &'a Entity,
+    source: &'a Source,
+    previous: Option<&'a Snapshot>,
+    current: &'a Snapshot,
+    changes: &'a [Change],
     /// The entity's profile with `current` in place.
-    pub profile: &'a Profile,
+    profile: &'a Profile,
+    /// When the check happened.
+    now: DateTime<Utc>,
 }
 
 /// One rule's conclusion on one check.
@@ -182,7 +317,7 @@ impl Verdict {
 }
 
 /// Evaluates every rule on a check.
-pub fn evaluate(input: &Input<'_>) -> Vec<Verdict> {
+fn evaluate(input: &Input<'_>) -> Vec<Verdict> {
     let mut out = vec![
         rules::profile_mismatch(input),
         rules::controlled_goods(input),
@@ -207,17 +342,11 @@ pub fn evaluate(input: &Input<'_>) -> Vec<Verdict> {
     out
 }
 
-/// Runs every rule and keeps the findings that are new: a finding whose
-/// dedup key was raised before is dropped, and one with escalation keys is
-/// kept only when at least one of them is new.
-///
-/// One pivot, one alert: when a new profile mismatch is raised, it carries
-/// the added controlled items too, so `controlled_goods` is not raised
-/// beside it.
-pub fn detect(input: &Input<'_>, already_raised: &dyn Fn(&str) -> bool) -> Vec<Finding> {
-    let mut out: Vec<Finding> = evaluate(input)
-        .into_iter()
-        .filter_map(|v| v.finding)
+/// The findings of `verdicts` that are new (see [`assess`]).
+fn keep(verdicts: &[Verdict], already_raised: &dyn Fn(&str) -> bool) -> Vec<Finding> {
+    let mut out: Vec<Finding> = verdicts
+        .iter()
+        .filter_map(|v| v.finding.clone())
         .filter(|f| {
             !already_raised(&f.dedup_key)
                 && (f.escalation_keys.is_empty()
@@ -257,7 +386,7 @@ fn finding(
         },
         dedup_key: String::new(),
         escalation_keys: Vec::new(),
-        created_at: Utc::now(),
+        created_at: input.now,
     }
 }
 

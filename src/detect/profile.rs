@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::classify::{ActivityMatch, ItemClass, Reference, Sector, Tier};
-use crate::config::{Entity, Source, SourceKind};
+use crate::model::{Entity, Source, SourceKind};
 use crate::record::{EvidenceItem, FieldValue, Item, Snapshot};
 
 /// Whether a registry field holds the firm's activity (by its name).

@@ -7,8 +7,8 @@ use super::{
     list_some, source_label, truncate,
 };
 use crate::classify::{Sector, Tier};
-use crate::config::SourceKind;
 use crate::extract::fold;
+use crate::model::SourceKind;
 use crate::record::{Change, Severity};
 
 fn quote(s: Option<&str>) -> String {

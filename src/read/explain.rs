@@ -17,7 +17,7 @@ pub fn explain(
     json: bool,
     out: &mut impl Write,
 ) -> Result<u8, ReadError> {
-    use crate::detect::{self, Profile};
+    use crate::detect;
     let Some(ent) = config.entity(entity) else {
         return Err(ReadError::Usage(format!(
             "no entity {entity:?} in the watchlists"
@@ -25,7 +25,7 @@ pub fn explain(
     };
     let reference = crate::classify::Reference::load(config.settings.reference_dir.as_deref())
         .map_err(|e| ReadError::Usage(crate::text::chain(&e)))?;
-    let mut snaps: Vec<(&crate::config::Source, Option<Snapshot>, Option<Snapshot>)> = Vec::new();
+    let mut snaps: Vec<(&crate::model::Source, Option<Snapshot>, Option<Snapshot>)> = Vec::new();
     for s in &ent.sources {
         let ids = store.history(&s.key())?;
         let cur = match ids.last() {
@@ -38,37 +38,40 @@ pub fn explain(
         };
         snaps.push((s, cur, prev));
     }
-    let latest: Vec<(&crate::config::Source, &Snapshot)> = snaps
+    let changes: Vec<Vec<crate::record::Change>> = snaps
         .iter()
-        .filter_map(|(s, c, _)| c.as_ref().map(|c| (*s, c)))
+        .map(|(_, cur, prev)| match (prev, cur) {
+            (Some(p), Some(c)) => crate::diff::diff(&p.record, &c.record),
+            _ => Vec::new(),
+        })
         .collect();
-    let profile = Profile::build(&reference, ent, &latest);
+    let observed: Vec<detect::Observation<'_>> = snaps
+        .iter()
+        .zip(&changes)
+        .filter_map(|((s, cur, prev), changes)| {
+            Some(detect::Observation {
+                source: s,
+                previous: prev.as_ref(),
+                current: cur.as_ref()?,
+                changes,
+            })
+        })
+        .collect();
     let default_rules = detect::RuleConfig::default();
-    let rules = config
-        .watchlist_of(ent)
-        .map(|w| &w.rules)
-        .unwrap_or(&default_rules);
-    let mut verdicts = Vec::new();
-    for (s, cur, prev) in &snaps {
-        let Some(cur) = cur else { continue };
-        let changes = prev
-            .as_ref()
-            .map(|p| crate::diff::diff(&p.record, &cur.record))
-            .unwrap_or_default();
-        let input = detect::Input {
-            reference: &reference,
-            rules,
-            entity: ent,
-            source: s,
-            previous: prev.as_ref(),
-            current: cur,
-            changes: &changes,
-            profile: &profile,
-        };
-        for v in detect::evaluate(&input) {
-            verdicts.push((s.id.clone(), v));
-        }
-    }
+    let scope = detect::Scope {
+        reference: &reference,
+        rules: config
+            .watchlist_of(ent)
+            .map_or(&default_rules, |w| &w.rules),
+        entity: ent,
+        now: chrono::Utc::now(),
+    };
+    // Every verdict is shown, whether or not its finding was raised before.
+    let detect::Assessment {
+        profile,
+        mut verdicts,
+        ..
+    } = detect::judge(&scope, &observed, &[]);
     // The profile rule judges the entity, not a source: show it once, as
     // seen from the catalogue when there is one.
     let pm = crate::detect::ids::PROFILE_MISMATCH;
@@ -79,7 +82,7 @@ pub fn explain(
                 && ent
                     .sources
                     .iter()
-                    .any(|x| &x.id == s && x.kind == crate::config::SourceKind::Catalogue)
+                    .any(|x| &x.id == s && x.kind == crate::model::SourceKind::Catalogue)
         })
         .or_else(|| verdicts.iter().position(|(_, v)| v.rule == pm));
     let mut i = 0;
