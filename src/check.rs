@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::Instrument;
 use url::Url;
@@ -479,8 +479,43 @@ impl Checker {
             CheckStatus::New
         };
         let store = self.store.clone();
+        let findings = self
+            .assess(entity, source, previous.as_ref(), &snapshot, &changes, now)
+            .await?;
+        let deliveries = findings
+            .iter()
+            .map(|f| alert::route(&self.config.settings, entity, f))
+            .collect();
+        state.last_status = Some(status);
+        state.last_error = None;
+        state.last_success = Some(now);
+        state.consecutive_failures = 0;
+        let commit = Commit {
+            source: key,
+            state,
+            snapshot: Some(NewSnapshot { snapshot, body }),
+            findings,
+            deliveries,
+        };
+        let committed = blocking(move || store.commit(commit)).await?;
+        Ok(CheckReport::of(entity, source, status)
+            .with_snapshot(committed.snapshot)
+            .with_outcome(changes, committed.findings))
+    }
+
+    /// The new findings of a check: the entity judged with the new
+    /// snapshot in place and the latest snapshot of its other sources.
+    async fn assess(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        previous: Option<&Snapshot>,
+        snapshot: &Snapshot,
+        changes: &[Change],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Finding>, CheckError> {
         let others = {
-            let store = store.clone();
+            let store = self.store.clone();
             let keys: Vec<String> = entity
                 .sources
                 .iter()
@@ -516,31 +551,13 @@ impl Checker {
         };
         let observed = detect::Observation {
             source,
-            previous: previous.as_ref(),
-            current: &snapshot,
-            changes: &changes,
+            previous,
+            current: snapshot,
+            changes,
         };
+        let store = &self.store;
         let raised = |k: &str| store.finding_for_key(k).ok().flatten().is_some();
-        let findings = detect::assess(&scope, &[observed], &others, &raised).findings;
-        let deliveries = findings
-            .iter()
-            .map(|f| alert::route(&self.config.settings, entity, f))
-            .collect();
-        state.last_status = Some(status);
-        state.last_error = None;
-        state.last_success = Some(now);
-        state.consecutive_failures = 0;
-        let commit = Commit {
-            source: key,
-            state,
-            snapshot: Some(NewSnapshot { snapshot, body }),
-            findings,
-            deliveries,
-        };
-        let committed = blocking(move || store.commit(commit)).await?;
-        Ok(CheckReport::of(entity, source, status)
-            .with_snapshot(committed.snapshot)
-            .with_outcome(changes, committed.findings))
+        Ok(detect::assess(&scope, &[observed], &others, &raised).findings)
     }
 
     /// Extracts the first page and, for paginated HTML, reads and extracts
