@@ -252,19 +252,43 @@ pub async fn deliver_due(
     deliver_with(store, config, &transport, now).await
 }
 
-/// The daemon's delivery task: runs [`deliver_due`] now and again whenever
-/// something becomes due (at most [`LOOP_MAX_SLEEP`] apart, so newly
-/// committed findings go out within that time) until `shutdown` completes.
-/// A run in progress is finished before stopping, so no send is cut short.
+/// The daemon's delivery task with a fixed configuration: see
+/// [`delivery_loop_with`].
 pub async fn delivery_loop(store: Store, config: Arc<Config>, shutdown: impl Future<Output = ()>) {
+    let kick = tokio::sync::Notify::new();
+    delivery_loop_with(&store, || config.clone(), &kick, |_| {}, shutdown).await;
+}
+
+/// The one delivery loop (the daemon's): runs [`deliver_due`] now, again
+/// when something becomes due, when `kick` is notified (a check found
+/// something, the configuration was reloaded, the store works again), or
+/// every [`LOOP_MAX_SLEEP`], until `shutdown` completes. `config` is read
+/// at every turn, so a reload changes subscribers and SMTP settings
+/// without restarting the loop; `on_report` sees each run's report. A run
+/// that fails (e.g. the store cannot write) leaves every alert queued and
+/// is tried again after [`LOOP_MAX_SLEEP`] or the next kick. A run in
+/// progress is finished before stopping, so no send is cut short.
+pub async fn delivery_loop_with(
+    store: &Store,
+    config: impl Fn() -> Arc<Config>,
+    kick: &tokio::sync::Notify,
+    on_report: impl Fn(&DeliveryReport),
+    shutdown: impl Future<Output = ()>,
+) {
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let wait = match deliver_due(&store, &config, Utc::now()).await {
-            Ok(r) => r
-                .next_due
-                .and_then(|t| (t - Utc::now()).to_std().ok())
-                .unwrap_or(LOOP_MAX_SLEEP)
-                .clamp(Duration::from_secs(1), LOOP_MAX_SLEEP),
+        let config = config();
+        let wait = match deliver_due(store, &config, Utc::now()).await {
+            Ok(r) => {
+                on_report(&r);
+                if !r.mails.is_empty() {
+                    tracing::info!(mails = r.mails.len(), sent = r.sent(), "Delivery run done.");
+                }
+                r.next_due
+                    .and_then(|t| (t - Utc::now()).to_std().ok())
+                    .unwrap_or(LOOP_MAX_SLEEP)
+                    .clamp(Duration::from_secs(1), LOOP_MAX_SLEEP)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "Alert delivery failed; alerts stay queued.");
                 LOOP_MAX_SLEEP
@@ -272,6 +296,7 @@ pub async fn delivery_loop(store: Store, config: Arc<Config>, shutdown: impl Fut
         };
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = kick.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
