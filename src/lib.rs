@@ -22,6 +22,7 @@ pub mod diff;
 pub mod extract;
 pub mod fetch;
 pub mod record;
+pub mod retry;
 pub mod schedule;
 pub mod store;
 pub mod text;

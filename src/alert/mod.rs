@@ -44,10 +44,9 @@ pub const DEFAULT_SUBSCRIBER: &str = "default";
 /// crash tests kill the process during the pause. Not for production use.
 pub const TEST_PAUSE_ENV: &str = "PIVOTWATCH_TEST_PAUSE_BEFORE_DELIVERY";
 
-/// First retry delay after a transient failure; doubled per attempt.
-pub const RETRY_FIRST: Duration = Duration::from_secs(60);
-/// Longest retry delay.
-pub const RETRY_MAX: Duration = Duration::from_secs(3600);
+/// The retry delays of a transient failure: the one retry policy,
+/// [`crate::retry`].
+pub use crate::retry::{RETRY_FIRST, RETRY_MAX};
 /// Most findings in one digest mail; the rest follow in the next one.
 pub const DIGEST_MAX_FINDINGS: usize = 500;
 /// Subscribers delivered to at once.
@@ -314,11 +313,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(AlertError::from)
 }
 
-/// Exponential backoff with ±20 % jitter: 1 min, 2, 4 … capped at 1 h.
+/// The retry delay after `attempts` attempts: [`crate::retry::jittered`]
+/// (1 min, 2, 4 … capped at 1 h, ±20 %).
 pub fn backoff(attempts: u32) -> chrono::Duration {
-    let exp = attempts.saturating_sub(1).min(16);
-    let base = RETRY_FIRST.saturating_mul(1u32 << exp).min(RETRY_MAX);
-    let jittered = base.mul_f64(0.8 + 0.4 * fastrand::f64()).min(RETRY_MAX);
+    let jittered = crate::retry::jittered(attempts, fastrand::f64());
     chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::hours(1))
 }
 
