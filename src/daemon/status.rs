@@ -426,6 +426,7 @@ activity = ["NACE:46.77"]
 id = "shop"
 kind = "catalogue"
 url = "http://127.0.0.1:9/shop"
+allow_private_addresses = true
 [entity.source.items]
 row = "#products tr"
 name = "td.n"
