@@ -13,7 +13,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use url::Url;
 
-use crate::alert;
+use crate::alert::route;
 use crate::classify::{RefDataError, Reference};
 use crate::config::Config;
 use crate::detect;
@@ -543,7 +543,7 @@ impl Checker {
         let findings = assessment.new_findings(&|k: &str| raised.contains(k));
         let deliveries = findings
             .iter()
-            .map(|f| alert::route(&self.config.settings, entity, f))
+            .map(|f| route::route(&self.config.settings, entity, f))
             .collect();
         state.last_status = Some(status);
         state.last_error = None;

@@ -28,10 +28,6 @@ use crate::schedule::Schedule;
 
 /// Longest delay before the first check of a never-checked source.
 pub const STARTUP_SPREAD: Duration = Duration::from_secs(10);
-/// First retry delay after a transient failure without `Retry-After`.
-pub const RETRY_FIRST: Duration = Duration::from_secs(60);
-/// Longest retry delay after a transient failure without `Retry-After`.
-pub const RETRY_MAX: Duration = Duration::from_secs(3600);
 /// Longest `Retry-After` honoured for a source (a longer one is cut to
 /// this, so a typo on the server does not silence a source for years).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -132,11 +128,10 @@ pub fn due_after_check(
     }
 }
 
-/// 1 min, 2, 4 … 60 min for the 1st, 2nd, 3rd … failure in a row.
-pub fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    RETRY_FIRST.saturating_mul(1u32 << exp).min(RETRY_MAX)
-}
+/// The early-retry delays without `Retry-After`: the one retry policy,
+/// [`crate::retry`] (1 min, 2, 4 … 60 min for the 1st, 2nd, 3rd …
+/// failure in a row), without jitter.
+pub use crate::retry::{RETRY_FIRST, RETRY_MAX, backoff};
 
 /// A random jitter in `[0, max]`.
 pub fn random_jitter(max: Duration) -> Duration {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::DateTime;
 
 /// Markers specific enough to flag a page of any size.
 const STRONG_MARKERS: &[&str] = &[
@@ -90,15 +90,11 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 fn parse_http_date(value: &str) -> Option<SystemTime> {
-    if let Ok(dt) = DateTime::parse_from_rfc2822(value) {
-        return Some(dt.into());
-    }
-    // RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT"; asctime: "Sun Nov  6 08:49:37 1994".
-    let collapsed = value.split_whitespace().collect::<Vec<_>>().join(" ");
-    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
-        .iter()
-        .find_map(|fmt| NaiveDateTime::parse_from_str(&collapsed, fmt).ok())
-        .map(|naive| naive.and_utc().into())
+    // RFC 9110's three forms (IMF-fixdate, RFC 850, asctime) via httpdate;
+    // other RFC 2822 dates (numeric zones) as some servers send them.
+    httpdate::parse_http_date(value)
+        .ok()
+        .or_else(|| DateTime::parse_from_rfc2822(value).ok().map(Into::into))
 }
 
 #[cfg(test)]
