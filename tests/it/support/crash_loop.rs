@@ -1,4 +1,4 @@
-//! The kill -9 delivery loop (tests/crash_delivery.rs runs it briefly,
+//! The kill -9 delivery loop (tests/it/crash_delivery.rs runs it briefly,
 //! benches/crash_delivery.rs at length; BENCHMARKS.md has the figures).
 //!
 //! Each iteration: a fresh state directory whose store holds `findings`

@@ -3,9 +3,7 @@
 //! (`demo::Site`, which answers 304 when `If-None-Match` matches its
 //! ETag), real sled files in temp folders, the real binary for signals.
 
-mod common;
-
-use common::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
+use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
 use pivotwatch::demo::Page;
 use pivotwatch::record::{Change, CheckStatus};
 use pivotwatch::store::SourceState;

@@ -9,8 +9,6 @@
 //! Every wait is bounded polling with a timeout; nothing sleeps to
 //! synchronise.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,11 +17,11 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{CATALOGUE_WATCHLIST, catalogue_page};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
-use common::{CATALOGUE_WATCHLIST, catalogue_page};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pivotwatch::demo::{Page, Site};

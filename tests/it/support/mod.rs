@@ -2,6 +2,9 @@
 //! pointing at a real loopback site.
 #![allow(dead_code)]
 
+pub mod crash_loop;
+pub mod smtp;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -9,13 +9,11 @@
 //! The tmpfs tests need root (`mount -t tmpfs`); they fail, never skip,
 //! when the mount is refused.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CATALOGUE_WATCHLIST, catalogue_page};
+use crate::support::{CATALOGUE_WATCHLIST, catalogue_page};
 use pivotwatch::demo::{Page, Site};
 use pivotwatch::store::Store;
 

@@ -2,14 +2,12 @@
 //! against loopback sites, with pipes, broken watchlists, hostile text,
 //! robots.txt and per-host limits.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
+use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
 use pivotwatch::demo::Page;
 
 fn bin() -> Command {
