@@ -12,24 +12,21 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::process::{BIN, Daemon, WAIT, at, stderr, stdout};
 use crate::support::{CATALOGUE_WATCHLIST, catalogue_page};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use pivotwatch::demo::{Page, Site};
 use pivotwatch::record::CheckStatus;
 use pivotwatch::store::Store;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pivotwatch");
-const WAIT: Duration = Duration::from_secs(30);
 
 const SCRAP: &[(&str, &str, &str, &str)] = &[
     ("Copper scrap, 1 t", "", "CU-1", "7000"),
@@ -130,55 +127,12 @@ impl Dir {
     }
 }
 
-/// A `pivotwatch run` child process; killed if the test ends early.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
 impl Daemon {
     fn start(dir: &Dir, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = dir.path().join(format!("daemon-{}.log", fastrand::u32(..)));
         let mut cmd = Command::new(BIN);
-        cmd.args(dir.args())
-            .args(extra)
-            .arg("run")
-            .env("RUST_LOG", "pivotwatch=info")
-            .env("NO_COLOR", "1")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().expect("spawn pivotwatch run"),
-            log,
-        }
-    }
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("send signal");
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-    async fn exit(&mut self, within: Duration) -> ExitStatus {
-        let t = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            assert!(
-                t.elapsed() < within,
-                "daemon did not exit within {within:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        cmd.args(dir.args()).args(extra).arg("run");
+        Daemon::spawn(cmd, log, env)
     }
     /// Waits until the daemon holds the store and answers on its control
     /// socket (before that, a CLI read command would open the store itself
@@ -194,34 +148,13 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-
-    async fn stop(&mut self) -> ExitStatus {
-        self.signal(Signal::SIGTERM);
-        self.exit(WAIT).await
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn run_check_now(dir: &Dir) -> Daemon {
     let log = dir.path().join(format!("daemon-{}.log", fastrand::u32(..)));
-    let child = Command::new(BIN)
-        .args(dir.args())
-        .args(["run", "--check-now"])
-        .env("RUST_LOG", "pivotwatch=info")
-        .env("NO_COLOR", "1")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn pivotwatch run --check-now");
-    Daemon { child, log }
+    let mut cmd = Command::new(BIN);
+    cmd.args(dir.args()).args(["run", "--check-now"]);
+    Daemon::spawn(cmd, log, &[])
 }
 
 /// Polls `f` until it returns `Some`, failing after `within`.
@@ -256,21 +189,6 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
         .unwrap_or_default()
         .to_string();
     Some((status, ct, r.text().await.ok()?))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `path:line:col` of the first occurrence of `needle` in `text`.
-fn at(path: &Path, text: &str, needle: &str) -> String {
-    let off = text.find(needle).expect("needle");
-    let line = text[..off].matches('\n').count() + 1;
-    let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    format!("{}:{line}:{col}", path.display())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::process::stdout;
 use chrono::{Timelike, Utc};
 use mailin::{Action, AuthMechanism, Handler, Response, SessionBuilder};
 use pivotwatch::alert::{self, Outcome};
@@ -1314,10 +1315,6 @@ async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::
         .await
         .expect("pivotwatch finishes")
         .expect("run pivotwatch")
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn finding_ids(dir: &Path) -> Vec<u64> {

@@ -3,25 +3,15 @@
 //! robots.txt and per-host limits.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::process::pivotwatch as run;
 use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
 use pivotwatch::demo::Page;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pivotwatch"))
-}
-
-/// Runs pivotwatch in `dir` with logging off.
-fn run(dir: &Path, args: &[&str]) -> Output {
-    bin()
-        .current_dir(dir)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run pivotwatch")
 }
 
 fn text(b: &[u8]) -> String {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod crash_loop;
+pub mod process;
 pub mod smtp;
 
 use std::path::PathBuf;
