@@ -15,7 +15,6 @@ mod config;
 mod corpus;
 mod crash_delivery;
 mod daemon;
-mod daemon_schedule;
 mod delivery;
 mod edges;
 mod fetch;
