@@ -20,3 +20,4 @@ mod edges;
 mod fetch;
 mod pipeline;
 mod store_integrity;
+mod tidy;
