@@ -4,34 +4,7 @@ use std::path::Path;
 
 use crate::support::process::{at, pivotwatch};
 
-const BROKEN: &str = r#"[watchlist]
-name = "broken"
-schedule = "0 30 9 * * Mon-Fri"
-timezone = "Mars/Olympus"
-
-[[entity]]
-id = "dup"
-name = "A"
-activity = ["46.77"]
-
-[[entity.source]]
-id = "cat"
-kind = "catalogue"
-url = "ftp://files.example/"
-[entity.source.items]
-row = "table tr["
-name = "td.n"
-
-[[entity]]
-id = "dup"
-name = "B"
-[[entity.source]]
-id = "reg"
-url = "https://registry.example/x"
-format = "json"
-[entity.source.fields]
-name = "data/name"
-"#;
+const BROKEN: &str = include_str!("../fixtures/broken.toml");
 
 #[test]
 fn check_reports_every_error_with_its_location_and_exits_3() {

@@ -494,52 +494,7 @@ async fn answer(State(rec): State<Arc<Rec>>, req: Request<Body>) -> Response {
     r
 }
 
-const POLITE_WATCHLIST: &str = r##"
-[watchlist]
-name = "test"
-maintainers = ["analyst@example.org"]
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "a"
-kind = "catalogue"
-url = "{BASE}/a"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-
-[[entity.source]]
-id = "b"
-kind = "catalogue"
-url = "{BASE}/b"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-
-[[entity.source]]
-id = "private"
-kind = "catalogue"
-url = "{BASE}/private/c"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-
-[[entity.source]]
-id = "busy"
-kind = "catalogue"
-url = "{BASE}/busy"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-"##;
+const POLITE_WATCHLIST: &str = include_str!("../fixtures/polite.toml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn politeness_as_the_server_sees_it_spacing_robots_304_retry_after() {

@@ -317,26 +317,7 @@ struct Env {
     smtp: SmtpServer,
 }
 
-const WATCHLIST: &str = r##"
-[watchlist]
-name = "test"
-maintainers = ["analyst@example.org"]
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "shop"
-kind = "catalogue"
-url = "{BASE}/shop"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-manufacturer = "td.m"
-part_number = "td.p"
-"##;
+const WATCHLIST: &str = include_str!("../fixtures/delivery.toml");
 
 const DESK: &str = r#"
 [[subscriber]]

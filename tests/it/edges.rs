@@ -345,16 +345,7 @@ fn an_error_prints_its_cause_once() {
     assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
 
-const ROBOTS_WATCHLIST: &str = r#"
-[[entity]]
-id = "acme"
-name = "Acme"
-[[entity.source]]
-id = "private"
-url = "{BASE}/private/page"
-[entity.source.fields]
-title = "h1"
-"#;
+const ROBOTS_WATCHLIST: &str = include_str!("../fixtures/robots.toml");
 
 #[test]
 fn once_and_probe_honour_robots_txt_unless_told_not_to() {

@@ -83,23 +83,7 @@ impl Figures {
     }
 }
 
-const WATCHLIST: &str = r##"
-[watchlist]
-name = "crash"
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "shop"
-kind = "catalogue"
-url = "{BASE}/shop"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-"##;
+const WATCHLIST: &str = include_str!("../../fixtures/crash_loop.toml");
 
 const PAGE: &str = "<html><body><table id=\"products\"><tbody><tr><td class=\"n\">Copper scrap</td></tr></tbody></table></body></html>";
 
