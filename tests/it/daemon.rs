@@ -608,7 +608,7 @@ async fn sighup_with_a_broken_watchlist_keeps_the_running_configuration() {
     // A broken edit: a selector that does not compile.
     let broken = watchlist.replace("row = \"#products tr\"", "row = \"#products tr[\"");
     std::fs::write(dir.watchlist(), &broken).unwrap();
-    let loc = at(&dir.watchlist(), &broken, "\"#products tr[\"");
+    let loc = at(dir.watchlist(), &broken, "\"#products tr[\"");
     daemon.signal(Signal::SIGHUP);
     until("the reload error with its location", WAIT, || {
         daemon.log().contains(&format!("{loc}: ")).then_some(())
