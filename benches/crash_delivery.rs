@@ -1,5 +1,5 @@
 //! The kill -9 delivery loop at length (BENCHMARKS.md, "Crash
-//! duplicates"). tests/crash_delivery.rs runs the same loop 50 times.
+//! duplicates"). tests/it/crash_delivery.rs runs the same loop 50 times.
 //!
 //! `cargo bench --bench crash_delivery -- --iterations 600 [--findings 10]
 //! [--seed N] [--bin PATH] [--max-secs 600]`
@@ -7,9 +7,9 @@
 //! Prints one line of figures: iterations, findings, mails, lost,
 //! duplicates (and their share of findings), wrong Message-IDs.
 
-#[path = "../tests/common/crash_loop.rs"]
+#[path = "../tests/it/support/crash_loop.rs"]
 mod crash_loop;
-#[path = "../tests/common/smtp.rs"]
+#[path = "../tests/it/support/smtp.rs"]
 mod smtp;
 
 use std::path::PathBuf;

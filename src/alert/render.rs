@@ -761,3 +761,74 @@ pub fn render_notice(
     }
     .build()
 }
+
+// Unit tests of the pure renderers (issue 11); the mail as a whole is
+// tested end to end in tests/it/delivery.rs.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(summary: &str) -> Finding {
+        serde_json::from_value(serde_json::json!({
+            "id": 7, "entity": "acme", "source": "shop", "watchlist": "w",
+            "rule": "items_added", "severity": "high",
+            "summary": summary,
+            "evidence": { "url": "http://127.0.0.1:9/shop" },
+            "dedup_key": "k",
+            "created_at": "2026-01-01T00:00:00Z",
+        }))
+        .expect("finding JSON")
+    }
+
+    #[test]
+    fn subject_has_no_line_breaks_controls_or_invisible_characters_and_is_bounded() {
+        let f = finding("new\r\nBcc: victim@example.org\u{202E}gpj.exe\u{200B} \t items");
+        let s = subject("Acme\nLtd", &f);
+        assert_eq!(
+            s,
+            "[pivotwatch] HIGH Acme Ltd: new Bcc: victim@example.orggpj.exe items"
+        );
+        let long = subject("Acme", &finding(&"x".repeat(10 * MAX_SUBJECT)));
+        assert!(
+            long.chars().count() <= MAX_SUBJECT,
+            "{} chars",
+            long.chars().count()
+        );
+        assert!(!long.contains('\n') && !long.contains('\r'));
+    }
+
+    #[test]
+    fn message_id_names_finding_subscriber_installation_and_the_sender_domain() {
+        let mut settings = Settings::defaults(None);
+        settings.email.from = "pivotwatch <alerts@watch.example>".into();
+        let id = finding_message_id(&settings, "0123abcd<>@ x", 42, "desk").expect("id");
+        assert_eq!(
+            id,
+            format!(
+                "<finding-42.{}.0123abcdx@watch.example>",
+                short_hash("desk")
+            )
+        );
+        let other = finding_message_id(&settings, "0123abcd", 42, "legal").expect("id");
+        assert_ne!(id, other, "one Message-ID per subscriber");
+        assert_eq!(installation_label("<>@"), "0");
+    }
+
+    #[test]
+    fn text_and_html_bodies_escape_scraped_text() {
+        let f = finding("<script>alert(1)</script> & \u{202E}x\r\ny");
+        let text = text_body("Acme", &f);
+        assert!(text.contains("<script>alert(1)</script> & x\ny"), "{text}");
+        assert!(!text.contains('\r') && !text.contains('\u{202E}'));
+        assert_eq!(
+            e("<b>\"a\" & 'b'</b>\u{200B}\u{7}"),
+            "&lt;b&gt;\"a\" &amp; 'b'&lt;/b&gt;"
+        );
+        let html = finding_html("Acme", &f, 10);
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"));
+    }
+}

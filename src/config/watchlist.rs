@@ -845,3 +845,79 @@ fn json_spec(rs: &RawSource, sink: &mut Sink<'_>) -> Option<JsonSpec> {
     }
     (sink.out.len() == before).then_some(spec)
 }
+
+// Unit tests of the watchlist parser (issue 11); loading whole folders is
+// tested in tests/it/config.rs and tests/it/cli.rs.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `text` as `w.toml`: the watchlist and every diagnostic as
+    /// `line:col: message`.
+    fn parse_str(text: &str) -> (Option<Watchlist>, Vec<String>) {
+        let path = Path::new("w.toml");
+        let mut sink = Sink::new(path, text);
+        let mut interner = Interner::default();
+        let wl = parse(path, text, &mut sink, &mut interner, Some(true));
+        let diags = sink
+            .out
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+            .collect();
+        (wl, diags)
+    }
+
+    #[test]
+    fn a_catalogue_watchlist_parses() {
+        let text = include_str!("../../tests/fixtures/catalogue.toml")
+            .replace("{BASE}", "http://127.0.0.1:9");
+        let (wl, diags) = parse_str(&text);
+        assert!(diags.is_empty(), "{diags:#?}");
+        let wl = wl.expect("watchlist");
+        assert_eq!(wl.name, "test");
+        assert_eq!(wl.maintainers, ["analyst@example.org"]);
+        assert_eq!(wl.entities.len(), 1);
+        assert_eq!(wl.entities[0].id, "acme");
+        assert_eq!(wl.entities[0].sources.len(), 1);
+        assert_eq!(wl.entities[0].sources[0].id, "shop");
+    }
+
+    #[test]
+    fn the_name_defaults_to_the_file_name() {
+        let (wl, diags) = parse_str("[watchlist]\n");
+        assert!(diags.is_empty(), "{diags:#?}");
+        assert_eq!(wl.expect("watchlist").name, "w");
+    }
+
+    #[test]
+    fn errors_carry_line_and_col() {
+        let (wl, diags) = parse_str("[watchlist\nname = \"b\"\n");
+        assert!(wl.is_none(), "a syntax error returns no watchlist");
+        assert!(diags.iter().any(|d| d.starts_with("1:")), "{diags:#?}");
+
+        let text = include_str!("../../tests/fixtures/broken.toml");
+        let (_, diags) = parse_str(text);
+        let second = text.rfind("id = \"dup\"").expect("second dup");
+        let line = text[..second].matches('\n').count() + 1;
+        let has = |prefix: &str| diags.iter().any(|d| d.starts_with(prefix));
+        assert!(
+            has(&format!("{line}:6: duplicate entity id \"dup\"")),
+            "{diags:#?}"
+        );
+        assert!(has("4:12: unknown timezone \"Mars/Olympus\""), "{diags:#?}");
+        assert!(
+            has("3:12: cron expression \"0 30 9 * * Mon-Fri\" has 6 fields"),
+            "{diags:#?}"
+        );
+        assert!(has("14:7: URL scheme \"ftp\" is not allowed"), "{diags:#?}");
+        assert!(
+            has("16:7: CSS selector \"table tr[\" does not compile"),
+            "{diags:#?}"
+        );
+        assert_eq!(
+            diags.len(),
+            7,
+            "every error of the file, not the first: {diags:#?}"
+        );
+    }
+}

@@ -1,55 +1,10 @@
 //! The binary as users run it: real processes, exit codes, output.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn pivotwatch(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pivotwatch"))
-        .current_dir(dir)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run pivotwatch")
-}
+use crate::support::process::{at, pivotwatch};
 
-const BROKEN: &str = r#"[watchlist]
-name = "broken"
-schedule = "0 30 9 * * Mon-Fri"
-timezone = "Mars/Olympus"
-
-[[entity]]
-id = "dup"
-name = "A"
-activity = ["46.77"]
-
-[[entity.source]]
-id = "cat"
-kind = "catalogue"
-url = "ftp://files.example/"
-[entity.source.items]
-row = "table tr["
-name = "td.n"
-
-[[entity]]
-id = "dup"
-name = "B"
-[[entity.source]]
-id = "reg"
-url = "https://registry.example/x"
-format = "json"
-[entity.source.fields]
-name = "data/name"
-"#;
-
-/// `path:line:col` of the first occurrence of `needle` in `text`.
-fn at(path: &str, text: &str, needle: &str) -> String {
-    let off = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle} not in text"));
-    let line = text[..off].matches('\n').count() + 1;
-    let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    format!("{path}:{line}:{col}")
-}
+const BROKEN: &str = include_str!("../fixtures/broken.toml");
 
 #[test]
 fn check_reports_every_error_with_its_location_and_exits_3() {

@@ -9,29 +9,24 @@
 //! Every wait is bounded polling with a timeout; nothing sleeps to
 //! synchronise.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::process::{BIN, Daemon, WAIT, at, stderr, stdout};
+use crate::support::{CATALOGUE_WATCHLIST, catalogue_page};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
-use common::{CATALOGUE_WATCHLIST, catalogue_page};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use pivotwatch::demo::{Page, Site};
 use pivotwatch::record::CheckStatus;
 use pivotwatch::store::Store;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pivotwatch");
-const WAIT: Duration = Duration::from_secs(30);
 
 const SCRAP: &[(&str, &str, &str, &str)] = &[
     ("Copper scrap, 1 t", "", "CU-1", "7000"),
@@ -132,55 +127,12 @@ impl Dir {
     }
 }
 
-/// A `pivotwatch run` child process; killed if the test ends early.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
 impl Daemon {
     fn start(dir: &Dir, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = dir.path().join(format!("daemon-{}.log", fastrand::u32(..)));
         let mut cmd = Command::new(BIN);
-        cmd.args(dir.args())
-            .args(extra)
-            .arg("run")
-            .env("RUST_LOG", "pivotwatch=info")
-            .env("NO_COLOR", "1")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().expect("spawn pivotwatch run"),
-            log,
-        }
-    }
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("send signal");
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-    async fn exit(&mut self, within: Duration) -> ExitStatus {
-        let t = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            assert!(
-                t.elapsed() < within,
-                "daemon did not exit within {within:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        cmd.args(dir.args()).args(extra).arg("run");
+        Daemon::spawn(cmd, log, env)
     }
     /// Waits until the daemon holds the store and answers on its control
     /// socket (before that, a CLI read command would open the store itself
@@ -196,34 +148,13 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-
-    async fn stop(&mut self) -> ExitStatus {
-        self.signal(Signal::SIGTERM);
-        self.exit(WAIT).await
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn run_check_now(dir: &Dir) -> Daemon {
     let log = dir.path().join(format!("daemon-{}.log", fastrand::u32(..)));
-    let child = Command::new(BIN)
-        .args(dir.args())
-        .args(["run", "--check-now"])
-        .env("RUST_LOG", "pivotwatch=info")
-        .env("NO_COLOR", "1")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn pivotwatch run --check-now");
-    Daemon { child, log }
+    let mut cmd = Command::new(BIN);
+    cmd.args(dir.args()).args(["run", "--check-now"]);
+    Daemon::spawn(cmd, log, &[])
 }
 
 /// Polls `f` until it returns `Some`, failing after `within`.
@@ -258,21 +189,6 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
         .unwrap_or_default()
         .to_string();
     Some((status, ct, r.text().await.ok()?))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `path:line:col` of the first occurrence of `needle` in `text`.
-fn at(path: &Path, text: &str, needle: &str) -> String {
-    let off = text.find(needle).expect("needle");
-    let line = text[..off].matches('\n').count() + 1;
-    let col = off - text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    format!("{}:{line}:{col}", path.display())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,52 +494,7 @@ async fn answer(State(rec): State<Arc<Rec>>, req: Request<Body>) -> Response {
     r
 }
 
-const POLITE_WATCHLIST: &str = r##"
-[watchlist]
-name = "test"
-maintainers = ["analyst@example.org"]
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "a"
-kind = "catalogue"
-url = "{BASE}/a"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-
-[[entity.source]]
-id = "b"
-kind = "catalogue"
-url = "{BASE}/b"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-
-[[entity.source]]
-id = "private"
-kind = "catalogue"
-url = "{BASE}/private/c"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-
-[[entity.source]]
-id = "busy"
-kind = "catalogue"
-url = "{BASE}/busy"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-part_number = "td.p"
-"##;
+const POLITE_WATCHLIST: &str = include_str!("../fixtures/polite.toml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn politeness_as_the_server_sees_it_spacing_robots_304_retry_after() {
@@ -737,7 +608,7 @@ async fn sighup_with_a_broken_watchlist_keeps_the_running_configuration() {
     // A broken edit: a selector that does not compile.
     let broken = watchlist.replace("row = \"#products tr\"", "row = \"#products tr[\"");
     std::fs::write(dir.watchlist(), &broken).unwrap();
-    let loc = at(&dir.watchlist(), &broken, "\"#products tr[\"");
+    let loc = at(dir.watchlist(), &broken, "\"#products tr[\"");
     daemon.signal(Signal::SIGHUP);
     until("the reload error with its location", WAIT, || {
         daemon.log().contains(&format!("{loc}: ")).then_some(())

@@ -1,8 +1,8 @@
 //! A minimal SMTP server on 127.0.0.1 for the crash-delivery loop
-//! (tests/crash_delivery.rs, benches/crash_delivery.rs): the `mailin` SMTP
+//! (tests/it/crash_delivery.rs, benches/crash_delivery.rs): the `mailin` SMTP
 //! state machine (parser, command sequencing, dot-unstuffing) behind a
 //! tokio TCP listener. It accepts everything and records each message at
-//! its final `.`, before it answers `250`. (tests/delivery.rs has the full
+//! its final `.`, before it answers `250`. (tests/it/delivery.rs has the full
 //! server with fault injection.)
 
 use std::net::{IpAddr, SocketAddr};

@@ -3,9 +3,7 @@
 //! (`demo::Site`, which answers 304 when `If-None-Match` matches its
 //! ETag), real sled files in temp folders, the real binary for signals.
 
-mod common;
-
-use common::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
+use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
 use pivotwatch::demo::Page;
 use pivotwatch::record::{Change, CheckStatus};
 use pivotwatch::store::SourceState;
@@ -133,25 +131,7 @@ async fn raising_max_pages_reads_the_pages_past_the_old_limit() {
     assert_eq!(added_items(&r[0].changes), vec!["BR2"]);
 }
 
-const REGISTRY_WATCHLIST: &str = r##"
-[watchlist]
-name = "test"
-maintainers = ["analyst@example.org"]
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "reg"
-kind = "registry"
-url = "{BASE}/reg"
-[entity.source.fields]
-name = "h1.name"
-status = "td.status"
-officers = { selector = "li.officer", all = true }
-"##;
+const REGISTRY_WATCHLIST: &str = include_str!("../fixtures/registry.toml");
 
 fn registry_page(officer_class: &str, officers: &[&str]) -> String {
     let lis: String = officers

@@ -3,11 +3,9 @@
 //! unexpected one allowed. Prints precision and recall (run with
 //! `cargo test --test corpus -- --nocapture`).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::Env;
+use crate::support::Env;
 use pivotwatch::demo::Page;
 use pivotwatch::record::Severity::{self, *};
 
@@ -617,7 +615,7 @@ async fn labelled_corpus_precision_and_recall() {
     let scs = scenarios();
     assert!(scs.len() >= 25);
     let env = Env::new().await;
-    env.write(common::SETTINGS, &watchlist(&scs));
+    env.write(crate::support::SETTINGS, &watchlist(&scs));
     for sc in &scs {
         publish(&env, sc, false);
     }

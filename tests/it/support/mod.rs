@@ -2,6 +2,10 @@
 //! pointing at a real loopback site.
 #![allow(dead_code)]
 
+pub mod crash_loop;
+pub mod process;
+pub mod smtp;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -128,26 +132,4 @@ pub fn catalogue_page(
     )
 }
 
-pub const CATALOGUE_WATCHLIST: &str = r##"
-[watchlist]
-name = "test"
-maintainers = ["analyst@example.org"]
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "shop"
-kind = "catalogue"
-url = "{BASE}/shop"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-manufacturer = "td.m"
-part_number = "td.p"
-price = "td.price"
-next_page = { selector = "a.next", attr = "href" }
-max_pages = 5
-"##;
+pub const CATALOGUE_WATCHLIST: &str = include_str!("../../fixtures/catalogue.toml");

@@ -1,9 +1,7 @@
 //! End-to-end checks against a real HTTP server on 127.0.0.1 and real sled
 //! files: fetch → extract → store → diff → detect → .eml alerts.
 
-mod common;
-
-use common::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
+use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
 use pivotwatch::check::Checker;
 use pivotwatch::demo::Page;
 use pivotwatch::record::{Change, CheckStatus};
@@ -276,7 +274,7 @@ async fn oversized_body_and_private_address_are_refused() {
 
     let env2 = Env::new().await;
     // A host name: an IP-literal private URL is refused by the configuration
-    // already (`check`, tests/edges.rs); this is the guard at fetch time, on
+    // already (`check`, tests/it/edges.rs); this is the guard at fetch time, on
     // the address the name resolves to.
     let by_name = env2.site.base().replace("127.0.0.1", "localhost");
     env2.write(

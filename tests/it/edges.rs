@@ -2,28 +2,16 @@
 //! against loopback sites, with pipes, broken watchlists, hostile text,
 //! robots.txt and per-host limits.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
+use crate::support::process::pivotwatch as run;
+use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
 use pivotwatch::demo::Page;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pivotwatch"))
-}
-
-/// Runs pivotwatch in `dir` with logging off.
-fn run(dir: &Path, args: &[&str]) -> Output {
-    bin()
-        .current_dir(dir)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run pivotwatch")
 }
 
 fn text(b: &[u8]) -> String {
@@ -357,16 +345,7 @@ fn an_error_prints_its_cause_once() {
     assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
 
-const ROBOTS_WATCHLIST: &str = r#"
-[[entity]]
-id = "acme"
-name = "Acme"
-[[entity.source]]
-id = "private"
-url = "{BASE}/private/page"
-[entity.source.fields]
-title = "h1"
-"#;
+const ROBOTS_WATCHLIST: &str = include_str!("../fixtures/robots.toml");
 
 #[test]
 fn once_and_probe_honour_robots_txt_unless_told_not_to() {

@@ -6,10 +6,7 @@
 //! carry its finding's Message-ID. The duplicate rate is printed, not
 //! asserted (a timing figure).
 
-#[path = "common/crash_loop.rs"]
-mod crash_loop;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::support::crash_loop;
 
 use std::path::PathBuf;
 

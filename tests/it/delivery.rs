@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::process::stdout;
 use chrono::{Timelike, Utc};
 use mailin::{Action, AuthMechanism, Handler, Response, SessionBuilder};
 use pivotwatch::alert::{self, Outcome};
@@ -316,26 +317,7 @@ struct Env {
     smtp: SmtpServer,
 }
 
-const WATCHLIST: &str = r##"
-[watchlist]
-name = "test"
-maintainers = ["analyst@example.org"]
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "shop"
-kind = "catalogue"
-url = "{BASE}/shop"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-manufacturer = "td.m"
-part_number = "td.p"
-"##;
+const WATCHLIST: &str = include_str!("../fixtures/delivery.toml");
 
 const DESK: &str = r#"
 [[subscriber]]
@@ -1314,10 +1296,6 @@ async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::
         .await
         .expect("pivotwatch finishes")
         .expect("run pivotwatch")
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn finding_ids(dir: &Path) -> Vec<u64> {

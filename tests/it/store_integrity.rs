@@ -9,18 +9,14 @@
 //! The tmpfs tests need root (`mount -t tmpfs`); they fail, never skip,
 //! when the mount is refused.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CATALOGUE_WATCHLIST, catalogue_page};
+use crate::support::process::{BIN, Daemon, WAIT};
+use crate::support::{CATALOGUE_WATCHLIST, catalogue_page};
 use pivotwatch::demo::{Page, Site};
 use pivotwatch::store::Store;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pivotwatch");
-const WAIT: Duration = Duration::from_secs(30);
 
 const PIVOT: &[(&str, &str, &str, &str)] = &[
     ("Copper scrap, 1 t", "", "CU-1", "7000"),
@@ -356,55 +352,11 @@ async fn full_disk_once_fails_within_seconds_naming_the_state_folder_and_loses_n
     assert!(s.mails_containing("desk@watchdog.test") >= queued.len());
 }
 
-/// A `pivotwatch run` child; killed if the test ends early.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
 impl Daemon {
-    fn start(s: &Setup) -> Daemon {
-        let log = s.dir.path().join("daemon.log");
-        let child = Command::new(BIN)
-            .args(s.args())
-            .arg("run")
-            .env("RUST_LOG", "pivotwatch=info")
-            .env("NO_COLOR", "1")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn pivotwatch run");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    async fn stop(&mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            assert!(t.elapsed() < WAIT, "daemon did not stop:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start_setup(s: &Setup) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.args(s.args()).arg("run");
+        Daemon::spawn(cmd, s.dir.path().join("daemon.log"), &[])
     }
 }
 
@@ -437,7 +389,7 @@ async fn daemon_on_a_full_disk_keeps_running_tells_the_maintainers_and_delivers_
     settle();
 
     fs.fill();
-    let mut d = Daemon::start(&s);
+    let mut d = Daemon::start_setup(&s);
     until("the store notice to the maintainers", WAIT, &mut d, || {
         s.mails_containing("pivotwatch: the store cannot write") == 1
     })

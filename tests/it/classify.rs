@@ -263,7 +263,7 @@ fn reference_is_send_sync_and_shared_by_arc() {
 /// The item and activity cases (`tests/fixtures/classify_cases.toml`, which
 /// documents its keys).
 const CASES_PATH: &str = "tests/fixtures/classify_cases.toml";
-const CASES: &str = include_str!("fixtures/classify_cases.toml");
+const CASES: &str = include_str!("../fixtures/classify_cases.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! The kill -9 delivery loop (tests/crash_delivery.rs runs it briefly,
+//! The kill -9 delivery loop (tests/it/crash_delivery.rs runs it briefly,
 //! benches/crash_delivery.rs at length; BENCHMARKS.md has the figures).
 //!
 //! Each iteration: a fresh state directory whose store holds `findings`
@@ -83,23 +83,7 @@ impl Figures {
     }
 }
 
-const WATCHLIST: &str = r##"
-[watchlist]
-name = "crash"
-
-[[entity]]
-id = "acme"
-name = "Acme Recycling"
-activity = ["NACE:46.77"]
-
-[[entity.source]]
-id = "shop"
-kind = "catalogue"
-url = "{BASE}/shop"
-[entity.source.items]
-row = "#products tr"
-name = "td.n"
-"##;
+const WATCHLIST: &str = include_str!("../../fixtures/crash_loop.toml");
 
 const PAGE: &str = "<html><body><table id=\"products\"><tbody><tr><td class=\"n\">Copper scrap</td></tr></tbody></table></body></html>";
 

@@ -1,0 +1,23 @@
+//! The integration tests: one binary (as ripgrep does), one module per
+//! area, shared harnesses in `support/`. Every test runs against real
+//! parts on loopback: HTTP sites (`pivotwatch::demo::Site`, axum), an SMTP
+//! server over TCP (`support::smtp`), sled files in tempdirs, `pivotwatch`
+//! processes and signals. Never the internet.
+//!
+//! `cargo test --test it MODULE::` runs one area.
+
+mod support;
+
+mod check_integrity;
+mod classify;
+mod cli;
+mod config;
+mod corpus;
+mod crash_delivery;
+mod daemon;
+mod delivery;
+mod edges;
+mod fetch;
+mod pipeline;
+mod store_integrity;
+mod tidy;
