@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 /// from its own layer or a lower one, never a higher one, and the graph has
 /// no cycle. Keep in step with ARCHITECTURE.md.
 const LAYERS: &[&[&str]] = &[
-    &["text", "record", "model"],
+    &["text", "record", "retry"],
     &["classify", "extract", "diff", "schedule"],
+    &["model"],
     &["detect"],
     &["fetch", "store"],
     &["config"],
@@ -29,11 +30,23 @@ const LAYERS: &[&[&str]] = &[
 ];
 
 /// Deliberate exceptions, each with its reason: (file, rule text).
-const ALLOW: &[(&str, &str, &str)] = &[(
-    "src/extract/limits.rs",
-    "pure module reads the clock",
-    "the parse budget for hostile pages measures elapsed time (Instant), no date enters a result",
-)];
+const ALLOW: &[(&str, &str, &str)] = &[
+    (
+        "src/extract/limits.rs",
+        "pure module reads the clock",
+        "the parse budget for hostile pages measures elapsed time (Instant), no date enters a result",
+    ),
+    (
+        "src/config/settings.rs",
+        "lettre outside",
+        "`check` validates mail addresses with lettre's own parser, so what it accepts is what alert can send; no lettre value is kept in the settings",
+    ),
+    (
+        "src/classify/data/mod.rs",
+        "pure module uses std::fs",
+        "the loader reads the `[reference] dir` override folder itself; everything after the read is pure",
+    ),
+];
 
 /// Modules that compute and decide but do no I/O and read no clock.
 const PURE: &[&str] = &[
@@ -412,7 +425,12 @@ fn violations(files: &[File]) -> Vec<String> {
                     || f.code[..i].trim_end().ends_with("use")
                     || f.code[..i].trim_end().ends_with("crate")
                 {
-                    v.push(format!("{}:{}: {krate} outside {home}", f.path, f.line(i)));
+                    let allowed = ALLOW.iter().any(|(file, rule, _)| {
+                        *file == f.path && *rule == format!("{krate} outside")
+                    });
+                    if !allowed {
+                        v.push(format!("{}:{}: {krate} outside {home}", f.path, f.line(i)));
+                    }
                 }
             }
         }
