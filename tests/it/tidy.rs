@@ -622,6 +622,43 @@ fn architecture_invariants_hold() {
     );
 }
 
+/// The layer list of ARCHITECTURE.md ("Architecture Invariants checked by
+/// tidy": the numbered list, lowest first) is the one this test enforces.
+#[test]
+fn architecture_md_states_the_layers_tidy_checks() {
+    let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ARCHITECTURE.md"))
+        .expect("ARCHITECTURE.md");
+    let section = md
+        .split("## Architecture Invariants checked by tidy")
+        .nth(1)
+        .expect("ARCHITECTURE.md has the tidy section");
+    let stated: Vec<Vec<String>> = section
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| {
+            l.split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|l| {
+            // The backticked names before any parenthesis are the layer.
+            let head = l.split('(').next().unwrap_or(l);
+            head.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    let enforced: Vec<Vec<String>> = LAYERS
+        .iter()
+        .map(|l| l.iter().map(|m| m.to_string()).collect())
+        .collect();
+    assert_eq!(
+        stated, enforced,
+        "ARCHITECTURE.md's layer list and tidy.rs's LAYERS differ"
+    );
+}
+
 /// The reader itself, on code written to trip it: a rule it cannot see is
 /// no rule.
 #[test]
