@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
-use super::inner::Fault;
+use super::error::Fault;
 
 /// The layout version of the store this pivotwatch writes, kept in the
 /// `meta` tree under [`SCHEMA_KEY`]: written when a store is created,

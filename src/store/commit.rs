@@ -6,7 +6,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::codec::{dec, enc, enc_compressed, get, history_key, id_from, values};
-use super::inner::{Fault, Inner};
+use super::error::Fault;
+use super::inner::Inner;
 use super::{Delivery, NewSnapshot, SourceState, Store, StoreError};
 use crate::record::Finding;
 

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::inner::Fault;
 use super::marker;
 
 /// Store failures. Each says what happened and what to do next; none
@@ -274,5 +273,28 @@ pub(super) fn from_fault(dir: &Path, f: Fault) -> StoreError {
             source: e,
         },
         Fault::Store(e) => e,
+    }
+}
+
+/// A failure inside the store, before it is given its user-facing form.
+#[derive(Debug)]
+pub(super) enum Fault {
+    /// sled failed (I/O, full disk, corruption, a sled bug).
+    Sled(sled::Error),
+    /// The marker could not be written.
+    Marker(std::io::Error),
+    /// Already a [`StoreError`] (a value that does not decode, ...).
+    Store(StoreError),
+}
+
+impl From<sled::Error> for Fault {
+    fn from(e: sled::Error) -> Fault {
+        Fault::Sled(e)
+    }
+}
+
+impl From<StoreError> for Fault {
+    fn from(e: StoreError) -> Fault {
+        Fault::Store(e)
     }
 }

@@ -9,30 +9,8 @@ use std::sync::{Mutex, PoisonError};
 
 use super::StoreError;
 use super::codec::{SCHEMA_KEY, SCHEMA_VERSION, id_from};
+use super::error::Fault;
 use super::marker::{self, Marker};
-
-/// A failure inside the store, before it is given its user-facing form.
-#[derive(Debug)]
-pub(super) enum Fault {
-    /// sled failed (I/O, full disk, corruption, a sled bug).
-    Sled(sled::Error),
-    /// The marker could not be written.
-    Marker(std::io::Error),
-    /// Already a [`StoreError`] (a value that does not decode, ...).
-    Store(StoreError),
-}
-
-impl From<sled::Error> for Fault {
-    fn from(e: sled::Error) -> Fault {
-        Fault::Sled(e)
-    }
-}
-
-impl From<StoreError> for Fault {
-    fn from(e: StoreError) -> Fault {
-        Fault::Store(e)
-    }
-}
 
 pub(super) const INSTALLATION_ID: &[u8] = b"installation_id";
 /// How many flushes the store has made durable (u64, big-endian). The

@@ -7,7 +7,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::codec::{dec, enc, get, values};
-use super::inner::{Fault, Inner};
+use super::error::Fault;
+use super::inner::Inner;
 use super::{Store, StoreError};
 
 /// One pending or finished delivery of a finding to a subscriber.

@@ -9,8 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::Fault;
 use super::error::from_fault;
-use super::inner::{Fault, Inner};
+use super::inner::Inner;
 use super::marker::Marker;
 use super::{StoreError, verify};
 

@@ -3,7 +3,8 @@
 //! and the deduplicated evidence `blobs` (body hash → zstd raw body).
 
 use super::codec::{dec_compressed, get, id_from, source_prefix};
-use super::inner::{Fault, Inner};
+use super::error::Fault;
+use super::inner::Inner;
 use super::{Store, StoreError};
 use crate::record::Snapshot;
 

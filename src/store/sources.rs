@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{dec, enc, entries, get};
-use super::inner::{Fault, Inner};
+use super::error::Fault;
+use super::inner::Inner;
 use super::{Store, StoreError};
 use crate::record::CheckStatus;
 
