@@ -27,7 +27,3 @@ pub mod retry;
 pub mod schedule;
 pub mod store;
 pub mod text;
-
-/// The built-in demo (`pivotwatch demo`) and its loopback site, which the
-/// tests and benches use; it lives in the application layer.
-pub use app::demo;

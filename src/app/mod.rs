@@ -142,8 +142,12 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
     };
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Demo { dir, serve: false } => crate::demo::run(dir.as_deref(), &mut out).await,
-        Command::Demo { dir, serve: true } => crate::demo::serve(dir.as_deref(), &mut out).await,
+        Command::Demo { dir, serve: false } => {
+            crate::app::demo::run(dir.as_deref(), &mut out).await
+        }
+        Command::Demo { dir, serve: true } => {
+            crate::app::demo::serve(dir.as_deref(), &mut out).await
+        }
         Command::Run { check_now } => {
             crate::daemon::run(
                 crate::daemon::RunOptions {

@@ -4,7 +4,7 @@
 //! ETag), real sled files in temp folders, the real binary for signals.
 
 use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
-use pivotwatch::demo::Page;
+use pivotwatch::app::demo::Page;
 use pivotwatch::record::{Change, CheckStatus};
 use pivotwatch::store::SourceState;
 

@@ -218,10 +218,10 @@ fn check_reports_invalid_reference_data_with_its_location() {
 #[test]
 fn probe_shows_what_an_extractor_yields_on_a_live_page() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let site = rt.block_on(pivotwatch::demo::Site::start()).unwrap();
+    let site = rt.block_on(pivotwatch::app::demo::Site::start()).unwrap();
     site.set(
         "/p",
-        pivotwatch::demo::Page::html(
+        pivotwatch::app::demo::Page::html(
             "<html><body><h1 class=n> Atlas  Métaux </h1><a class=site href=\"/home\">x</a>\
              <table><tr><td class=pn>TMS320F28335PGFA</td><td class=b>TI</td></tr>\
              <tr><td class=pn>EP4CE22F17C8N</td><td class=b>Intel</td></tr></table></body></html>",

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::support::Env;
-use pivotwatch::demo::Page;
+use pivotwatch::app::demo::Page;
 use pivotwatch::record::Severity::{self, *};
 
 /// A catalogue row: designation, brand, part number.

@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
 use nix::sys::signal::Signal;
-use pivotwatch::demo::{Page, Site};
+use pivotwatch::app::demo::{Page, Site};
 use pivotwatch::record::CheckStatus;
 use pivotwatch::store::Store;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::process::pivotwatch as run;
 use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
-use pivotwatch::demo::Page;
+use pivotwatch::app::demo::Page;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pivotwatch"))

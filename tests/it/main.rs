@@ -1,6 +1,6 @@
 //! The integration tests: one binary (as ripgrep does), one module per
 //! area, shared harnesses in `support/`. Every test runs against real
-//! parts on loopback: HTTP sites (`pivotwatch::demo::Site`, axum), an SMTP
+//! parts on loopback: HTTP sites (`pivotwatch::app::demo::Site`, axum), an SMTP
 //! server over TCP (`support::smtp`), sled files in tempdirs, `pivotwatch`
 //! processes and signals. Never the internet.
 //!

@@ -2,8 +2,8 @@
 //! files: fetch → extract → store → diff → detect → .eml alerts.
 
 use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
+use pivotwatch::app::demo::Page;
 use pivotwatch::check::Checker;
-use pivotwatch::demo::Page;
 use pivotwatch::record::{Change, CheckStatus};
 
 const SCRAP: &[(&str, &str, &str, &str)] = &[

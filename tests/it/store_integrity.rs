@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::process::{BIN, Daemon, WAIT};
 use crate::support::{CATALOGUE_WATCHLIST, catalogue_page};
-use pivotwatch::demo::{Page, Site};
+use pivotwatch::app::demo::{Page, Site};
 use pivotwatch::store::Store;
 
 const PIVOT: &[(&str, &str, &str, &str)] = &[

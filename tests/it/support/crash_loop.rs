@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pivotwatch::alert;
+use pivotwatch::app::demo::{Page, Site};
 use pivotwatch::config::{Config, LoadOptions};
-use pivotwatch::demo::{Page, Site};
 use pivotwatch::record::Finding;
 use pivotwatch::store::{Commit, SourceState, Store};
 use tokio::io::{AsyncBufReadExt, BufReader};

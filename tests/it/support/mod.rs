@@ -9,9 +9,9 @@ pub mod smtp;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use pivotwatch::app::demo::Site;
 use pivotwatch::check::{CheckReport, Checker};
 use pivotwatch::config::{Config, LoadOptions};
-use pivotwatch::demo::Site;
 use pivotwatch::store::Store;
 
 /// How long a test waits for sled to release a store closed a moment ago.
