@@ -941,3 +941,42 @@ fn merge(into: &mut Record, page: Record) {
     }
     extract::insert_items(into, page.items.into_values().collect());
 }
+
+/// The per-host limits of the settings (`[http] per_host_*` and each
+/// `[hosts.NAME]`), as `fetch::Politeness` takes them: the one reading of
+/// them for `run`, `once` and `probe`.
+pub(crate) fn host_limits(
+    config: &Config,
+) -> (
+    usize,
+    std::time::Duration,
+    Vec<(String, crate::fetch::polite::HostLimits)>,
+) {
+    let h = &config.settings.http;
+    let overrides = config
+        .settings
+        .hosts
+        .iter()
+        .map(|(name, s)| {
+            (
+                name.clone(),
+                crate::fetch::polite::HostLimits {
+                    concurrency: s.concurrency,
+                    interval: s.interval,
+                },
+            )
+        })
+        .collect();
+    (h.per_host_concurrency, h.per_host_interval, overrides)
+}
+
+/// The robots.txt cache when `[http] robots_txt` is on, sharing the
+/// per-host turns of `polite`.
+pub(crate) fn robots_for(config: &Config, polite: &Arc<Politeness>) -> Option<Arc<Robots>> {
+    config.settings.http.robots_txt.then(|| {
+        Arc::new(Robots::new(
+            &config.settings.http.user_agent,
+            Some(polite.clone()),
+        ))
+    })
+}

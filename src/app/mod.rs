@@ -293,31 +293,8 @@ pub(crate) fn politeness(
     Arc<crate::fetch::Politeness>,
     Option<Arc<crate::fetch::Robots>>,
 ) {
-    let h = &config.settings.http;
-    let overrides: Vec<_> = config
-        .settings
-        .hosts
-        .iter()
-        .map(|(name, s)| {
-            (
-                name.clone(),
-                crate::fetch::polite::HostLimits {
-                    concurrency: s.concurrency,
-                    interval: s.interval,
-                },
-            )
-        })
-        .collect();
-    let polite = Arc::new(crate::fetch::Politeness::new(
-        h.per_host_concurrency,
-        h.per_host_interval,
-        overrides,
-    ));
-    let robots = h.robots_txt.then(|| {
-        Arc::new(crate::fetch::Robots::new(
-            &h.user_agent,
-            Some(polite.clone()),
-        ))
-    });
+    let (c, i, o) = crate::check::host_limits(config);
+    let polite = Arc::new(crate::fetch::Politeness::new(c, i, o));
+    let robots = crate::check::robots_for(config, &polite);
     (polite, robots)
 }

@@ -57,8 +57,9 @@ use crate::check::{CheckError, Checker};
 use crate::config::{Config, ConfigErrors, LoadOptions};
 use crate::store::{Store, StoreError};
 
+use crate::check::robots_for;
 use metrics::Metrics;
-use scheduler::{Scheduler, Signals, politeness, robots_for};
+use scheduler::{Scheduler, Signals, politeness};
 
 /// `/healthz` reports the scheduler stalled past this.
 pub(crate) const HEARTBEAT_STALE: Duration = Duration::from_secs(60);

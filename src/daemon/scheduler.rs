@@ -19,9 +19,9 @@ use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
-use crate::check::{CheckReport, Checker};
+use crate::check::{CheckReport, Checker, host_limits as limits, robots_for};
 use crate::config::Config;
-use crate::fetch::polite::{HostLimits, host_key};
+use crate::fetch::polite::host_key;
 use crate::fetch::{Politeness, Robots};
 use crate::store::{DaemonSource, SourceState, Store};
 
@@ -89,34 +89,6 @@ pub(super) fn politeness(config: &Config, metrics: &Arc<Metrics>) -> Politeness 
     Politeness::new(c, i, o).with_observer(Arc::new(move |obs| {
         m.fetch_latency.observe(obs.elapsed);
     }))
-}
-
-fn limits(config: &Config) -> (usize, Duration, Vec<(String, HostLimits)>) {
-    let h = &config.settings.http;
-    let overrides = config
-        .settings
-        .hosts
-        .iter()
-        .map(|(name, s)| {
-            (
-                name.clone(),
-                HostLimits {
-                    concurrency: s.concurrency,
-                    interval: s.interval,
-                },
-            )
-        })
-        .collect();
-    (h.per_host_concurrency, h.per_host_interval, overrides)
-}
-
-pub(super) fn robots_for(config: &Config, polite: &Arc<Politeness>) -> Option<Arc<Robots>> {
-    config.settings.http.robots_txt.then(|| {
-        Arc::new(Robots::new(
-            &config.settings.http.user_agent,
-            Some(polite.clone()),
-        ))
-    })
 }
 
 impl Scheduler {
