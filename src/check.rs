@@ -25,9 +25,7 @@ use crate::fetch::{
 };
 use crate::model::{Entity, Source};
 use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
-// Re-exported for `app` (`crate::check::blocking`) until it calls
-// `crate::store::blocking` itself.
-pub(crate) use crate::store::blocking;
+use crate::store::blocking;
 use crate::store::{
     Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash,
 };

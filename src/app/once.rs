@@ -209,7 +209,7 @@ async fn once_with_checker(
     // flush here makes the whole pass durable.
     {
         let store = store.clone();
-        crate::check::blocking(move || store.flush()).await?;
+        crate::store::blocking(move || store.flush()).await?;
     }
     if let Some(e) = write_error {
         return Err(e.into());
