@@ -255,9 +255,8 @@ pub(crate) async fn watch_store(
                 if last_try.elapsed() >= STORE_RETRY_EVERY {
                     last_try = tokio::time::Instant::now();
                     let s = store.clone();
-                    let tried = tokio::task::spawn_blocking(move || s.recover()).await;
-                    match tried {
-                        Ok(Ok(())) => {
+                    match crate::store::blocking(move || s.recover()).await {
+                        Ok(()) => {
                             tracing::warn!(path = %path.display(), "The store can write again; delivering queued alerts.");
                             if sent {
                                 send_store_notice(
@@ -274,10 +273,9 @@ pub(crate) async fn watch_store(
                             kick_delivery.notify_one();
                             continue;
                         }
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "The store still cannot write.");
+                        Err(e) => {
+                            tracing::debug!(error = %crate::text::chain(&e), "The store still cannot write.");
                         }
-                        Err(e) => tracing::error!(error = %e, "The store retry stopped."),
                     }
                 }
                 if !sent && last_notice.elapsed() >= STORE_NOTICE_RETRY {

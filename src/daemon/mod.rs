@@ -289,14 +289,9 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     if let Some(p) = socket {
         let _ = std::fs::remove_file(p);
     }
-    let flush = {
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.flush()).await
-    };
-    match flush {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "Final store flush failed."),
-        Err(e) => tracing::error!(error = %e, "Final store flush failed."),
+    let s = store.clone();
+    if let Err(e) = crate::store::blocking(move || s.flush()).await {
+        tracing::error!(error = %crate::text::chain(&e), "Final store flush failed.");
     }
     tracing::info!("Stopped.");
     Ok(())

@@ -368,10 +368,11 @@ impl Scheduler {
             let state = {
                 let k = k.clone();
                 let store = store.clone();
-                tokio::task::spawn_blocking(move || store.source_state(&k))
+                // Only to pick the health notice: a store error here is the
+                // store watch's to report, not this source's.
+                crate::store::blocking(move || store.source_state(&k))
                     .await
                     .ok()
-                    .and_then(Result::ok)
                     .flatten()
             };
             let failures = state.as_ref().map_or(0, |s| s.consecutive_failures);
