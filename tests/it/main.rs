@@ -19,5 +19,6 @@ mod delivery;
 mod edges;
 mod fetch;
 mod pipeline;
+mod registries;
 mod store_integrity;
 mod tidy;

@@ -1,0 +1,287 @@
+//! The registry adapters against loopback APIs that serve the fixture
+//! payloads of `tests/fixtures/registries/` (fictional companies, in the
+//! public APIs' JSON shape), changed between checks.
+
+use std::process::Command;
+
+use pivotwatch::app::demo::{Page, Site};
+use serde_json::{Value, json};
+
+use crate::support::process::BIN;
+use crate::support::{Env, SETTINGS};
+
+/// The Companies House key the tests configure: it must arrive as the
+/// HTTP Basic user and appear nowhere else.
+const CH_KEY: &str = "ch-test-key-5f3a9c71";
+/// `Basic base64("ch-test-key-5f3a9c71:")`.
+const CH_BASIC: &str = "Basic Y2gtdGVzdC1rZXktNWYzYTljNzE6";
+
+fn fixture(path: &str) -> Value {
+    let p = format!(
+        "{}/tests/fixtures/registries/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&p).expect("fixture")).expect("fixture JSON")
+}
+
+/// The four Companies House responses of company 01234567.
+struct Ch {
+    profile: Value,
+    officers: Value,
+    psc: Value,
+    filings: Value,
+}
+
+impl Ch {
+    fn load() -> Ch {
+        Ch {
+            profile: fixture("companies_house/profile.json"),
+            officers: fixture("companies_house/officers.json"),
+            psc: fixture("companies_house/psc.json"),
+            filings: fixture("companies_house/filing_history.json"),
+        }
+    }
+
+    fn serve(&self, site: &Site) {
+        let c = "/company/01234567";
+        site.set(c, Page::json(self.profile.to_string()));
+        site.set(
+            &format!("{c}/officers?items_per_page=100&start_index=0"),
+            Page::json(self.officers.to_string()),
+        );
+        site.set(
+            &format!("{c}/persons-with-significant-control?items_per_page=100&start_index=0"),
+            Page::json(self.psc.to_string()),
+        );
+        site.set(
+            &format!("{c}/filing-history?items_per_page=10"),
+            Page::json(self.filings.to_string()),
+        );
+    }
+}
+
+const CH_WATCHLIST: &str = r#"
+[watchlist]
+name = "uk"
+maintainers = ["analyst@example.org"]
+
+[[entity]]
+id = "harrowgate"
+name = "Harrowgate Metal Recovery"
+jurisdiction = "GB"
+activity = ["SIC:38320"]
+
+[[entity.source]]
+id = "ch"
+adapter = "companies-house"
+company_number = "01234567"
+"#;
+
+fn ch_settings() -> String {
+    format!(
+        "{SETTINGS}\n[registries.companies_house]\nbase_url = \"{{BASE}}\"\napi_key_file = \"ch.key\"\n"
+    )
+}
+
+/// (rule, severity, summary) of each finding of the reports, in order.
+fn findings(reports: &[pivotwatch::check::CheckReport]) -> Vec<(String, String, String)> {
+    reports
+        .iter()
+        .flat_map(|r| &r.findings)
+        .map(|f| (f.rule.clone(), f.severity.to_string(), f.summary.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn companies_house_changes_become_exact_findings_and_the_key_stays_secret() {
+    let env = Env::new().await;
+    env.write(&ch_settings(), CH_WATCHLIST);
+    std::fs::write(env.dir.path().join("ch.key"), format!("{CH_KEY}\n")).unwrap();
+    let mut ch = Ch::load();
+    ch.serve(&env.site);
+
+    // 1. First check: one snapshot of the four responses.
+    let r = env.once().await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, pivotwatch::record::CheckStatus::New, "{r:?}");
+    assert_eq!(
+        r[0].url,
+        format!("{}/company/01234567", env.site.base()),
+        "the source's URL is derived from base_url"
+    );
+    // Four requests: profile, officers, PSCs, filing history.
+    assert_eq!(env.site.request_log().len(), 4);
+
+    // 2. Churn only: new etags, items and natures in another order, new
+    //    links and counters: nothing.
+    ch.profile["etag"] = json!("ffffffffffffffffffffffffffffffffffffffff");
+    ch.profile["links"]["self"] = json!("/company/01234567?x=1");
+    ch.profile["accounts"]["next_due"] = json!("2027-01-31");
+    ch.officers["etag"] = json!("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee");
+    ch.officers["items"].as_array_mut().unwrap().reverse();
+    ch.psc["items"][0]["etag"] = json!("dddddddddddddddddddddddddddddddddddddddd");
+    ch.psc["items"][0]["natures_of_control"]
+        .as_array_mut()
+        .unwrap()
+        .reverse();
+    ch.filings["items"][0]["links"]["document_metadata"] = json!("https://doc.test/x");
+    ch.serve(&env.site);
+    let r = env.once().await;
+    assert_eq!(
+        r[0].status,
+        pivotwatch::record::CheckStatus::Unchanged,
+        "{:?}",
+        r[0].changes
+    );
+    assert!(r[0].findings.is_empty());
+
+    // 3. A director appointed, the secretary resigned, the PSC ceased and a
+    //    corporate PSC notified.
+    ch.officers["items"].as_array_mut().unwrap().push(json!({
+        "name": "OKONKWO, Daniel",
+        "officer_role": "director",
+        "appointed_on": "2026-11-20",
+        "nationality": "Nigerian",
+        "country_of_residence": "United Arab Emirates",
+        "links": {"self": "/company/01234567/appointments/zz"}
+    }));
+    for o in ch.officers["items"].as_array_mut().unwrap() {
+        if o["name"] == "PENROSE, Colin" {
+            o["resigned_on"] = json!("2026-11-19");
+        }
+    }
+    ch.officers["total_results"] = json!(3);
+    ch.psc["items"][0]["ceased_on"] = json!("2026-11-20");
+    ch.psc["items"].as_array_mut().unwrap().push(json!({
+        "name": "Sable Trade FZE",
+        "kind": "corporate-entity-person-with-significant-control",
+        "natures_of_control": ["ownership-of-shares-75-to-100-percent"],
+        "notified_on": "2026-11-20",
+        "etag": "cccccccccccccccccccccccccccccccccccccccc"
+    }));
+    ch.psc["total_results"] = json!(2);
+    ch.serve(&env.site);
+    let r = env.once().await;
+    assert_eq!(r[0].status, pivotwatch::record::CheckStatus::Changed);
+    assert_eq!(
+        findings(&r),
+        vec![(
+            "registry_change".to_string(),
+            "medium".to_string(),
+            "Harrowgate Metal Recovery's registry record changed: \
+             person with significant control ceased: Mrs Bridget Anne Halloran (individual; \
+             ownership of shares 75 to 100 percent, right to appoint and remove directors, \
+             voting rights 75 to 100 percent; notified 2017-06-02; ceased 2026-11-20); \
+             officer appointed: OKONKWO, Daniel (director, appointed 2026-11-20, Nigerian, \
+             resident in United Arab Emirates); \
+             person with significant control added: Sable Trade FZE (corporate entity; \
+             ownership of shares 75 to 100 percent; notified 2026-11-20); \
+             officer resigned: PENROSE, Colin (secretary, appointed 2018-09-10, British, \
+             resident in England, resigned 2026-11-19)"
+                .to_string()
+        )]
+    );
+
+    // 4. SIC 38320 (scrap) → 46520 (electronics), the office moved into
+    //    the Tanger Free Zone, a new filing, and liquidation.
+    ch.profile["sic_codes"] = json!(["46520"]);
+    ch.profile["registered_office_address"] = json!({
+        "premises": "Plot 12",
+        "address_line_1": "Tanger Free Zone",
+        "locality": "Tangier",
+        "postal_code": "90000",
+        "country": "Morocco"
+    });
+    ch.profile["company_status"] = json!("liquidation");
+    ch.filings["items"].as_array_mut().unwrap().insert(
+        0,
+        json!({
+            "category": "address",
+            "date": "2026-11-25",
+            "description": "change-registered-office-address-company-with-date-old-address-new-address",
+            "type": "AD01",
+            "links": {"self": "/company/01234567/filing-history/new"}
+        }),
+    );
+    ch.serve(&env.site);
+    let r = env.once().await;
+    assert_eq!(
+        findings(&r),
+        vec![
+            (
+                "activity_changed".to_string(),
+                "high".to_string(),
+                "Harrowgate Metal Recovery changed its registered activity lost \"SIC:38320\"; \
+                 gained \"SIC:46520\" (scrap, waste and metals → electronics trade)"
+                    .to_string()
+            ),
+            (
+                "registry_change".to_string(),
+                "high".to_string(),
+                "Harrowgate Metal Recovery's registry record changed: \
+                 registered office moved from \"Unit 4, Canal Street, Oldham, OL9 9ZZ, England\" \
+                 to \"Plot 12, Tanger Free Zone, Tangier, 90000, Morocco\", into a free zone: \
+                 Tanger Free Zone (MA); \
+                 new filing: 2026-11-25 AD01: change registered office address company with date old address new address; \
+                 company status changed from \"active\" to \"liquidation\""
+                    .to_string()
+            ),
+        ]
+    );
+
+    // Every request carried the key as the HTTP Basic user.
+    let log = env.site.request_log();
+    assert_eq!(log.len(), 16, "four requests per check: {log:?}");
+    for (path, auth) in &log {
+        assert_eq!(auth.as_deref(), Some(CH_BASIC), "{path}");
+        assert!(!path.contains(CH_KEY));
+    }
+
+    // The key appears in no output, log, mail or store-derived display.
+    ch.profile["etag"] = json!("churn");
+    ch.serve(&env.site);
+    let dir = env.dir.path().to_path_buf();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let flags = ["--config", "pivotwatch.toml", "--watchlists", "watchlists"];
+        let mut out = String::new();
+        for args in [
+            &["check"][..],
+            &["once", "--no-deliver"],
+            &["once", "--json", "--no-deliver"],
+            &["findings", "--since", "1d"],
+            &["findings", "--json", "--since", "1d"],
+            &["history", "harrowgate/ch"],
+            &["diff", "harrowgate/ch"],
+            &["diff", "harrowgate/ch", "--json"],
+            &["explain", "harrowgate"],
+            &["outbox", "list"],
+        ] {
+            let o = Command::new(BIN)
+                .current_dir(&dir)
+                .args(flags)
+                .args(args)
+                .env("RUST_LOG", "pivotwatch=trace,reqwest=trace,hyper=debug")
+                .output()
+                .expect("run pivotwatch");
+            out.push_str(&String::from_utf8_lossy(&o.stdout));
+            out.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+        out
+    })
+    .await
+    .unwrap();
+    assert!(outputs.contains("harrowgate"), "{outputs}");
+    assert!(outputs.contains("Tanger Free Zone"), "{outputs}");
+    assert!(!outputs.contains(CH_KEY), "the key leaked: {outputs}");
+    assert!(!outputs.contains(&CH_BASIC[6..]), "the encoded key leaked");
+    let emls = env.eml_files();
+    assert_eq!(emls.len(), 3, "one mail per finding");
+    for p in emls {
+        let m = std::fs::read(&p).unwrap();
+        let text = String::from_utf8_lossy(&m);
+        assert!(!text.contains(CH_KEY), "{}", p.display());
+        let parsed = mail_parser::MessageParser::default().parse(&m).unwrap();
+        let body = parsed.body_text(0).unwrap_or_default().into_owned();
+        assert!(!body.contains(CH_KEY), "{}", p.display());
+    }
+}
