@@ -285,3 +285,309 @@ async fn companies_house_changes_become_exact_findings_and_the_key_stays_secret(
         assert!(!body.contains(CH_KEY), "{}", p.display());
     }
 }
+
+const LEI: &str = "9845001KESTREL0TR019";
+const PARENT_LEI: &str = "2549003VOLGAHOLD0G63";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gleif_lapsed_lei_and_new_parent_are_findings_churn_is_not() {
+    let env = Env::new().await;
+    let settings = format!("{SETTINGS}\n[registries.gleif]\nbase_url = \"{{BASE}}/api/v1\"\n");
+    env.write(
+        &settings,
+        &format!(
+            r#"
+[watchlist]
+name = "lei"
+[[entity]]
+id = "kestrel"
+name = "Kestrel Components"
+[[entity.source]]
+id = "gleif"
+adapter = "gleif"
+lei = "{LEI}"
+"#
+        ),
+    );
+    let path = format!("/api/v1/lei-records/{LEI}");
+    let mut rec = fixture("gleif/lei_record.json");
+    env.site.set(&path, Page::json(rec.to_string()));
+    let r = env.once().await;
+    assert_eq!(r[0].status, pivotwatch::record::CheckStatus::New, "{r:?}");
+    assert_eq!(env.site.request_log().len(), 1, "no parent: one request");
+
+    // The golden copy's date and the record's update time move: nothing.
+    rec["meta"]["goldenCopy"]["publishDate"] = json!("2025-05-16T00:00:00Z");
+    rec["data"]["attributes"]["registration"]["lastUpdateDate"] = json!("2025-05-16T01:02:03Z");
+    env.site.set(&path, Page::json(rec.to_string()));
+    let r = env.once().await;
+    assert_eq!(
+        r[0].status,
+        pivotwatch::record::CheckStatus::Unchanged,
+        "{:?}",
+        r[0].changes
+    );
+
+    // The LEI lapses and a direct and ultimate parent appear.
+    rec["data"]["attributes"]["registration"]["status"] = json!("LAPSED");
+    for rel in ["direct-parent", "ultimate-parent"] {
+        rec["data"]["relationships"][rel] = json!({"links": {
+            "relationship-record": format!("https://api.gleif.org/api/v1/lei-records/{LEI}/{rel}-relationship"),
+            "lei-record": format!("https://api.gleif.org/api/v1/lei-records/{LEI}/{rel}")
+        }});
+        env.site.set(
+            &format!("{path}/{rel}"),
+            Page::json(fixture("gleif/parent_record.json").to_string()),
+        );
+    }
+    env.site.set(&path, Page::json(rec.to_string()));
+    let r = env.once().await;
+    assert_eq!(
+        findings(&r),
+        vec![(
+            "registry_change".to_string(),
+            "medium".to_string(),
+            format!(
+                "Kestrel Components's registry record changed: \
+                 direct parent changed from (nothing) to \"VOLGA HOLDING GROUP AO (LEI {PARENT_LEI})\"; \
+                 ultimate parent changed from (nothing) to \"VOLGA HOLDING GROUP AO (LEI {PARENT_LEI})\"; \
+                 LEI registration status changed from \"ISSUED\" to \"LAPSED\" (the LEI lapsed)"
+            )
+        )]
+    );
+    // The record, then each parent the record names.
+    assert_eq!(env.site.request_log().len(), 2 + 3);
+}
+
+const OC_TOKEN: &str = "oc-token-81d2e0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opencorporates_officer_and_industry_code_changes_token_never_shown() {
+    let env = Env::new().await;
+    let settings = format!(
+        "{SETTINGS}\n[registries.opencorporates]\nbase_url = \"{{BASE}}/v0.4\"\napi_key_file = \"oc.token\"\n"
+    );
+    std::fs::write(env.dir.path().join("oc.token"), OC_TOKEN).unwrap();
+    env.write(
+        &settings,
+        r#"
+[watchlist]
+name = "oc"
+[[entity]]
+id = "bramley"
+name = "Bramley Salvage"
+[[entity.source]]
+id = "oc"
+adapter = "opencorporates"
+jurisdiction = "gb"
+company_number = "07654321"
+"#,
+    );
+    let path = format!("/v0.4/companies/gb/07654321?api_token={OC_TOKEN}");
+    let mut c = fixture("opencorporates/company.json");
+    env.site.set(&path, Page::json(c.to_string()));
+    let r = env.once().await;
+    assert_eq!(r[0].status, pivotwatch::record::CheckStatus::New, "{r:?}");
+    assert_eq!(
+        r[0].url,
+        format!("{}/v0.4/companies/gb/07654321", env.site.base())
+    );
+
+    // Timestamps move: nothing.
+    c["results"]["company"]["retrieved_at"] = json!("2025-11-01T06:00:00+00:00");
+    c["results"]["company"]["updated_at"] = json!("2025-11-01T06:00:00+00:00");
+    c["results"]["company"]["source"]["retrieved_at"] = json!("2025-11-01T06:00:00+00:00");
+    env.site.set(&path, Page::json(c.to_string()));
+    assert_eq!(
+        env.once().await[0].status,
+        pivotwatch::record::CheckStatus::Unchanged
+    );
+
+    // A new director; scrap recovery becomes electronics wholesale.
+    c["results"]["company"]["officers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"officer": {"id": 123450002, "name": "RUSLAN TEMIROV", "position": "director", "start_date": "2026-10-01", "end_date": null}}));
+    c["results"]["company"]["industry_codes"] = json!([{"industry_code": {
+        "code": "46520", "description": "Wholesale of electronic and telecommunications equipment and parts",
+        "code_scheme_id": "uk_sic_2007"}}]);
+    env.site.set(&path, Page::json(c.to_string()));
+    let r = env.once().await;
+    assert_eq!(
+        findings(&r),
+        vec![
+            (
+                "activity_changed".to_string(),
+                "high".to_string(),
+                "Bramley Salvage changed its registered activity lost \"SIC:38320\"; \
+                 gained \"SIC:46520\" (scrap, waste and metals → electronics trade)"
+                    .to_string()
+            ),
+            (
+                "registry_change".to_string(),
+                "medium".to_string(),
+                "Bramley Salvage's registry record changed: \
+                 officer appointed: RUSLAN TEMIROV (director, appointed 2026-10-01)"
+                    .to_string()
+            ),
+        ]
+    );
+    assert_eq!(env.site.request_log().len(), 3, "one request per check");
+
+    // A failing request names the URL without the token.
+    env.site.remove(&path);
+    let r = env.once().await;
+    assert_eq!(r[0].status, pivotwatch::record::CheckStatus::Failed);
+    let err = r[0].error.clone().unwrap_or_default();
+    assert!(err.contains("/v0.4/companies/gb/07654321"), "{err}");
+    assert!(!err.contains(OC_TOKEN), "{err}");
+    let shown = format!("{r:?}");
+    assert!(!shown.contains(OC_TOKEN), "{shown}");
+    for p in env.eml_files() {
+        assert!(!std::fs::read_to_string(&p).unwrap().contains(OC_TOKEN));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn companies_house_429_is_a_transient_failure_with_its_retry_after() {
+    let env = Env::new().await;
+    env.write(&ch_settings(), CH_WATCHLIST);
+    std::fs::write(env.dir.path().join("ch.key"), CH_KEY).unwrap();
+    let ch = Ch::load();
+    ch.serve(&env.site);
+    env.site.set(
+        "/company/01234567/officers?items_per_page=100&start_index=0",
+        Page {
+            status: 429,
+            content_type: "application/json".into(),
+            headers: vec![("Retry-After".into(), "120".into())],
+            body: br#"{"error":"rate limit exceeded"}"#.to_vec(),
+        },
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, pivotwatch::record::CheckStatus::Failed);
+    assert!(r[0].transient, "a 429 is retried");
+    assert_eq!(r[0].retry_after, Some(std::time::Duration::from_secs(120)));
+    let err = r[0].error.clone().unwrap_or_default();
+    assert!(err.contains("companies-house officers"), "{err}");
+    assert!(err.contains("429"), "{err}");
+    assert!(!err.contains(CH_KEY));
+    // Nothing was committed: the next good check is the first snapshot.
+    ch.serve(&env.site);
+    assert_eq!(
+        env.once().await[0].status,
+        pivotwatch::record::CheckStatus::New
+    );
+}
+
+#[test]
+fn adapter_sources_are_validated_with_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    let wl = r#"[watchlist]
+name = "bad"
+[[entity]]
+id = "a"
+name = "A"
+[[entity.source]]
+id = "ch"
+adapter = "companies-house"
+company_number = "1234567"
+[[entity.source]]
+id = "lei"
+adapter = "gleif"
+lei = "9845001KESTREL0TR018"
+[[entity.source]]
+id = "x"
+adapter = "companieshouse"
+company_number = "01234567"
+[[entity.source]]
+id = "u"
+adapter = "gleif"
+url = "https://api.gleif.org/api/v1/lei-records/9845001KESTREL0TR019"
+lei = "9845001KESTREL0TR019"
+[[entity.source]]
+id = "oc"
+adapter = "opencorporates"
+company_number = "07654321"
+"#;
+    std::fs::create_dir_all(dir.path().join("watchlists")).unwrap();
+    std::fs::write(dir.path().join("watchlists/bad.toml"), wl).unwrap();
+    std::fs::write(
+        dir.path().join("pivotwatch.toml"),
+        "[registries.gleif]\napi_key_env = \"X\"\n[registries.companies_house]\napi_key_env = \"PIVOTWATCH_TEST_UNSET_VAR\"\n",
+    )
+    .unwrap();
+    let out = crate::support::process::pivotwatch(
+        dir.path(),
+        &[
+            "--config",
+            "pivotwatch.toml",
+            "--watchlists",
+            "watchlists",
+            "check",
+        ],
+    );
+    let err = crate::support::process::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let at = |needle: &str| crate::support::process::at("watchlists/bad.toml", wl, needle);
+    for (needle, msg) in [
+        ("\"1234567\"", "must be 8 characters: write \"01234567\""),
+        ("\"9845001KESTREL0TR018\"", "fails its check digits"),
+        ("\"companieshouse\"", "unknown adapter \"companieshouse\""),
+        ("\"https://api.gleif", "an adapter source has no `url`"),
+        ("\"opencorporates\"", "needs `jurisdiction`"),
+    ] {
+        let loc = at(needle);
+        assert!(
+            err.lines().any(|l| l.contains(&loc) && l.contains(msg)),
+            "expected {loc}: {msg} in\n{err}"
+        );
+    }
+    assert!(err.contains("GLEIF needs no API key"), "{err}");
+    assert!(
+        err.contains("PIVOTWATCH_TEST_UNSET_VAR holding the API key is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn api_key_env_is_read_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("watchlists")).unwrap();
+    std::fs::write(dir.path().join("watchlists/uk.toml"), CH_WATCHLIST).unwrap();
+    std::fs::write(
+        dir.path().join("pivotwatch.toml"),
+        "[registries.companies_house]\napi_key_env = \"PIVOTWATCH_TEST_CH_KEY\"\n",
+    )
+    .unwrap();
+    let run = |key: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.current_dir(dir.path())
+            .args([
+                "--config",
+                "pivotwatch.toml",
+                "--watchlists",
+                "watchlists",
+                "check",
+            ])
+            .env("RUST_LOG", "off")
+            .env_remove("PIVOTWATCH_TEST_CH_KEY");
+        if let Some(k) = key {
+            c.env("PIVOTWATCH_TEST_CH_KEY", k);
+        }
+        c.output().expect("run pivotwatch")
+    };
+    let ok = run(Some(CH_KEY));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(!all.contains(CH_KEY));
+    assert_eq!(run(None).status.code(), Some(3));
+}
