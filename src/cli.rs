@@ -103,6 +103,10 @@ pub enum Command {
         /// Print the record as one JSON object.
         #[arg(long)]
         json: bool,
+        /// A built-in registry adapter (companies-house, gleif, opencorporates):
+        /// URL is then the company number, the LEI, or JURISDICTION/NUMBER.
+        #[arg(long, value_name = "ADAPTER", conflicts_with_all = ["fields", "rows", "json_format"])]
+        adapter: Option<String>,
     },
 }
 

@@ -47,6 +47,9 @@ pub enum AppError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
+    /// A registry adapter could not read its record (`probe --adapter`).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -184,12 +187,24 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             allow_private_addresses,
             no_politeness,
             json,
+            adapter,
         } => {
             // Probe needs only the settings ([http]); no watchlist folder.
             let config = Config {
                 settings: Config::load_settings(&opts)?,
                 watchlists: vec![],
             };
+            if let Some(adapter) = adapter {
+                return probe::probe_adapter(
+                    &config,
+                    &adapter,
+                    &url,
+                    allow_private_addresses,
+                    json,
+                    &mut out,
+                )
+                .await;
+            }
             probe::probe(
                 &config,
                 &url,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub use diag::{ConfigErrors, Diagnostic};
 pub use settings::{DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber};
 pub(crate) use spec::SpecBuilder;
+pub use watchlist::{ADAPTERS, parse_adapter};
 pub use watchlist::{DEFAULT_MAX_PAGES, DEFAULT_SCHEDULE};
 
 /// The watched nouns live in [`crate::model`]; re-exported here for the

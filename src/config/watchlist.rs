@@ -676,7 +676,7 @@ fn compile_source(
 pub const ADAPTERS: &[&str] = &["companies-house", "gleif", "opencorporates"];
 
 /// A Companies House number: 8 characters, digits or two letters then six
-/// digits (`01234567`, `SC123456`); `None` when it is not one.
+/// digits (`01234567`, `SC123456`), upper-cased; an error saying why not.
 pub fn company_number(s: &str) -> Result<String, String> {
     let n = s.trim().to_ascii_uppercase();
     let b = n.as_bytes();
@@ -741,6 +741,40 @@ fn jurisdiction_code(s: &str) -> Result<String, String> {
         Err(format!(
             "jurisdiction {s:?} is not an OpenCorporates jurisdiction code such as \"gb\" or \"us_ca\""
         ))
+    }
+}
+
+/// An adapter and its identifier as the command line gives them
+/// (`probe --adapter companies-house 01234567`; OpenCorporates as
+/// `gb/01234567`), validated as in a watchlist.
+pub fn parse_adapter(name: &str, id: &str) -> Result<crate::model::Adapter, String> {
+    use crate::model::Adapter;
+    match name {
+        "companies-house" => Ok(Adapter::CompaniesHouse {
+            company_number: company_number(id)?,
+        }),
+        "gleif" => Ok(Adapter::Gleif { lei: lei(id)? }),
+        "opencorporates" => {
+            let Some((j, n)) = id.split_once('/') else {
+                return Err(format!(
+                    "{id:?}: write JURISDICTION/NUMBER for opencorporates, e.g. gb/01234567"
+                ));
+            };
+            let n = n.trim();
+            if n.is_empty() || n.contains('/') {
+                return Err(format!(
+                    "company number {n:?} must be non-empty, without '/'"
+                ));
+            }
+            Ok(Adapter::OpenCorporates {
+                jurisdiction: jurisdiction_code(j)?,
+                company_number: n.to_string(),
+            })
+        }
+        other => Err(format!(
+            "unknown adapter {other:?}; the adapters are {}",
+            ADAPTERS.join(", ")
+        )),
     }
 }
 

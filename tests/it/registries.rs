@@ -591,3 +591,93 @@ fn api_key_env_is_read_from_the_environment() {
     assert!(!all.contains(CH_KEY));
     assert_eq!(run(None).status.code(), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_adapter_shows_the_record_each_adapter_yields() {
+    let env = Env::new().await;
+    let settings = format!(
+        "{SETTINGS}\n[registries.companies_house]\nbase_url = \"{{BASE}}\"\napi_key_file = \"ch.key\"\n\
+         [registries.gleif]\nbase_url = \"{{BASE}}/api/v1\"\n\
+         [registries.opencorporates]\nbase_url = \"{{BASE}}/v0.4\"\napi_key_file = \"oc.token\"\n"
+    );
+    env.write(&settings, CH_WATCHLIST);
+    std::fs::write(env.dir.path().join("ch.key"), CH_KEY).unwrap();
+    std::fs::write(env.dir.path().join("oc.token"), OC_TOKEN).unwrap();
+    Ch::load().serve(&env.site);
+    env.site.set(
+        &format!("/api/v1/lei-records/{LEI}"),
+        Page::json(fixture("gleif/lei_record.json").to_string()),
+    );
+    env.site.set(
+        &format!("/v0.4/companies/gb/07654321?api_token={OC_TOKEN}"),
+        Page::json(fixture("opencorporates/company.json").to_string()),
+    );
+    let dir = env.dir.path().to_path_buf();
+    let run = move |args: Vec<&'static str>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let o = Command::new(BIN)
+                .current_dir(&dir)
+                .args(["--config", "pivotwatch.toml", "probe"])
+                .args(args)
+                .env("RUST_LOG", "off")
+                .output()
+                .expect("run pivotwatch");
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+    };
+    let (code, out, err) = run(vec!["--adapter", "companies-house", "01234567"])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "{}/company/01234567 → companies-house 01234567, HTTP 200, 4 requests, ",
+            env.site.base()
+        )) && first.ends_with(" bytes"),
+        "{out}"
+    );
+    for line in [
+        "field name: HARROWGATE METAL RECOVERY LIMITED",
+        "field sic_codes: 1 value",
+        "  SIC:38320",
+        "field officers: 2 values",
+        "  HALLORAN, Bridget Anne (director, appointed 2017-06-02, British, resident in England)",
+        "field registered_address: Unit 4, Canal Street, Oldham, OL9 9ZZ, England",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} not in\n{out}");
+    }
+    assert!(!out.contains(CH_KEY) && !err.contains(CH_KEY));
+
+    let (code, out, err) = run(vec!["--adapter", "gleif", LEI, "--json"])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let rec: Value = serde_json::from_str(out.trim()).expect("one JSON record");
+    assert_eq!(rec["fields"]["registration_status"], "ISSUED");
+    assert_eq!(rec["fields"]["name"], "KESTREL COMPONENTS TRADING LTD");
+
+    let (code, out, err) = run(vec!["--adapter", "opencorporates", "gb/07654321"])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("field industry_codes: 1 value\n  SIC:38320\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(OC_TOKEN) && !err.contains(OC_TOKEN),
+        "{out}{err}"
+    );
+
+    let (code, _, err) = run(vec!["--adapter", "companies-house", "1234567"])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("keep the leading zeros"), "{err}");
+}
