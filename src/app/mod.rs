@@ -19,6 +19,7 @@ macro_rules! note {
 
 mod check;
 pub mod demo;
+mod import;
 mod once;
 mod probe;
 mod progress;
@@ -163,6 +164,24 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             Ok(0)
         }
         Command::Check => check::check(&opts, &mut out),
+        Command::Import {
+            file,
+            dry_run,
+            into,
+        } => {
+            let dir = opts
+                .watchlists
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("watchlists"));
+            import::import(
+                &file,
+                into.as_deref(),
+                &dir,
+                dry_run,
+                &mut out,
+                &mut std::io::stderr().lock(),
+            )
+        }
         Command::Once {
             sources,
             no_deliver,

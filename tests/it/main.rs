@@ -18,6 +18,7 @@ mod daemon;
 mod delivery;
 mod edges;
 mod fetch;
+mod import;
 mod pipeline;
 mod registries;
 mod store_integrity;
