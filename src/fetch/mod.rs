@@ -442,6 +442,101 @@ impl Fetcher {
     }
 }
 
+/// A long-lived response read as it arrives (a streaming API): no total
+/// timeout, a limit on the silence between chunks instead.
+pub struct ByteStream {
+    resp: reqwest::Response,
+    host: String,
+    opts: FetchOptions,
+    hide_url: bool,
+}
+
+impl std::fmt::Debug for ByteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteStream").field("host", &self.host).finish_non_exhaustive()
+    }
+}
+
+impl ByteStream {
+    /// The next chunk; `Ok(None)` when the server ended the response.
+    /// Silence longer than `idle` is [`FetchError::Timeout`].
+    pub async fn next_chunk(&mut self, idle: Duration) -> Result<Option<Vec<u8>>, FetchError> {
+        match tokio::time::timeout(idle, self.resp.chunk()).await {
+            Err(_) => Err(FetchError::Timeout {
+                host: self.host.clone(),
+                limit: idle,
+                connecting: false,
+            }),
+            Ok(Ok(c)) => Ok(c.map(|b| b.to_vec())),
+            Ok(Err(e)) => {
+                let e = if self.hide_url { e.without_url() } else { e };
+                Err(map_reqwest_error(e, &self.host, &self.opts))
+            }
+        }
+    }
+}
+
+impl Fetcher {
+    /// Opens a streaming response (`GET`, with credentials): the address
+    /// guard applies, politeness does not (one connection, held open).
+    /// A status other than 2xx is [`FetchError::HttpStatus`] (e.g. `416`).
+    pub async fn open_stream(&self, url: &Url, auth: &Auth) -> Result<ByteStream, FetchError> {
+        let opts = &self.inner.opts;
+        check_url(url, opts.allow_private_addresses)?;
+        let host = host_of(url);
+        let target = match auth {
+            Auth::Query { name, value } => {
+                let mut u = url.clone();
+                u.query_pairs_mut().append_pair(name, value);
+                u
+            }
+            _ => url.clone(),
+        };
+        let hide_url = matches!(auth, Auth::Query { .. });
+        // Effectively no total timeout: the stream is meant to last.
+        let mut request = self
+            .inner
+            .client
+            .get(target)
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        if let Auth::Basic { user } = auth {
+            request = request.basic_auth(user, Some(""));
+        }
+        let resp = match tokio::time::timeout(opts.connect_timeout + opts.timeout, request.send())
+            .await
+        {
+            Err(_) => {
+                return Err(FetchError::Timeout {
+                    host,
+                    limit: opts.connect_timeout + opts.timeout,
+                    connecting: true,
+                });
+            }
+            Ok(r) => r.map_err(|e| {
+                let e = if hide_url { e.without_url() } else { e };
+                map_reqwest_error(e, &host, opts)
+            })?,
+        };
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let retry_after = header_string(resp.headers(), header::RETRY_AFTER)
+                .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+            return Err(FetchError::HttpStatus {
+                status,
+                retry_after,
+                blocked: false,
+            });
+        }
+        tracing::debug!(url = %guard::redacted(url), status, "Stream opened.");
+        Ok(ByteStream {
+            resp,
+            host,
+            opts: opts.clone(),
+            hide_url,
+        })
+    }
+}
+
 enum ReadError {
     TooLarge { cap: u64 },
     Reqwest(reqwest::Error),

@@ -14,6 +14,7 @@
 pub mod companies_house;
 pub mod gleif;
 pub mod opencorporates;
+pub mod stream;
 
 use serde::de::DeserializeOwned;
 use url::Url;
