@@ -314,7 +314,11 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for (k, v) in lags {
-            let _ = writeln!(out, "pivotwatch_stream_lag_seconds{{stream=\"{}\"}} {v}", escape(&k));
+            let _ = writeln!(
+                out,
+                "pivotwatch_stream_lag_seconds{{stream=\"{}\"}} {v}",
+                escape(&k)
+            );
         }
         out
     }

@@ -38,8 +38,8 @@ pub mod metrics;
 mod notify;
 pub mod plan;
 mod scheduler;
-mod stream;
 pub mod status;
+mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;

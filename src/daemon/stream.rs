@@ -69,7 +69,10 @@ pub(super) fn spawn(
 enum Ended {
     Stop,
     /// The server closed it or it broke; whether any line arrived.
-    Closed { got_data: bool, error: Option<FetchError> },
+    Closed {
+        got_data: bool,
+        error: Option<FetchError>,
+    },
 }
 
 async fn follow(
@@ -150,18 +153,32 @@ async fn follow(
                 error: Some(e),
             },
             Ok(s) => {
-                tracing::info!(stream = name, timepoint = stored, "Following the Companies House stream.");
+                tracing::info!(
+                    stream = name,
+                    timepoint = stored,
+                    "Following the Companies House stream."
+                );
                 read(name, s, &shared, &wakes, &mut stop).await
             }
         };
         match ended {
             Ended::Stop => return,
             Ended::Closed { got_data, error } => {
-                failures = if got_data { 0 } else { failures.saturating_add(1) };
+                failures = if got_data {
+                    0
+                } else {
+                    failures.saturating_add(1)
+                };
                 let wait = crate::retry::stream_backoff(failures);
                 match &error {
-                    Some(e) => tracing::warn!(stream = name, error = %crate::text::chain(e), retry_in_s = wait.as_secs(), "Stream connection failed."),
-                    None => tracing::info!(stream = name, retry_in_s = wait.as_secs(), "Stream ended; reconnecting."),
+                    Some(e) => {
+                        tracing::warn!(stream = name, error = %crate::text::chain(e), retry_in_s = wait.as_secs(), "Stream connection failed.")
+                    }
+                    None => tracing::info!(
+                        stream = name,
+                        retry_in_s = wait.as_secs(),
+                        "Stream ended; reconnecting."
+                    ),
                 }
                 let wait = match &error {
                     Some(e) => e.retry_after().map_or(wait, |r| r.max(wait)),

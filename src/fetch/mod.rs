@@ -453,7 +453,9 @@ pub struct ByteStream {
 
 impl std::fmt::Debug for ByteStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ByteStream").field("host", &self.host).finish_non_exhaustive()
+        f.debug_struct("ByteStream")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
     }
 }
 
@@ -502,21 +504,20 @@ impl Fetcher {
         if let Auth::Basic { user } = auth {
             request = request.basic_auth(user, Some(""));
         }
-        let resp = match tokio::time::timeout(opts.connect_timeout + opts.timeout, request.send())
-            .await
-        {
-            Err(_) => {
-                return Err(FetchError::Timeout {
-                    host,
-                    limit: opts.connect_timeout + opts.timeout,
-                    connecting: true,
-                });
-            }
-            Ok(r) => r.map_err(|e| {
-                let e = if hide_url { e.without_url() } else { e };
-                map_reqwest_error(e, &host, opts)
-            })?,
-        };
+        let resp =
+            match tokio::time::timeout(opts.connect_timeout + opts.timeout, request.send()).await {
+                Err(_) => {
+                    return Err(FetchError::Timeout {
+                        host,
+                        limit: opts.connect_timeout + opts.timeout,
+                        connecting: true,
+                    });
+                }
+                Ok(r) => r.map_err(|e| {
+                    let e = if hide_url { e.without_url() } else { e };
+                    map_reqwest_error(e, &host, opts)
+                })?,
+            };
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let retry_after = header_string(resp.headers(), header::RETRY_AFTER)

@@ -11,7 +11,10 @@ use serde::Deserialize;
 pub const STREAMS: &[(&str, &str)] = &[
     ("companies", "companies"),
     ("officers", "officers"),
-    ("persons-with-significant-control", "persons-with-significant-control"),
+    (
+        "persons-with-significant-control",
+        "persons-with-significant-control",
+    ),
     ("filing-history", "filings"),
 ];
 
@@ -76,11 +79,11 @@ pub fn parse_event(line: &[u8]) -> Option<Result<Event, serde_json::Error>> {
         Event {
             company: company.map(|c| c.to_ascii_uppercase()),
             timepoint: r.event.timepoint,
-            published_at: r
-                .event
-                .published_at
-                .as_deref()
-                .and_then(|p| DateTime::parse_from_rfc3339(p).ok().map(|d| d.with_timezone(&Utc))),
+            published_at: r.event.published_at.as_deref().and_then(|p| {
+                DateTime::parse_from_rfc3339(p)
+                    .ok()
+                    .map(|d| d.with_timezone(&Utc))
+            }),
         }
     }))
 }
@@ -97,7 +100,10 @@ mod tests {
         assert_eq!(ev.timepoint, 42);
         assert!(ev.published_at.is_some());
         let p = br#"{"resource_kind":"company-profile","resource_id":"sc123456","data":{},"event":{"timepoint":7}}"#;
-        assert_eq!(parse_event(p).unwrap().unwrap().company.as_deref(), Some("SC123456"));
+        assert_eq!(
+            parse_event(p).unwrap().unwrap().company.as_deref(),
+            Some("SC123456")
+        );
         assert!(parse_event(b"\n").is_none());
         assert!(parse_event(b"{not json").unwrap().is_err());
     }

@@ -21,5 +21,6 @@ mod fetch;
 mod import;
 mod pipeline;
 mod registries;
+mod registry_stream;
 mod store_integrity;
 mod tidy;

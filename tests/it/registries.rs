@@ -12,9 +12,9 @@ use crate::support::{Env, SETTINGS};
 
 /// The Companies House key the tests configure: it must arrive as the
 /// HTTP Basic user and appear nowhere else.
-const CH_KEY: &str = "ch-test-key-5f3a9c71";
+pub(crate) const CH_KEY: &str = "ch-test-key-5f3a9c71";
 /// `Basic base64("ch-test-key-5f3a9c71:")`.
-const CH_BASIC: &str = "Basic Y2gtdGVzdC1rZXktNWYzYTljNzE6";
+pub(crate) const CH_BASIC: &str = "Basic Y2gtdGVzdC1rZXktNWYzYTljNzE6";
 
 fn fixture(path: &str) -> Value {
     let p = format!(
@@ -25,15 +25,15 @@ fn fixture(path: &str) -> Value {
 }
 
 /// The four Companies House responses of company 01234567.
-struct Ch {
-    profile: Value,
-    officers: Value,
-    psc: Value,
-    filings: Value,
+pub(crate) struct Ch {
+    pub(crate) profile: Value,
+    pub(crate) officers: Value,
+    pub(crate) psc: Value,
+    pub(crate) filings: Value,
 }
 
 impl Ch {
-    fn load() -> Ch {
+    pub(crate) fn load() -> Ch {
         Ch {
             profile: fixture("companies_house/profile.json"),
             officers: fixture("companies_house/officers.json"),
@@ -42,7 +42,7 @@ impl Ch {
         }
     }
 
-    fn serve(&self, site: &Site) {
+    pub(crate) fn serve(&self, site: &Site) {
         let c = "/company/01234567";
         site.set(c, Page::json(self.profile.to_string()));
         site.set(
@@ -60,7 +60,7 @@ impl Ch {
     }
 }
 
-const CH_WATCHLIST: &str = r#"
+pub(crate) const CH_WATCHLIST: &str = r#"
 [watchlist]
 name = "uk"
 maintainers = ["analyst@example.org"]
