@@ -357,6 +357,21 @@ lei = "{LEI}"
     );
     // The record, then each parent the record names.
     assert_eq!(env.site.request_log().len(), 2 + 3);
+
+    // A successor is named.
+    rec["data"]["attributes"]["entity"]["successorEntity"] =
+        json!({"lei": "5299009NEWCO0SUCC033", "name": "KESTREL NEWCO LTD"});
+    env.site.set(&path, Page::json(rec.to_string()));
+    assert_eq!(
+        findings(&env.once().await),
+        vec![(
+            "registry_change".to_string(),
+            "medium".to_string(),
+            "Kestrel Components's registry record changed: successor entity changed from \
+             (nothing) to \"KESTREL NEWCO LTD (LEI 5299009NEWCO0SUCC033)\""
+                .to_string()
+        )]
+    );
 }
 
 const OC_TOKEN: &str = "oc-token-81d2e0";
@@ -680,4 +695,85 @@ async fn probe_adapter_shows_the_record_each_adapter_yields() {
         .unwrap();
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("keep the leading zeros"), "{err}");
+}
+
+#[test]
+fn registry_hosts_get_their_published_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("watchlists")).unwrap();
+    let settings = |extra: &str| {
+        std::fs::write(
+            dir.path().join("pivotwatch.toml"),
+            format!("[http]\nper_host_interval = \"100ms\"\n{extra}"),
+        )
+        .unwrap();
+        pivotwatch::config::Config::load_settings(&pivotwatch::config::LoadOptions {
+            config: Some(dir.path().join("pivotwatch.toml")),
+            watchlists: Some(dir.path().join("watchlists")),
+            state_dir: None,
+        })
+        .expect("settings")
+    };
+    let ms = |s: &pivotwatch::config::Settings, host: &str| {
+        s.hosts
+            .get(host)
+            .and_then(|h| h.interval)
+            .map(|d| d.as_millis())
+    };
+    let s = settings("");
+    // 600 requests per 5 minutes; GLEIF about 60 a minute.
+    assert_eq!(ms(&s, "api.company-information.service.gov.uk"), Some(500));
+    assert_eq!(ms(&s, "api.gleif.org"), Some(1000));
+    // A mirror gets them; an explicit [hosts] entry wins.
+    let s = settings(
+        "[registries.companies_house]\nbase_url = \"https://ch-mirror.example.org/api\"\n\
+         [hosts.\"api.gleif.org\"]\ninterval = \"3s\"\n",
+    );
+    assert_eq!(ms(&s, "ch-mirror.example.org"), Some(500));
+    assert_eq!(ms(&s, "api.gleif.org"), Some(3000));
+    assert!(format!("{s:?}").contains("registries"));
+    // The key never shows in a debug print of the settings.
+    std::fs::write(dir.path().join("k"), CH_KEY).unwrap();
+    let s = settings("[registries.companies_house]\napi_key_file = \"k\"\n");
+    assert!(s.registries.companies_house.api_key.is_some());
+    assert!(!format!("{s:?}").contains(CH_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn companies_house_officers_past_one_page_are_all_read() {
+    let env = Env::new().await;
+    env.write(&ch_settings(), CH_WATCHLIST);
+    std::fs::write(env.dir.path().join("ch.key"), CH_KEY).unwrap();
+    let mut ch = Ch::load();
+    let officer = |i: usize| {
+        json!({"name": format!("OFFICER, Number {i:03}"), "officer_role": "director",
+               "appointed_on": "2020-01-01", "links": {"self": format!("/x/{i}")}})
+    };
+    ch.officers["items"] = json!((0..100).map(officer).collect::<Vec<_>>());
+    ch.officers["total_results"] = json!(101);
+    ch.serve(&env.site);
+    let mut page2 = ch.officers.clone();
+    page2["items"] = json!([officer(100)]);
+    page2["start_index"] = json!(100);
+    env.site.set(
+        "/company/01234567/officers?items_per_page=100&start_index=100",
+        Page::json(page2.to_string()),
+    );
+    let r = env.once().await;
+    assert_eq!(r[0].status, pivotwatch::record::CheckStatus::New, "{r:?}");
+    assert_eq!(env.site.request_log().len(), 5, "two pages of officers");
+    let snap = env
+        .store()
+        .latest_snapshot("harrowgate/ch")
+        .unwrap()
+        .expect("snapshot");
+    match snap.record.fields.get("officers") {
+        Some(pivotwatch::record::FieldValue::List(l)) => {
+            assert_eq!(l.len(), 101);
+            assert!(
+                l.contains(&"OFFICER, Number 100 (director, appointed 2020-01-01)".to_string())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
