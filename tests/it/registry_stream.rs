@@ -164,10 +164,14 @@ fn free_port() -> u16 {
 }
 
 async fn metrics(port: u16) -> String {
+    get(port, "/metrics").await
+}
+
+async fn get(port: u16, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
@@ -292,6 +296,15 @@ async fn stream_events_check_watched_companies_at_once_and_resume() {
     }
     for (p, a) in server.log() {
         assert_eq!(a.as_deref(), Some(super::registries::CH_BASIC), "{p}");
+    }
+    // The status page and the feed show the source and its finding, never the key.
+    let page = get(status, "/").await;
+    let feed = get(status, "/feed.atom").await;
+    assert!(page.contains("harrowgate"), "{page}");
+    assert!(feed.contains("officer appointed"), "{feed}");
+    for shown in [&page, &feed, &m] {
+        assert!(!shown.contains(super::registries::CH_KEY));
+        assert!(!shown.contains(&super::registries::CH_BASIC[6..]));
     }
     // Let the timepoint reach the store, then restart: resumed from 900.
     tokio::time::sleep(Duration::from_millis(300)).await;
