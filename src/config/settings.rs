@@ -245,6 +245,8 @@ struct RawRegistry {
     stream_url: Option<Spanned<String>>,
     api_key_file: Option<Spanned<String>>,
     api_key_env: Option<Spanned<String>>,
+    stream_api_key_file: Option<Spanned<String>>,
+    stream_api_key_env: Option<Spanned<String>>,
     stream: Option<Spanned<bool>>,
 }
 
@@ -829,45 +831,93 @@ fn registries(raw: &RawRegistries, base: &Path, s: &mut Settings, sink: &mut Sin
             out.stream = *b.get_ref();
         }
         if name == "gleif" {
-            for v in [&t.api_key_file, &t.api_key_env].into_iter().flatten() {
+            for v in [
+                &t.api_key_file,
+                &t.api_key_env,
+                &t.stream_api_key_file,
+                &t.stream_api_key_env,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 sink.error(Some(v.span()), "GLEIF needs no API key; remove this line");
             }
             continue;
         }
-        match (&t.api_key_file, &t.api_key_env) {
-            (Some(f), Some(_)) => {
-                sink.error(Some(f.span()), "set api_key_file or api_key_env, not both")
+        out.api_key = read_key(&t.api_key_file, &t.api_key_env, "api_key", base, sink);
+        if name == "companies_house" {
+            out.stream_key = read_key(
+                &t.stream_api_key_file,
+                &t.stream_api_key_env,
+                "stream_api_key",
+                base,
+                sink,
+            );
+        } else {
+            for v in [&t.stream_api_key_file, &t.stream_api_key_env]
+                .into_iter()
+                .flatten()
+            {
+                sink.error(
+                    Some(v.span()),
+                    "a stream key is for [registries.companies_house] only",
+                );
             }
-            (Some(f), None) => {
-                let path = resolve(base, f.get_ref());
-                match std::fs::read_to_string(&path) {
-                    Ok(k) if !k.trim().is_empty() => {
-                        out.api_key = Some(crate::registry::Secret::new(&k));
-                    }
-                    Ok(_) => sink.error(
+        }
+    }
+}
+
+/// An API key from `{what}_file` (relative to the settings file) or
+/// `{what}_env`; errors never show the key.
+fn read_key(
+    file: &Option<Spanned<String>>,
+    env: &Option<Spanned<String>>,
+    what: &str,
+    base: &Path,
+    sink: &mut Sink<'_>,
+) -> Option<crate::registry::Secret> {
+    match (file, env) {
+        (Some(f), Some(_)) => {
+            sink.error(
+                Some(f.span()),
+                format!("set {what}_file or {what}_env, not both"),
+            );
+            None
+        }
+        (Some(f), None) => {
+            let path = resolve(base, f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(k) if !k.trim().is_empty() => Some(crate::registry::Secret::new(&k)),
+                Ok(_) => {
+                    sink.error(
                         Some(f.span()),
                         format!("the API key file {} is empty", path.display()),
-                    ),
-                    Err(e) => sink.error(
+                    );
+                    None
+                }
+                Err(e) => {
+                    sink.error(
                         Some(f.span()),
                         format!("cannot read the API key file {}: {e}", path.display()),
-                    ),
+                    );
+                    None
                 }
             }
-            (None, Some(env)) => match std::env::var(env.get_ref()) {
-                Ok(k) if !k.trim().is_empty() => {
-                    out.api_key = Some(crate::registry::Secret::new(&k));
-                }
-                _ => sink.error(
+        }
+        (None, Some(env)) => match std::env::var(env.get_ref()) {
+            Ok(k) if !k.trim().is_empty() => Some(crate::registry::Secret::new(&k)),
+            _ => {
+                sink.error(
                     Some(env.span()),
                     format!(
                         "the environment variable {} holding the API key is not set (or empty)",
                         env.get_ref()
                     ),
-                ),
-            },
-            (None, None) => {}
-        }
+                );
+                None
+            }
+        },
+        (None, None) => None,
     }
 }
 

@@ -107,7 +107,7 @@ async fn follow(
                 return;
             }
         };
-        let auth = match &ch.api_key {
+        let auth = match ch.stream_key.as_ref().or(ch.api_key.as_ref()) {
             Some(k) => Auth::Basic {
                 user: k.expose().to_string(),
             },

@@ -64,6 +64,9 @@ pub struct RegistrySettings {
     pub stream_url: Option<Url>,
     /// From `api_key_file` or `api_key_env`.
     pub api_key: Option<Secret>,
+    /// From `stream_api_key_file` or `stream_api_key_env` (Companies
+    /// House issues stream keys apart from REST keys); `api_key` when unset.
+    pub stream_key: Option<Secret>,
     /// `stream = true`: follow the streaming API in `run` (Companies House).
     pub stream: bool,
 }
@@ -75,6 +78,7 @@ impl RegistrySettings {
             base_url: Url::parse(base).expect("built-in registry URL"),
             stream_url: stream.and_then(|s| Url::parse(s).ok()),
             api_key: None,
+            stream_key: None,
             stream: false,
         }
     }

@@ -17,6 +17,11 @@ use tokio::sync::Notify;
 use crate::support::process::{BIN, Daemon};
 use crate::support::{Env, SETTINGS};
 
+/// The stream key (Companies House issues it apart from the REST key).
+const STREAM_KEY: &str = "stream-key-77ab19";
+/// `Basic base64("stream-key-77ab19:")`.
+const STREAM_BASIC: &str = "Basic c3RyZWFtLWtleS03N2FiMTk6";
+
 /// What one connection to `/companies` gets.
 enum Script {
     /// Wait for the gate, send these lines, end the response cleanly.
@@ -190,10 +195,11 @@ async fn stream_events_check_watched_companies_at_once_and_resume() {
     let settings = format!(
         "{SETTINGS}\n[status]\nlisten = \"127.0.0.1:{status}\"\n[daemon]\njitter = \"0s\"\n\
          [registries.companies_house]\nbase_url = \"{{BASE}}\"\napi_key_file = \"ch.key\"\n\
-         stream = true\nstream_url = \"http://127.0.0.1:{sport}\"\n"
+         stream = true\nstream_url = \"http://127.0.0.1:{sport}\"\nstream_api_key_file = \"stream.key\"\n"
     );
     env.write(&settings, super::registries::CH_WATCHLIST);
     std::fs::write(env.dir.path().join("ch.key"), super::registries::CH_KEY).unwrap();
+    std::fs::write(env.dir.path().join("stream.key"), STREAM_KEY).unwrap();
     let mut ch = super::registries::Ch::load();
     ch.serve(&env.site);
 
@@ -290,11 +296,15 @@ async fn stream_events_check_watched_companies_at_once_and_resume() {
         m.contains("pivotwatch_stream_lag_seconds{stream=\"companies\"} "),
         "{m}"
     );
-    // Every stream has its connection, each with the key as Basic user.
+    // Every stream has its connection, each with the stream key as Basic
+    // user; the REST requests carry the REST key.
     for path in ["/officers", "/persons-with-significant-control", "/filings"] {
         assert!(server.log().iter().any(|(p, _)| p == path), "{path}");
     }
     for (p, a) in server.log() {
+        assert_eq!(a.as_deref(), Some(STREAM_BASIC), "{p}");
+    }
+    for (p, a) in env.site.request_log() {
         assert_eq!(a.as_deref(), Some(super::registries::CH_BASIC), "{p}");
     }
     // The status page and the feed show the source and its finding, never the key.
@@ -304,6 +314,7 @@ async fn stream_events_check_watched_companies_at_once_and_resume() {
     assert!(feed.contains("officer appointed"), "{feed}");
     for shown in [&page, &feed, &m] {
         assert!(!shown.contains(super::registries::CH_KEY));
+        assert!(!shown.contains(STREAM_KEY));
         assert!(!shown.contains(&super::registries::CH_BASIC[6..]));
     }
     // Let the timepoint reach the store, then restart: resumed from 900.
@@ -318,6 +329,7 @@ async fn stream_events_check_watched_companies_at_once_and_resume() {
     assert_eq!(resumed, "/companies?timepoint=900");
     d.stop().await;
     assert!(!d.log().contains(super::registries::CH_KEY));
+    assert!(!d.log().contains(STREAM_KEY));
 }
 
 /// Runs a future to completion from a sync closure (the metrics scrape).
