@@ -30,6 +30,15 @@ use crate::store::{
     Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash,
 };
 
+/// A record read by a check, for [`Checker::conclude`].
+struct Concluded {
+    record: Record,
+    body: Vec<u8>,
+    hash: String,
+    http_status: u16,
+    now: chrono::DateTime<Utc>,
+}
+
 /// What one check did, as `once` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
@@ -341,6 +350,11 @@ impl Checker {
         let mut state = state;
         state.last_check = Some(now);
 
+        if let Some(adapter) = &source.adapter {
+            return self
+                .check_adapter(entity, source, adapter, state, now)
+                .await;
+        }
         let fetcher = self.fetcher(source);
         if let Some(r) = self
             .robots_gate(fetcher, entity, source, &state, &source.url)
@@ -452,7 +466,102 @@ impl Checker {
         if paginated.is_some() {
             state.pages = pages;
         }
+        self.conclude(
+            entity,
+            source,
+            state,
+            previous,
+            Concluded {
+                record,
+                body,
+                hash,
+                http_status,
+                now,
+            },
+        )
+        .await
+    }
 
+    /// A registry adapter's check: its requests (`crate::registry`), then
+    /// the same diff, rules and commit as any source. No robots.txt (an
+    /// API, not pages); the per-host limiter applies to every request.
+    async fn check_adapter(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        adapter: &crate::model::Adapter,
+        mut state: SourceState,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<CheckReport, CheckError> {
+        let fetcher = self.fetcher(source);
+        let fetched = match crate::registry::fetch(
+            fetcher,
+            &self.config.settings.registries,
+            adapter,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let msg = crate::text::chain(&e);
+                return match e.fetch_error() {
+                    Some(fe) => self.fetch_failed(entity, source, state, &msg, fe).await,
+                    None => {
+                        self.record_failure(entity, source, state, &msg, false)
+                            .await
+                    }
+                };
+            }
+        };
+        tracing::debug!(
+            adapter = adapter.name(),
+            requests = fetched.requests,
+            "Registry record read."
+        );
+        let hash = body_hash(&fetched.body);
+        if state.last_snapshot.is_some() && state.body_hash.as_deref() == Some(hash.as_str()) {
+            return self.record_unchanged(entity, source, state, None).await;
+        }
+        let previous = {
+            let store = self.store.clone();
+            let k = source.key();
+            blocking(move || store.latest_snapshot(&k)).await?
+        };
+        state.body_hash = Some(hash.clone());
+        self.conclude(
+            entity,
+            source,
+            state,
+            previous,
+            Concluded {
+                record: fetched.record,
+                body: fetched.body,
+                hash,
+                http_status: fetched.status,
+                now,
+            },
+        )
+        .await
+    }
+
+    /// Diff against the previous snapshot, the rules, and the commit: the
+    /// end of every check that read a record.
+    async fn conclude(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        mut state: SourceState,
+        previous: Option<Snapshot>,
+        read: Concluded,
+    ) -> Result<CheckReport, CheckError> {
+        let Concluded {
+            record,
+            body,
+            hash,
+            http_status,
+            now,
+        } = read;
+        let key = source.key();
         // One diff: empty means the record is the same (only noise moved).
         let changes = previous
             .as_ref()

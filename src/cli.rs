@@ -103,6 +103,22 @@ pub enum Command {
         /// Print the record as one JSON object.
         #[arg(long)]
         json: bool,
+        /// A built-in registry adapter (companies-house, gleif, opencorporates):
+        /// URL is then the company number, the LEI, or JURISDICTION/NUMBER.
+        #[arg(long, value_name = "ADAPTER", conflicts_with_all = ["fields", "rows", "json_format"])]
+        adapter: Option<String>,
+    },
+    /// Watchlist entities from a spreadsheet (CSV: name, country, company number,
+    /// LEI, website, tags …): registry adapter sources per row, ids derived.
+    Import {
+        /// The CSV file (comma, semicolon or tab; UTF-8 with or without BOM, or Windows-1252).
+        file: PathBuf,
+        /// Print the TOML instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Watchlist file to write or extend (default: WATCHLISTS/<file name>.toml).
+        #[arg(long, value_name = "FILE")]
+        into: Option<PathBuf>,
     },
 }
 

@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod model;
 pub mod read;
 pub mod record;
+pub mod registry;
 pub mod retry;
 pub mod schedule;
 pub mod store;

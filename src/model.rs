@@ -68,6 +68,58 @@ pub struct Source {
     pub spec: Arc<ExtractSpec>,
     /// Per-source override of `[http] allow_private_addresses`.
     pub allow_private_addresses: Option<bool>,
+    /// A built-in registry adapter (`adapter = "companies-house"` …): the
+    /// URL is derived from `[registries.*]` and the record built by
+    /// `crate::registry`, not by `spec`.
+    pub adapter: Option<Adapter>,
+}
+
+/// A built-in registry adapter and the identifier it looks up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "adapter", rename_all = "kebab-case")]
+pub enum Adapter {
+    /// UK Companies House, by company number (8 characters, leading zeros kept).
+    CompaniesHouse {
+        /// e.g. `01234567`, `SC123456`.
+        company_number: String,
+    },
+    /// GLEIF, by LEI.
+    Gleif {
+        /// 20 characters, ISO 17442.
+        lei: String,
+    },
+    /// OpenCorporates, by jurisdiction code and company number.
+    #[serde(rename = "opencorporates")]
+    OpenCorporates {
+        /// e.g. `gb`, `us_ca`.
+        jurisdiction: String,
+        /// As the registry writes it.
+        company_number: String,
+    },
+}
+
+impl Adapter {
+    /// The name as a watchlist writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Adapter::CompaniesHouse { .. } => "companies-house",
+            Adapter::Gleif { .. } => "gleif",
+            Adapter::OpenCorporates { .. } => "opencorporates",
+        }
+    }
+
+    /// The identifier looked up, as shown to people (`gb/01234567` for
+    /// OpenCorporates).
+    pub fn identifier(&self) -> String {
+        match self {
+            Adapter::CompaniesHouse { company_number } => company_number.clone(),
+            Adapter::Gleif { lei } => lei.clone(),
+            Adapter::OpenCorporates {
+                jurisdiction,
+                company_number,
+            } => format!("{jurisdiction}/{company_number}"),
+        }
+    }
 }
 
 impl Source {

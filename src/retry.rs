@@ -22,6 +22,22 @@ pub fn backoff(failures: u32) -> Duration {
     RETRY_FIRST.saturating_mul(1u32 << exp).min(RETRY_MAX)
 }
 
+/// First reconnect delay of a streaming connection after a failure.
+pub const STREAM_FIRST: Duration = Duration::from_secs(1);
+/// Longest reconnect delay of a streaming connection.
+pub const STREAM_MAX: Duration = Duration::from_secs(300);
+
+/// The reconnect delay of a long-lived stream (Companies House) after its
+/// `failures`-th failure in a row: none after a clean end (0 failures),
+/// then [`STREAM_FIRST`] doubled per failure, at most [`STREAM_MAX`].
+pub fn stream_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let exp = (failures - 1).min(16);
+    STREAM_FIRST.saturating_mul(1u32 << exp).min(STREAM_MAX)
+}
+
 /// [`backoff`] spread by ±[`JITTER`], still at most [`RETRY_MAX`];
 /// `draw` is a random number in `[0, 1)`.
 pub fn jittered(failures: u32, draw: f64) -> Duration {
@@ -38,6 +54,12 @@ mod tests {
         let mins: Vec<u64> = (0..9).map(|n| backoff(n).as_secs() / 60).collect();
         assert_eq!(mins, [1, 1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(backoff(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn streams_reconnect_at_once_then_back_off_to_five_minutes() {
+        let secs: Vec<u64> = (0..11).map(|n| stream_backoff(n).as_secs()).collect();
+        assert_eq!(secs, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
     }
 
     #[test]

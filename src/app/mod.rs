@@ -19,6 +19,7 @@ macro_rules! note {
 
 mod check;
 pub mod demo;
+mod import;
 mod once;
 mod probe;
 mod progress;
@@ -47,6 +48,9 @@ pub enum AppError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
+    /// A registry adapter could not read its record (`probe --adapter`).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -160,6 +164,24 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             Ok(0)
         }
         Command::Check => check::check(&opts, &mut out),
+        Command::Import {
+            file,
+            dry_run,
+            into,
+        } => {
+            let dir = opts
+                .watchlists
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("watchlists"));
+            import::import(
+                &file,
+                into.as_deref(),
+                &dir,
+                dry_run,
+                &mut out,
+                &mut std::io::stderr().lock(),
+            )
+        }
         Command::Once {
             sources,
             no_deliver,
@@ -184,12 +206,24 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             allow_private_addresses,
             no_politeness,
             json,
+            adapter,
         } => {
             // Probe needs only the settings ([http]); no watchlist folder.
             let config = Config {
                 settings: Config::load_settings(&opts)?,
                 watchlists: vec![],
             };
+            if let Some(adapter) = adapter {
+                return probe::probe_adapter(
+                    &config,
+                    &adapter,
+                    &url,
+                    allow_private_addresses,
+                    json,
+                    &mut out,
+                )
+                .await;
+            }
             probe::probe(
                 &config,
                 &url,

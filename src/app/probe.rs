@@ -70,6 +70,66 @@ fn spec(
     Ok(b.build())
 }
 
+/// `probe --adapter NAME ID`: the record a registry adapter yields, with
+/// the URL (never a credential) and the number of requests it took.
+pub(super) async fn probe_adapter(
+    config: &Config,
+    name: &str,
+    id: &str,
+    allow_private: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let adapter = crate::config::parse_adapter(name, id).map_err(AppError::Usage)?;
+    let h = &config.settings.http;
+    let fetcher = Fetcher::new(FetchOptions {
+        user_agent: h.user_agent.clone(),
+        connect_timeout: h.connect_timeout,
+        timeout: h.timeout,
+        max_body: h.max_body,
+        max_redirects: h.max_redirects,
+        allow_private_addresses: allow_private || h.allow_private_addresses,
+    })?;
+    let registries = &config.settings.registries;
+    let fetched = crate::registry::fetch(&fetcher, registries, &adapter).await?;
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&fetched.record).unwrap_or_default()
+        )?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{} → {} {}, HTTP {}, {} request{}, {} bytes",
+        for_display(registries.url(&adapter).as_str()),
+        adapter.name(),
+        for_display(&adapter.identifier()),
+        fetched.status,
+        fetched.requests,
+        if fetched.requests == 1 { "" } else { "s" },
+        fetched.body.len()
+    )?;
+    for (k, v) in &fetched.record.fields {
+        match v {
+            crate::record::FieldValue::Text(t) => writeln!(out, "field {k}: {}", for_display(t))?,
+            crate::record::FieldValue::List(l) => {
+                writeln!(
+                    out,
+                    "field {k}: {} value{}",
+                    l.len(),
+                    if l.len() == 1 { "" } else { "s" }
+                )?;
+                for v in l {
+                    writeln!(out, "  {}", for_display(v))?;
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn probe(
     config: &Config,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub use diag::{ConfigErrors, Diagnostic};
 pub use settings::{DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber};
 pub(crate) use spec::SpecBuilder;
+pub use watchlist::{ADAPTERS, parse_adapter};
 pub use watchlist::{DEFAULT_MAX_PAGES, DEFAULT_SCHEDULE};
 
 /// The watched nouns live in [`crate::model`]; re-exported here for the
@@ -186,8 +187,20 @@ fn load_parts(opts: &LoadOptions) -> Parts {
     // Without valid settings, whether private addresses are allowed is
     // unknown: that check waits until the settings are fixed.
     let allow_private = settings.as_ref().map(|s| s.http.allow_private_addresses);
-    let (watchlists, known) = load_watchlists(&dir, allow_private, &mut watchlist_errors);
+    let (mut watchlists, known) = load_watchlists(&dir, allow_private, &mut watchlist_errors);
     release_parse_memory();
+    // Adapter sources' URLs come from `[registries.*] base_url`.
+    if let Some(s) = &settings {
+        for src in watchlists
+            .iter_mut()
+            .flat_map(|w| w.entities.iter_mut())
+            .flat_map(|e| e.sources.iter_mut())
+        {
+            if let Some(a) = &src.adapter {
+                src.url = s.registries.url(a);
+            }
+        }
+    }
     let mut ref_errors = Vec::new();
     let mut warnings = Vec::new();
     if let Some(known) = known {

@@ -47,6 +47,8 @@ pub struct Settings {
     pub reference_dir: Option<PathBuf>,
     /// How `pivotwatch run` schedules and watches sources (`[daemon]`).
     pub daemon: DaemonSettings,
+    /// The built-in registry adapters (`[registries.*]`).
+    pub registries: crate::registry::Registries,
 }
 
 /// Default `[daemon] jitter`. [default: 60s]
@@ -225,6 +227,27 @@ struct RawSettings {
     status: Option<RawStatus>,
     reference: Option<RawReference>,
     daemon: Option<RawDaemon>,
+    registries: Option<RawRegistries>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRegistries {
+    companies_house: Option<RawRegistry>,
+    gleif: Option<RawRegistry>,
+    opencorporates: Option<RawRegistry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    base_url: Option<Spanned<String>>,
+    stream_url: Option<Spanned<String>>,
+    api_key_file: Option<Spanned<String>>,
+    api_key_env: Option<Spanned<String>>,
+    stream_api_key_file: Option<Spanned<String>>,
+    stream_api_key_env: Option<Spanned<String>>,
+    stream: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +398,7 @@ fn parse_tables(text: &str, sink: &mut Sink<'_>) -> Option<RawSettings> {
                 raw.status = raw.status.or(p.status);
                 raw.reference = raw.reference.or(p.reference);
                 raw.daemon = raw.daemon.or(p.daemon);
+                raw.registries = raw.registries.or(p.registries);
             }
             Err(e) => sink.toml(&e, ""),
         }
@@ -432,6 +456,7 @@ impl Settings {
             status_listen: None,
             reference_dir: None,
             daemon: DaemonSettings::default(),
+            registries: crate::registry::Registries::default(),
         }
     }
 
@@ -698,6 +723,10 @@ impl Settings {
         {
             s.reference_dir = Some(resolve(base, d));
         }
+        if let Some(r) = &raw.registries {
+            registries(r, base, &mut s, sink);
+        }
+        registry_host_limits(&mut s);
         if let Some(st) = &raw.store {
             s.store_write_timeout =
                 dur(&st.write_timeout, sink, crate::store::DEFAULT_WRITE_TIMEOUT);
@@ -745,4 +774,176 @@ pub fn is_loopback_host(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An http(s) URL with a host, or an error at its span.
+fn registry_url(v: &Spanned<String>, sink: &mut Sink<'_>) -> Option<url::Url> {
+    match url::Url::parse(v.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        _ => {
+            sink.error(
+                Some(v.span()),
+                format!(
+                    "{:?} is not an http(s) URL with a host; write e.g. \"https://api.example.org\"",
+                    v.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `[registries.*]`: URLs, `stream`, and the API key read from its file or
+/// environment variable (never echoed in an error).
+fn registries(raw: &RawRegistries, base: &Path, s: &mut Settings, sink: &mut Sink<'_>) {
+    let tables = [
+        ("companies_house", &raw.companies_house),
+        ("gleif", &raw.gleif),
+        ("opencorporates", &raw.opencorporates),
+    ];
+    for (name, table) in tables {
+        let Some(t) = table else { continue };
+        let out = match name {
+            "companies_house" => &mut s.registries.companies_house,
+            "gleif" => &mut s.registries.gleif,
+            _ => &mut s.registries.opencorporates,
+        };
+        if let Some(u) = t.base_url.as_ref().and_then(|v| registry_url(v, sink)) {
+            out.base_url = u;
+        }
+        for (key, v) in [
+            ("stream_url", t.stream_url.as_ref().map(|v| v.span())),
+            ("stream", t.stream.as_ref().map(|v| v.span())),
+        ] {
+            if let Some(span) = v
+                && name != "companies_house"
+            {
+                sink.error(
+                    Some(span),
+                    format!("`{key}` is for [registries.companies_house] only: only Companies House has a streaming API"),
+                );
+            }
+        }
+        if let Some(u) = t.stream_url.as_ref().and_then(|v| registry_url(v, sink)) {
+            out.stream_url = Some(u);
+        }
+        if let Some(b) = &t.stream {
+            out.stream = *b.get_ref();
+        }
+        if name == "gleif" {
+            for v in [
+                &t.api_key_file,
+                &t.api_key_env,
+                &t.stream_api_key_file,
+                &t.stream_api_key_env,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                sink.error(Some(v.span()), "GLEIF needs no API key; remove this line");
+            }
+            continue;
+        }
+        out.api_key = read_key(&t.api_key_file, &t.api_key_env, "api_key", base, sink);
+        if name == "companies_house" {
+            out.stream_key = read_key(
+                &t.stream_api_key_file,
+                &t.stream_api_key_env,
+                "stream_api_key",
+                base,
+                sink,
+            );
+        } else {
+            for v in [&t.stream_api_key_file, &t.stream_api_key_env]
+                .into_iter()
+                .flatten()
+            {
+                sink.error(
+                    Some(v.span()),
+                    "a stream key is for [registries.companies_house] only",
+                );
+            }
+        }
+    }
+}
+
+/// An API key from `{what}_file` (relative to the settings file) or
+/// `{what}_env`; errors never show the key.
+fn read_key(
+    file: &Option<Spanned<String>>,
+    env: &Option<Spanned<String>>,
+    what: &str,
+    base: &Path,
+    sink: &mut Sink<'_>,
+) -> Option<crate::registry::Secret> {
+    match (file, env) {
+        (Some(f), Some(_)) => {
+            sink.error(
+                Some(f.span()),
+                format!("set {what}_file or {what}_env, not both"),
+            );
+            None
+        }
+        (Some(f), None) => {
+            let path = resolve(base, f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(k) if !k.trim().is_empty() => Some(crate::registry::Secret::new(&k)),
+                Ok(_) => {
+                    sink.error(
+                        Some(f.span()),
+                        format!("the API key file {} is empty", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    sink.error(
+                        Some(f.span()),
+                        format!("cannot read the API key file {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, Some(env)) => match std::env::var(env.get_ref()) {
+            Ok(k) if !k.trim().is_empty() => Some(crate::registry::Secret::new(&k)),
+            _ => {
+                sink.error(
+                    Some(env.span()),
+                    format!(
+                        "the environment variable {} holding the API key is not set (or empty)",
+                        env.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// The registries' published rate limits as per-host spacing, unless
+/// `[hosts."…"]` says otherwise: Companies House allows 600 requests per
+/// 5 minutes (one per 0.5 s), GLEIF about 60 a minute (one per second);
+/// never faster than `[http] per_host_interval`.
+fn registry_host_limits(s: &mut Settings) {
+    let limits = [
+        (
+            &s.registries.companies_house.base_url,
+            Duration::from_millis(500),
+        ),
+        (&s.registries.gleif.base_url, Duration::from_secs(1)),
+    ];
+    let mut add = Vec::new();
+    for (url, interval) in limits {
+        if let Some(host) = url.host_str() {
+            add.push((host.to_ascii_lowercase(), interval));
+        }
+    }
+    let global = s.http.per_host_interval;
+    for (host, interval) in add {
+        let h = s.hosts.entry(host).or_default();
+        if h.interval.is_none() {
+            h.interval = Some(interval.max(global));
+        }
+    }
 }

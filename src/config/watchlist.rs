@@ -148,9 +148,13 @@ enum RawFormat {
 struct RawSource {
     id: Spanned<String>,
     kind: Option<SourceKind>,
-    url: Spanned<String>,
+    url: Option<Spanned<String>>,
     #[serde(default)]
     format: RawFormat,
+    adapter: Option<Spanned<String>>,
+    company_number: Option<Spanned<String>>,
+    lei: Option<Spanned<String>>,
+    jurisdiction: Option<Spanned<String>>,
     schedule: Option<Spanned<String>>,
     allow_private_addresses: Option<bool>,
     #[serde(default)]
@@ -571,19 +575,41 @@ fn compile_source(
     allow_private: Option<bool>,
 ) -> Option<Source> {
     let before = sink.out.len();
-    let url = match Url::parse(rs.url.get_ref()) {
+    if let Some(adapter) = &rs.adapter {
+        return compile_adapter_source(rs, adapter, entity, default_schedule, sink);
+    }
+    for (key, v) in [
+        ("company_number", &rs.company_number),
+        ("lei", &rs.lei),
+        ("jurisdiction", &rs.jurisdiction),
+    ] {
+        if let Some(v) = v {
+            sink.error(
+                Some(v.span()),
+                format!("`{key}` is for adapter sources; add adapter = \"companies-house\", \"gleif\" or \"opencorporates\""),
+            );
+        }
+    }
+    let Some(raw_url) = &rs.url else {
+        sink.error(
+            Some(rs.id.span()),
+            "a source needs a `url` (or `adapter = \"companies-house\"`, \"gleif\" or \"opencorporates\" with its identifier)",
+        );
+        return None;
+    };
+    let url = match Url::parse(raw_url.get_ref()) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
             if let Some(global) = allow_private
                 && !rs.allow_private_addresses.unwrap_or(global)
                 && let Some(what) = private_host(&u)
             {
                 sink.error(
-                    Some(rs.url.span()),
+                    Some(raw_url.span()),
                     format!(
                         "URL {:?} points at {what}, which is never fetched from the public web; \
                          if this is your own network, set allow_private_addresses = true on this \
                          source or in [http] of the settings",
-                        rs.url.get_ref()
+                        raw_url.get_ref()
                     ),
                 );
             }
@@ -591,15 +617,15 @@ fn compile_source(
         }
         Ok(u) => {
             sink.error(
-                Some(rs.url.span()),
+                Some(raw_url.span()),
                 format!("URL scheme {:?} is not allowed; only http and https URLs with a host are fetched", u.scheme()),
             );
             None
         }
         Err(e) => {
             sink.error(
-                Some(rs.url.span()),
-                format!("invalid URL {:?}: {e}", rs.url.get_ref()),
+                Some(raw_url.span()),
+                format!("invalid URL {:?}: {e}", raw_url.get_ref()),
             );
             None
         }
@@ -642,6 +668,246 @@ fn compile_source(
         schedule: schedule?,
         spec: interner.spec(spec?),
         allow_private_addresses: rs.allow_private_addresses,
+        adapter: None,
+    })
+}
+
+/// The adapters' names, as a watchlist writes them.
+pub const ADAPTERS: &[&str] = &["companies-house", "gleif", "opencorporates"];
+
+/// A Companies House number: 8 characters, digits or two letters then six
+/// digits (`01234567`, `SC123456`), upper-cased; an error saying why not.
+pub fn company_number(s: &str) -> Result<String, String> {
+    let n = s.trim().to_ascii_uppercase();
+    let b = n.as_bytes();
+    let ok = b.len() == 8
+        && b[2..].iter().all(u8::is_ascii_digit)
+        && b[..2].iter().all(u8::is_ascii_alphanumeric);
+    if ok {
+        Ok(n)
+    } else if !n.is_empty() && n.len() < 8 && b.iter().all(u8::is_ascii_digit) {
+        Err(format!(
+            "company number {s:?} must be 8 characters: write {:?} (keep the leading zeros; a TOML number loses them, so quote it)",
+            format!("{n:0>8}")
+        ))
+    } else {
+        Err(format!(
+            "company number {s:?} is not a Companies House number: 8 characters, digits or two letters and six digits, e.g. \"01234567\" or \"SC123456\""
+        ))
+    }
+}
+
+/// An LEI (ISO 17442): 20 letters and digits whose ISO 7064 MOD 97-10
+/// check holds.
+pub fn lei(s: &str) -> Result<String, String> {
+    let l = s.trim().to_ascii_uppercase();
+    if l.len() != 20 || !l.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "LEI {s:?} must be 20 letters and digits, e.g. \"HWUPKR0MPOU8FGXBT394\""
+        ));
+    }
+    let mut rem: u32 = 0;
+    for c in l.chars() {
+        let v = c.to_digit(36).unwrap_or(0);
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    if rem == 1 {
+        Ok(l)
+    } else {
+        Err(format!(
+            "LEI {s:?} fails its check digits (ISO 17442); check for a typo"
+        ))
+    }
+}
+
+/// An OpenCorporates jurisdiction code: `gb`, `us_ca` …
+fn jurisdiction_code(s: &str) -> Result<String, String> {
+    let j = s.trim().to_ascii_lowercase();
+    let b = j.as_bytes();
+    let two = |x: &[u8]| x.len() == 2 && x.iter().all(u8::is_ascii_lowercase);
+    let ok = match j.split_once('_') {
+        None => two(b),
+        Some((c, r)) => {
+            two(c.as_bytes()) && !r.is_empty() && r.bytes().all(|c| c.is_ascii_alphanumeric())
+        }
+    };
+    if ok {
+        Ok(j)
+    } else {
+        Err(format!(
+            "jurisdiction {s:?} is not an OpenCorporates jurisdiction code such as \"gb\" or \"us_ca\""
+        ))
+    }
+}
+
+/// An adapter and its identifier as the command line gives them
+/// (`probe --adapter companies-house 01234567`; OpenCorporates as
+/// `gb/01234567`), validated as in a watchlist.
+pub fn parse_adapter(name: &str, id: &str) -> Result<crate::model::Adapter, String> {
+    use crate::model::Adapter;
+    match name {
+        "companies-house" => Ok(Adapter::CompaniesHouse {
+            company_number: company_number(id)?,
+        }),
+        "gleif" => Ok(Adapter::Gleif { lei: lei(id)? }),
+        "opencorporates" => {
+            let Some((j, n)) = id.split_once('/') else {
+                return Err(format!(
+                    "{id:?}: write JURISDICTION/NUMBER for opencorporates, e.g. gb/01234567"
+                ));
+            };
+            let n = n.trim();
+            if n.is_empty() || n.contains('/') {
+                return Err(format!(
+                    "company number {n:?} must be non-empty, without '/'"
+                ));
+            }
+            Ok(Adapter::OpenCorporates {
+                jurisdiction: jurisdiction_code(j)?,
+                company_number: n.to_string(),
+            })
+        }
+        other => Err(format!(
+            "unknown adapter {other:?}; the adapters are {}",
+            ADAPTERS.join(", ")
+        )),
+    }
+}
+
+/// A source with `adapter = "…"`: no `url`, selectors or pointers; the URL
+/// is derived from the registry settings once they are known
+/// (`Config::load`), here from the public API's.
+fn compile_adapter_source(
+    rs: &RawSource,
+    adapter: &Spanned<String>,
+    entity: &str,
+    default_schedule: Option<&Schedule>,
+    sink: &mut Sink<'_>,
+) -> Option<Source> {
+    use crate::model::Adapter;
+    let before = sink.out.len();
+    if let Some(u) = &rs.url {
+        sink.error(
+            Some(u.span()),
+            "an adapter source has no `url`: it is derived from [registries.*] base_url in the settings",
+        );
+    }
+    if !rs.fields.is_empty() || rs.items.is_some() || rs.format != RawFormat::Html {
+        sink.error(
+            Some(adapter.span()),
+            "an adapter source has no `format`, `fields` or `items`: the adapter knows the API",
+        );
+    }
+    if let Some(k) = rs.kind
+        && k != SourceKind::Registry
+    {
+        sink.error(
+            Some(adapter.span()),
+            "an adapter source is kind = \"registry\"",
+        );
+    }
+    let need = |v: &Option<Spanned<String>>,
+                key: &str,
+                sink: &mut Sink<'_>|
+     -> Option<(String, std::ops::Range<usize>)> {
+        match v {
+            Some(v) => Some((v.get_ref().clone(), v.span())),
+            None => {
+                sink.error(
+                    Some(adapter.span()),
+                    format!("adapter = {:?} needs `{key}`", adapter.get_ref()),
+                );
+                None
+            }
+        }
+    };
+    let check = |r: Result<String, String>, span: std::ops::Range<usize>, sink: &mut Sink<'_>| {
+        r.map_err(|e| sink.error(Some(span), e)).ok()
+    };
+    let unused = |v: &Option<Spanned<String>>, key: &str, sink: &mut Sink<'_>| {
+        if let Some(v) = v {
+            sink.error(
+                Some(v.span()),
+                format!("`{key}` is not used by adapter = {:?}", adapter.get_ref()),
+            );
+        }
+    };
+    let parsed = match adapter.get_ref().as_str() {
+        "companies-house" => {
+            unused(&rs.lei, "lei", sink);
+            unused(&rs.jurisdiction, "jurisdiction", sink);
+            need(&rs.company_number, "company_number", sink)
+                .and_then(|(n, sp)| check(company_number(&n), sp, sink))
+                .map(|company_number| Adapter::CompaniesHouse { company_number })
+        }
+        "gleif" => {
+            unused(&rs.company_number, "company_number", sink);
+            unused(&rs.jurisdiction, "jurisdiction", sink);
+            need(&rs.lei, "lei", sink)
+                .and_then(|(l, sp)| check(lei(&l), sp, sink))
+                .map(|lei| Adapter::Gleif { lei })
+        }
+        "opencorporates" => {
+            unused(&rs.lei, "lei", sink);
+            let j = need(&rs.jurisdiction, "jurisdiction", sink)
+                .and_then(|(j, sp)| check(jurisdiction_code(&j), sp, sink));
+            let n = need(&rs.company_number, "company_number", sink).and_then(|(n, sp)| {
+                let t = n.trim().to_string();
+                if t.is_empty() || t.contains('/') {
+                    sink.error(
+                        Some(sp),
+                        format!("company number {n:?} must be non-empty, without '/'"),
+                    );
+                    None
+                } else {
+                    Some(t)
+                }
+            });
+            match (j, n) {
+                (Some(jurisdiction), Some(company_number)) => Some(Adapter::OpenCorporates {
+                    jurisdiction,
+                    company_number,
+                }),
+                _ => None,
+            }
+        }
+        other => {
+            sink.error(
+                Some(adapter.span()),
+                format!(
+                    "unknown adapter {other:?}; the adapters are {}",
+                    ADAPTERS.join(", ")
+                ),
+            );
+            None
+        }
+    };
+    let schedule = match &rs.schedule {
+        Some(s) => Schedule::parse(s.get_ref())
+            .map_err(|e| sink.error(Some(s.span()), e))
+            .ok(),
+        None => default_schedule.cloned(),
+    };
+    if sink.out.len() != before {
+        return None;
+    }
+    let adapter = parsed?;
+    Some(Source {
+        id: rs.id.get_ref().clone(),
+        entity: entity.to_string(),
+        kind: SourceKind::Registry,
+        url: crate::registry::Registries::default().url(&adapter),
+        schedule: schedule?,
+        spec: std::sync::Arc::new(ExtractSpec::Json(crate::extract::JsonSpec {
+            fields: Vec::new(),
+            items: None,
+        })),
+        allow_private_addresses: rs.allow_private_addresses,
+        adapter: Some(adapter),
     })
 }
 

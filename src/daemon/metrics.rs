@@ -97,6 +97,13 @@ pub struct Metrics {
     /// Time per check, pagination and store commit included.
     pub check_duration: Histogram,
     in_flight: AtomicU64,
+    /// Companies House stream events read, by stream.
+    stream_events: Labelled,
+    /// Stream events about a watched company, by stream.
+    stream_matched: Labelled,
+    /// Seconds between an event's publication and its reading, by stream
+    /// (the latest event).
+    stream_lag: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Default for Metrics {
@@ -111,9 +118,20 @@ impl Default for Metrics {
             fetch_latency: Histogram::default(),
             check_duration: Histogram::default(),
             in_flight: AtomicU64::new(0),
+            stream_events: Labelled::with(&STREAM_NAMES),
+            stream_matched: Labelled::with(&STREAM_NAMES),
+            stream_lag: Mutex::new(STREAM_NAMES.iter().map(|s| (s.to_string(), 0.0)).collect()),
         }
     }
 }
+
+/// The Companies House streams, for their label sets.
+const STREAM_NAMES: [&str; 4] = [
+    "companies",
+    "officers",
+    "persons-with-significant-control",
+    "filing-history",
+];
 
 /// Values read from the store when `/metrics` is scraped.
 #[derive(Debug, Default, Clone)]
@@ -172,6 +190,19 @@ impl Metrics {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                     Some(v.saturating_sub(1))
                 });
+        }
+    }
+
+    /// Counts `n` events read on a stream, `matched` of them about a
+    /// watched company, the latest published `lag` ago.
+    pub fn stream_events(&self, stream: &str, n: u64, matched: u64, lag: Option<Duration>) {
+        self.stream_events.add(stream, n);
+        self.stream_matched.add(stream, matched);
+        if let Some(lag) = lag {
+            self.stream_lag
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(stream.to_string(), lag.as_secs_f64());
         }
     }
 
@@ -259,6 +290,36 @@ impl Metrics {
             "pivotwatch_check_duration_seconds",
             "Duration of one check, pagination and store commit included.",
         );
+        counter(
+            &mut out,
+            "pivotwatch_stream_events_total",
+            "Companies House stream events read, by stream.",
+            "stream",
+            &self.stream_events.snapshot(),
+        );
+        counter(
+            &mut out,
+            "pivotwatch_stream_events_matched_total",
+            "Companies House stream events about a watched company, by stream.",
+            "stream",
+            &self.stream_matched.snapshot(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP pivotwatch_stream_lag_seconds Time from publication to reading of the latest event, by stream.\n# TYPE pivotwatch_stream_lag_seconds gauge"
+        );
+        let lags = self
+            .stream_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (k, v) in lags {
+            let _ = writeln!(
+                out,
+                "pivotwatch_stream_lag_seconds{{stream=\"{}\"}} {v}",
+                escape(&k)
+            );
+        }
         out
     }
 }

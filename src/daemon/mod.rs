@@ -39,6 +39,7 @@ mod notify;
 pub mod plan;
 mod scheduler;
 pub mod status;
+mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -266,8 +267,13 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         });
     }
 
+    // The Companies House streams, when turned on.
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    stream::spawn(&shared, &wake_tx, &stop_rx, &mut background);
+
     let mut signals = Signals { term, int, hup };
-    let mut sched = Scheduler::new(opts, shared.clone(), checker, polite, robots, kick_delivery);
+    let mut sched = Scheduler::new(opts, shared.clone(), checker, polite, robots, kick_delivery)
+        .with_wakes(wake_rx);
     let reason = sched.run(&mut signals, shutdown).await;
     let grace = shared.config().settings.daemon.grace_period;
     let deadline = sched.drain(reason, grace, &mut signals).await;

@@ -55,6 +55,24 @@ struct Entry {
     running: bool,
 }
 
+/// A request to check sources now, out of schedule (the Companies House
+/// streams send them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// These sources (`entity/source`).
+    Sources(Vec<String>),
+    /// Every source of this adapter (`companies-house`): the stream lost
+    /// its place (416), so anything may have changed.
+    Adapter(&'static str),
+}
+
+async fn next_wake(rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Wake>>) -> Option<Wake> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What a check task hands back.
 struct Done {
     report: CheckReport,
@@ -78,6 +96,10 @@ pub(super) struct Scheduler {
     /// Task id → source key and host, to attribute a panicked task and
     /// free its host slot even when its source left the watchlists.
     task_keys: HashMap<tokio::task::Id, (String, String)>,
+    /// Out-of-schedule check requests (the streams'); `None` without streams.
+    wakes: Option<tokio::sync::mpsc::UnboundedReceiver<Wake>>,
+    /// Sources woken while their check ran: checked again when it ends.
+    woken: BTreeSet<String>,
     tasks: JoinSet<Done>,
     kick_delivery: Arc<Notify>,
     last_status: Option<Instant>,
@@ -114,6 +136,8 @@ impl Scheduler {
             queue: BTreeSet::new(),
             per_host: HashMap::new(),
             task_keys: HashMap::new(),
+            wakes: None,
+            woken: BTreeSet::new(),
             tasks: JoinSet::new(),
             kick_delivery,
             last_status: None,
@@ -128,6 +152,42 @@ impl Scheduler {
         );
         notify::ready(&summary);
         sched
+    }
+
+    /// Out-of-schedule check requests arrive on `rx` (the streams').
+    pub(super) fn with_wakes(mut self, rx: tokio::sync::mpsc::UnboundedReceiver<Wake>) -> Self {
+        self.wakes = Some(rx);
+        self
+    }
+
+    /// Makes the woken sources due now (a running one once its check ends).
+    fn wake(&mut self, w: Wake) {
+        let keys: Vec<String> = match w {
+            Wake::Sources(k) => k,
+            Wake::Adapter(name) => self
+                .checker
+                .config()
+                .sources()
+                .filter(|(_, s)| s.adapter.as_ref().is_some_and(|a| a.name() == name))
+                .map(|(_, s)| s.key())
+                .collect(),
+        };
+        let now = Utc::now();
+        for key in keys {
+            let Some(e) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            if e.running {
+                self.woken.insert(key);
+                continue;
+            }
+            if e.due > now {
+                self.queue.remove(&(e.due, key.clone()));
+                e.due = now;
+                self.queue.insert((now, key.clone()));
+            }
+            tracing::info!(source = %key, "Checking now: the registry stream reported a change.");
+        }
     }
 
     /// Dispatches due sources until `shutdown` completes or SIGTERM/SIGINT
@@ -149,6 +209,7 @@ impl Scheduler {
                 _ = signals.int.recv() => break "SIGINT",
                 _ = signals.hup.recv() => self.reload(),
                 Some(joined) = self.tasks.join_next_with_id() => self.finished(joined),
+                Some(w) = next_wake(&mut self.wakes) => self.wake(w),
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -471,6 +532,9 @@ impl Scheduler {
         }
         self.queue.insert((due, key.clone()));
         self.persist(&key, &record);
+        if self.woken.remove(&key) {
+            self.wake(Wake::Sources(vec![key]));
+        }
     }
 
     /// How long the loop may sleep.

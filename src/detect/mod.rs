@@ -13,6 +13,7 @@
 //! the check is an argument ([`Scope::now`]); nothing here reads the clock.
 
 mod profile;
+pub mod registry;
 mod rules;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     ClassifiedItem, Input, Verdict, and_list, classify, finding, ids, is_activity_field, key,
-    list_some, source_label, truncate,
+    list_some, registry, source_label, truncate,
 };
 use crate::classify::{Sector, Tier};
 use crate::extract::fold;
@@ -451,6 +451,10 @@ fn registry_category(field: &str) -> Option<&'static str> {
         "beneficial",
     ]) {
         Some("officers")
+    } else if has(&["parent", "successor"]) {
+        Some("ownership")
+    } else if has(&["filing"]) {
+        Some("filings")
     } else if has(&[
         "address", "adresse", "siege", "siège", "city", "ville", "postcode", "postal", "zone",
     ]) {
@@ -486,6 +490,11 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
     }
     let mut by_cat: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
     for c in input.changes {
+        // An adapter's change that says nothing of its own (a resignation's
+        // removal from the active list, a filing leaving the window).
+        if matches!(registry::sentence(c, input.changes), Some(None)) {
+            continue;
+        }
         if let Some(cat) = field_of(c).and_then(registry_category) {
             by_cat.entry(cat).or_default().push(c.clone());
         }
@@ -505,9 +514,11 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
                     Change::FieldChanged {
                         new: Some(n), old, ..
                     } => {
+                        let named = registry::named_free_zone(n).is_some()
+                            && old.as_deref().and_then(registry::named_free_zone).is_none();
                         let n = fold(n);
                         let o = old.as_deref().map(fold).unwrap_or_default();
-                        FREE_ZONE.iter().any(|z| n.contains(z) && !o.contains(z))
+                        named || FREE_ZONE.iter().any(|z| n.contains(z) && !o.contains(z))
                     }
                     Change::ValueAdded { new, .. } => {
                         FREE_ZONE.iter().any(|z| fold(new).contains(z))
@@ -520,11 +531,15 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
                     Severity::Medium
                 }
             }
-            "officers" | "name" | "status" => Severity::Medium,
+            "officers" | "name" | "status" | "ownership" => Severity::Medium,
             _ => Severity::Low,
         };
         severity = severity.max(s);
         for c in changes {
+            if let Some(Some(s)) = registry::sentence(c, input.changes) {
+                parts.push(s);
+                continue;
+            }
             parts.push(match c {
                 Change::FieldChanged { field, old, new } => format!(
                     "{field} {} → {}",
@@ -538,10 +553,24 @@ pub(super) fn registry_change(input: &Input<'_>) -> Verdict {
         }
     }
     let changes: Vec<Change> = by_cat.values().flatten().cloned().collect();
+    // Adapter sentences hold commas ("FRAY, Shelley Ann (director, …)"):
+    // they are separated by semicolons.
+    let adapter = input
+        .changes
+        .iter()
+        .any(|c| registry::sentence(c, input.changes).is_some());
+    let listed = if adapter {
+        let mut s = parts.iter().take(6).cloned().collect::<Vec<_>>().join("; ");
+        if parts.len() > 6 {
+            s.push_str(&format!("; and {} more", parts.len() - 6));
+        }
+        s
+    } else {
+        list_some(&parts, 4)
+    };
     let summary = format!(
         "{}'s registry record changed: {}",
-        input.entity.name,
-        list_some(&parts, 4)
+        input.entity.name, listed
     );
     let mut f = finding(input, rule, severity, summary, changes.clone());
     f.dedup_key = changes_key(input, rule, &changes);

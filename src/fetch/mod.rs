@@ -101,6 +101,39 @@ pub struct Conditional {
     pub last_modified: Option<String>,
 }
 
+/// Credentials sent with one request. They never become part of the URL
+/// a response, an error or a log line reports, and `Debug` hides them.
+#[derive(Clone, Default)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// HTTP Basic with this user name and an empty password (Companies
+    /// House sends its API key so).
+    Basic {
+        /// The user name (the API key).
+        user: String,
+    },
+    /// A query parameter added to the request only (OpenCorporates'
+    /// `api_token`); the URL reported back is the one without it.
+    Query {
+        /// Parameter name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "Auth::None",
+            Auth::Basic { .. } => "Auth::Basic([redacted])",
+            Auth::Query { .. } => "Auth::Query([redacted])",
+        })
+    }
+}
+
 /// A successful (2xx or 304) response, body read and decoded.
 #[derive(Clone)]
 pub struct FetchResponse {
@@ -229,6 +262,17 @@ impl Fetcher {
     /// valid header text are skipped). Emits one debug event per request with
     /// the status and byte count; the URL is logged without its query string.
     pub async fn fetch(&self, url: &Url, cond: &Conditional) -> Result<FetchResponse, FetchError> {
+        self.fetch_with(url, cond, &Auth::None).await
+    }
+
+    /// [`Fetcher::fetch`] with credentials (see [`Auth`]): the same
+    /// politeness, logging and errors, none of which shows them.
+    pub async fn fetch_with(
+        &self,
+        url: &Url,
+        cond: &Conditional,
+        auth: &Auth,
+    ) -> Result<FetchResponse, FetchError> {
         let opts = &self.inner.opts;
         let log_url = guard::redacted(url);
         let _turn = match &self.inner.polite {
@@ -236,15 +280,16 @@ impl Fetcher {
             None => None,
         };
         let started = Instant::now();
-        let result = match tokio::time::timeout(opts.timeout, self.fetch_inner(url, cond)).await {
-            Ok(result) => result,
-            // Belt and braces: reqwest's own total timeout should fire first.
-            Err(_elapsed) => Err(FetchError::Timeout {
-                host: host_of(url),
-                limit: opts.timeout,
-                connecting: false,
-            }),
-        };
+        let result =
+            match tokio::time::timeout(opts.timeout, self.fetch_inner(url, cond, auth)).await {
+                Ok(result) => result,
+                // Belt and braces: reqwest's own total timeout should fire first.
+                Err(_elapsed) => Err(FetchError::Timeout {
+                    host: host_of(url),
+                    limit: opts.timeout,
+                    connecting: false,
+                }),
+            };
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(resp) => tracing::debug!(
@@ -275,17 +320,25 @@ impl Fetcher {
         &self,
         url: &Url,
         cond: &Conditional,
+        auth: &Auth,
     ) -> Result<FetchResponse, FetchError> {
         let opts = &self.inner.opts;
         // IP-literal hosts never reach the resolver: check them here.
         check_url(url, opts.allow_private_addresses)?;
         let host = host_of(url);
 
-        let mut request = self
-            .inner
-            .client
-            .get(url.clone())
-            .header(header::ACCEPT, ACCEPT);
+        let target = match auth {
+            Auth::Query { name, value } => {
+                let mut u = url.clone();
+                u.query_pairs_mut().append_pair(name, value);
+                u
+            }
+            _ => url.clone(),
+        };
+        let mut request = self.inner.client.get(target).header(header::ACCEPT, ACCEPT);
+        if let Auth::Basic { user } = auth {
+            request = request.basic_auth(user, Some(""));
+        }
         if let Some(value) = cond.etag.as_deref().and_then(valid_header) {
             request = request.header(header::IF_NONE_MATCH, value);
         }
@@ -293,12 +346,20 @@ impl Fetcher {
             request = request.header(header::IF_MODIFIED_SINCE, value);
         }
 
+        // reqwest's errors print their URL: drop it when it holds a token.
+        let hide = |e: reqwest::Error| match auth {
+            Auth::Query { .. } => e.without_url(),
+            _ => e,
+        };
         let mut resp = request
             .send()
             .await
-            .map_err(|e| map_reqwest_error(e, &host, opts))?;
+            .map_err(|e| map_reqwest_error(hide(e), &host, opts))?;
         let status = resp.status().as_u16();
-        let final_url = resp.url().clone();
+        let final_url = match auth {
+            Auth::Query { name, .. } => without_param(resp.url(), name),
+            _ => resp.url().clone(),
+        };
         let final_host = host_of(&final_url);
         let headers = resp.headers();
         let content_type = header_string(headers, header::CONTENT_TYPE);
@@ -361,6 +422,10 @@ impl Fetcher {
         }
         let body = read_capped(&mut resp, opts.max_body)
             .await
+            .map_err(|e| match e {
+                ReadError::Reqwest(r) => ReadError::Reqwest(hide(r)),
+                other => other,
+            })
             .map_err(|e| e.into_fetch_error(&final_host, opts))?;
         let (text, encoding) = decode_body(&body, content_type.as_deref());
         Ok(FetchResponse {
@@ -373,6 +438,102 @@ impl Fetcher {
             etag,
             last_modified,
             not_modified: false,
+        })
+    }
+}
+
+/// A long-lived response read as it arrives (a streaming API): no total
+/// timeout, a limit on the silence between chunks instead.
+pub struct ByteStream {
+    resp: reqwest::Response,
+    host: String,
+    opts: FetchOptions,
+    hide_url: bool,
+}
+
+impl std::fmt::Debug for ByteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteStream")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ByteStream {
+    /// The next chunk; `Ok(None)` when the server ended the response.
+    /// Silence longer than `idle` is [`FetchError::Timeout`].
+    pub async fn next_chunk(&mut self, idle: Duration) -> Result<Option<Vec<u8>>, FetchError> {
+        match tokio::time::timeout(idle, self.resp.chunk()).await {
+            Err(_) => Err(FetchError::Timeout {
+                host: self.host.clone(),
+                limit: idle,
+                connecting: false,
+            }),
+            Ok(Ok(c)) => Ok(c.map(|b| b.to_vec())),
+            Ok(Err(e)) => {
+                let e = if self.hide_url { e.without_url() } else { e };
+                Err(map_reqwest_error(e, &self.host, &self.opts))
+            }
+        }
+    }
+}
+
+impl Fetcher {
+    /// Opens a streaming response (`GET`, with credentials): the address
+    /// guard applies, politeness does not (one connection, held open).
+    /// A status other than 2xx is [`FetchError::HttpStatus`] (e.g. `416`).
+    pub async fn open_stream(&self, url: &Url, auth: &Auth) -> Result<ByteStream, FetchError> {
+        let opts = &self.inner.opts;
+        check_url(url, opts.allow_private_addresses)?;
+        let host = host_of(url);
+        let target = match auth {
+            Auth::Query { name, value } => {
+                let mut u = url.clone();
+                u.query_pairs_mut().append_pair(name, value);
+                u
+            }
+            _ => url.clone(),
+        };
+        let hide_url = matches!(auth, Auth::Query { .. });
+        // Effectively no total timeout: the stream is meant to last.
+        let mut request = self
+            .inner
+            .client
+            .get(target)
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        if let Auth::Basic { user } = auth {
+            request = request.basic_auth(user, Some(""));
+        }
+        let resp =
+            match tokio::time::timeout(opts.connect_timeout + opts.timeout, request.send()).await {
+                Err(_) => {
+                    return Err(FetchError::Timeout {
+                        host,
+                        limit: opts.connect_timeout + opts.timeout,
+                        connecting: true,
+                    });
+                }
+                Ok(r) => r.map_err(|e| {
+                    let e = if hide_url { e.without_url() } else { e };
+                    map_reqwest_error(e, &host, opts)
+                })?,
+            };
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let retry_after = header_string(resp.headers(), header::RETRY_AFTER)
+                .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+            return Err(FetchError::HttpStatus {
+                status,
+                retry_after,
+                blocked: false,
+            });
+        }
+        tracing::debug!(url = %guard::redacted(url), status, "Stream opened.");
+        Ok(ByteStream {
+            resp,
+            host,
+            opts: opts.clone(),
+            hide_url,
         })
     }
 }
@@ -462,6 +623,22 @@ fn map_reqwest_error(err: reqwest::Error, fallback_host: &str, opts: &FetchOptio
     } else {
         FetchError::Request { host, source: err }
     }
+}
+
+/// `url` without the query parameter `name` (a token added by [`Auth::Query`]).
+fn without_param(url: &Url, name: &str) -> Url {
+    let mut out = url.clone();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        out.set_query(None);
+    } else {
+        out.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    out
 }
 
 fn host_of(url: &Url) -> String {

@@ -59,6 +59,23 @@ impl Store {
     pub fn remove_daemon_source(&self, source: &str) -> Result<(), StoreError> {
         self.run(|i| i.remove_daemon_source(source))
     }
+
+    /// The last timepoint seen on a streaming API's stream (`run`'s
+    /// Companies House streams), to resume from after a restart.
+    pub fn stream_timepoint(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        self.run(|i| i.stream_timepoint(stream))
+    }
+
+    /// Records (or, with `None`, forgets) a stream's last timepoint. Not
+    /// flushed here: a crash replays at most sled's flush window of events.
+    pub fn put_stream_timepoint(&self, stream: &str, tp: Option<u64>) -> Result<(), StoreError> {
+        self.run(|i| i.put_stream_timepoint(stream, tp))
+    }
+}
+
+/// The `meta` key of a stream's timepoint.
+fn timepoint_key(stream: &str) -> Vec<u8> {
+    format!("stream_timepoint/{stream}").into_bytes()
 }
 
 impl Inner {
@@ -84,6 +101,26 @@ impl Inner {
     /// Forgets the daemon's record of a source (it left the watchlists).
     pub(super) fn remove_daemon_source(&self, source: &str) -> Result<(), Fault> {
         self.daemon.remove(source.as_bytes())?;
+        Ok(())
+    }
+
+    pub(super) fn stream_timepoint(&self, stream: &str) -> Result<Option<u64>, Fault> {
+        Ok(self
+            .meta
+            .get(timepoint_key(stream))?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+    }
+
+    pub(super) fn put_stream_timepoint(&self, stream: &str, tp: Option<u64>) -> Result<(), Fault> {
+        match tp {
+            Some(tp) => {
+                self.meta
+                    .insert(timepoint_key(stream), tp.to_string().into_bytes())?;
+            }
+            None => {
+                self.meta.remove(timepoint_key(stream))?;
+            }
+        }
         Ok(())
     }
 }

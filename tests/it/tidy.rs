@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["classify", "extract", "diff", "schedule"],
     &["model"],
     &["detect"],
-    &["fetch", "store"],
+    &["fetch", "store", "registry"],
     &["config"],
     &["alert"],
     &["check"],

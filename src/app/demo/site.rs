@@ -48,6 +48,8 @@ impl Page {
 struct Inner {
     pages: Mutex<HashMap<String, Page>>,
     requests: AtomicU64,
+    /// Path (with query) and `Authorization` header of every request.
+    log: Mutex<Vec<(String, Option<String>)>>,
 }
 
 /// A running site. Dropping it does not stop the server task; it ends with
@@ -103,6 +105,16 @@ impl Site {
             .remove(path_and_query);
     }
 
+    /// Path (with query) and `Authorization` header of every request so
+    /// far, in arrival order.
+    pub fn request_log(&self) -> Vec<(String, Option<String>)> {
+        self.inner
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
@@ -116,6 +128,19 @@ async fn serve(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Response 
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    {
+        let mut log = inner.log.lock().unwrap_or_else(PoisonError::into_inner);
+        // A long-running demo site keeps only the recent requests.
+        if log.len() >= 10_000 {
+            log.drain(..5_000);
+        }
+        log.push((key.clone(), auth));
+    }
     let page = inner
         .pages
         .lock()
