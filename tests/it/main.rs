@@ -20,4 +20,5 @@ mod edges;
 mod fetch;
 mod pipeline;
 mod store_integrity;
+mod store_upgrade;
 mod tidy;
