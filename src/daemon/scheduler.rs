@@ -87,7 +87,7 @@ pub(super) fn politeness(config: &Config, metrics: &Arc<Metrics>) -> Politeness 
     let m = metrics.clone();
     let (c, i, o) = limits(config);
     Politeness::new(c, i, o).with_observer(Arc::new(move |obs| {
-        m.fetch_latency.observe(obs.elapsed);
+        m.fetch_done(obs.elapsed);
     }))
 }
 
