@@ -100,8 +100,16 @@ pub enum CheckError {
     Reference(#[from] RefDataError),
     /// A background task ended without a result (it panicked); nothing
     /// was recorded and the check can be retried.
-    #[error("{0}; nothing was recorded, the check will be retried (please report this as a bug)")]
-    Task(String),
+    #[error(
+        "{during} failed; nothing was recorded, the check will be retried (please report this as a bug)"
+    )]
+    Task {
+        /// What the task was doing.
+        during: &'static str,
+        /// How it ended (panicked or cancelled).
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl Checker {
@@ -212,9 +220,10 @@ impl Checker {
             .get_or_try_init(|| async {
                 match tokio::task::spawn_blocking(Reference::embedded).await {
                     Ok(r) => Ok(Arc::new(r?)),
-                    Err(e) => Err(CheckError::Task(format!(
-                        "building the reference tables failed: {e}"
-                    ))),
+                    Err(source) => Err(CheckError::Task {
+                        during: "building the reference tables",
+                        source,
+                    }),
                 }
             })
             .await
@@ -313,7 +322,7 @@ impl Checker {
             let mut report = match self.check_inner(entity, source).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "Check could not be recorded.");
+                    tracing::error!(error = %crate::text::chain(&e), "Check could not be recorded.");
                     CheckReport::of(entity, source, CheckStatus::Failed)
                         .with_error(crate::text::chain(&e))
                 }
@@ -883,8 +892,10 @@ async fn extract_page(
         let r = extract::extract_html(&spec, &text, &url);
         (r, text)
     });
-    job.await
-        .map_err(|e| CheckError::Task(format!("extracting the page failed: {e}")))
+    job.await.map_err(|source| CheckError::Task {
+        during: "extracting the page",
+        source,
+    })
 }
 
 /// The pages of one check, read and extracted.

@@ -136,10 +136,10 @@ pub async fn send(
             }
         }
         Err(e) => {
-            tracing::error!(notice = kind, error = %e, "Source health notice could not be sent; it is tried again after the next check.");
+            tracing::error!(notice = kind, error = %crate::text::chain(&e), "Source health notice could not be sent; it is tried again after the next check.");
             Sent {
                 broken_notice,
-                error: Some(e.to_string()),
+                error: Some(crate::text::chain(&e)),
                 counted: "failed",
             }
         }
@@ -206,7 +206,7 @@ async fn send_store_notice(
         if let Err(e) =
             crate::alert::send_notice(config, installation, w, &subject, &text, &key).await
         {
-            tracing::error!(watchlist = %w.name, error = %e, "The store notice could not be sent; it is tried again.");
+            tracing::error!(watchlist = %w.name, error = %crate::text::chain(&e), "The store notice could not be sent; it is tried again.");
             all = false;
         }
     }

@@ -8,7 +8,7 @@ use sd_notify::NotifyState;
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "Cannot notify systemd.");
+        tracing::warn!(error = %crate::text::chain(&e), "Cannot notify systemd.");
     }
 }
 

@@ -385,7 +385,7 @@ fn open_checked(dir: &Path, write_timeout: Duration) -> Result<Inner, StoreError
     let inner = match flush_bounded(dir, inner, write_timeout)? {
         (inner, Ok(())) => inner,
         (inner, Err(e @ StoreError::DiskFull { .. })) if marker.is_some() => {
-            tracing::warn!(error = %e, "The store opened on a full disk; writes fail until there is space again.");
+            tracing::warn!(error = %crate::text::chain(&e), "The store opened on a full disk; writes fail until there is space again.");
             return Ok(inner);
         }
         (_, Err(e)) => return Err(e),
