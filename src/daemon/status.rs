@@ -54,7 +54,7 @@ pub(crate) struct SourceView {
 
 impl SourceView {
     /// `ok`, `failing`, `broken` or `unchecked`.
-    pub fn health(&self, threshold: u32) -> &'static str {
+    pub(crate) fn health(&self, threshold: u32) -> &'static str {
         match &self.state {
             None => "unchecked",
             Some(s) if s.last_status.is_none() => "unchecked",
