@@ -1,4 +1,6 @@
-//! Text folding for matching: case, accents, punctuation and Cyrillic look-alikes.
+//! Text as the classifier matches it: case, accents and punctuation folded into words
+//! ([`match_words`]); brand keys; part-number candidates (normalised by
+//! [`crate::text::normalise_part_number`], look-alike letters read as Latin).
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
@@ -18,10 +20,13 @@ pub(crate) fn is_stopword(w: &str) -> bool {
     STOPWORDS.contains(&w)
 }
 
-/// Folds text for matching: canonical decomposition, combining marks dropped, lowercase;
+/// Text as the classifier matches it, word by word (not [`crate::extract::fold`], the
+/// one definition of "same text" for diffing, which keeps accents, punctuation and signs:
+/// `-5` and `5` are different values there, the same word here): canonical decomposition,
+/// combining marks dropped, lowercase;
 /// every run of characters that are not letters or digits becomes one space. With
 /// `keep_star`, `*` is kept (keyword stems). "Microcontrôleurs, 32-bit" → "microcontroleurs 32 bit".
-pub(crate) fn fold(s: &str, keep_star: bool) -> String {
+pub(crate) fn match_words(s: &str, keep_star: bool) -> String {
     let mut out = String::with_capacity(s.len());
     let mut gap = false;
     for c in s.nfd() {
@@ -99,7 +104,7 @@ const LEGAL_SUFFIXES: &[&str] = &[
 /// The words of a brand or manufacturer name as compared: folded, legal-form words dropped
 /// from the end ("Texas Instruments, Inc." → `["texas", "instruments"]`).
 pub(crate) fn brand_words(s: &str) -> Vec<String> {
-    let folded = fold(s, false);
+    let folded = match_words(s, false);
     let mut words: Vec<String> = folded
         .split(' ')
         .filter(|w| !w.is_empty())
@@ -111,7 +116,7 @@ pub(crate) fn brand_words(s: &str) -> Vec<String> {
             words.pop();
             continue;
         }
-        // "N.V.", "S.A." fold to two one-letter words.
+        // "N.V.", "S.A." match_words to two one-letter words.
         if n > 2 && words[n - 1].chars().count() == 1 && words[n - 2].chars().count() == 1 {
             let joined = format!("{}{}", words[n - 2], words[n - 1]);
             if LEGAL_SUFFIXES.contains(&joined.as_str()) {
@@ -261,12 +266,15 @@ mod tests {
     #[test]
     fn folds_case_accents_and_punctuation() {
         assert_eq!(
-            fold("Microcontrôleurs, 32-bit", false),
+            match_words("Microcontrôleurs, 32-bit", false),
             "microcontroleurs 32 bit"
         );
-        assert_eq!(fold("Микроконтроллер ПЛИС", false), "микроконтроллер плис");
         assert_eq!(
-            fold("condensateur* céramique", true),
+            match_words("Микроконтроллер ПЛИС", false),
+            "микроконтроллер плис"
+        );
+        assert_eq!(
+            match_words("condensateur* céramique", true),
             "condensateur* ceramique"
         );
     }
