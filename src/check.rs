@@ -889,7 +889,8 @@ async fn extract_page(
     url: Url,
 ) -> Result<(Result<extract::HtmlPage, ExtractError>, String), CheckError> {
     let job = tokio::task::spawn_blocking(move || {
-        let r = extract::extract_html(&spec, &text, &url);
+        let clock = ParseClock::start();
+        let r = extract::extract_html(&spec, &text, &url, &|| clock.so_far());
         (r, text)
     });
     job.await.map_err(|source| CheckError::Task {
@@ -988,4 +989,55 @@ pub(crate) fn robots_for(config: &Config, polite: &Arc<Politeness>) -> Option<Ar
             Some(polite.clone()),
         ))
     })
+}
+
+/// The clock of one page's parse ([`extract::limits::parse`] reads none):
+/// the thread's CPU time where it can be read (so a loaded machine does not
+/// refuse a big page that is merely slow to get the processor), else wall
+/// time. Started on the thread that parses.
+pub(crate) struct ParseClock {
+    wall: std::time::Instant,
+    cpu: Option<std::time::Duration>,
+}
+
+impl ParseClock {
+    /// Starts now, on this thread.
+    pub(crate) fn start() -> ParseClock {
+        ParseClock {
+            wall: std::time::Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    /// Time spent since [`ParseClock::start`].
+    pub(crate) fn so_far(&self) -> std::time::Duration {
+        match (self.cpu, thread_cpu_time()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => self.wall.elapsed(),
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn thread_cpu_time() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given, which
+    // lives on this stack frame; CLOCK_THREAD_CPUTIME_ID exists on every
+    // Linux this builds for, and a failure is reported by the return code.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    ))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn thread_cpu_time() -> Option<Duration> {
+    None
 }
