@@ -28,9 +28,9 @@ pub(super) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub(super) fn dec<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Undecodable {
         key: String::from_utf8_lossy(key).into_owned(),
-        detail: e.to_string(),
+        source: e,
     })
 }
 
