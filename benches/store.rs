@@ -29,9 +29,10 @@ fn bench(c: &mut Criterion) {
     };
     let body = model.render(0, &pages::PageState::default());
     let base = url::Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
-    let record = pivotwatch::extract::extract_html(&cat, &body, &base)
-        .expect("extracts")
-        .record;
+    let record =
+        pivotwatch::extract::extract_html(&cat, &body, &base, &|| std::time::Duration::ZERO)
+            .expect("extracts")
+            .record;
     let mut n = 0u64;
     let mut commit = |key: &str| {
         n += 1;

@@ -109,8 +109,16 @@ pub enum CheckError {
     Reference(#[from] RefDataError),
     /// A background task ended without a result (it panicked); nothing
     /// was recorded and the check can be retried.
-    #[error("{0}; nothing was recorded, the check will be retried (please report this as a bug)")]
-    Task(String),
+    #[error(
+        "{during} failed; nothing was recorded, the check will be retried (please report this as a bug)"
+    )]
+    Task {
+        /// What the task was doing.
+        during: &'static str,
+        /// How it ended (panicked or cancelled).
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl Checker {
@@ -221,9 +229,10 @@ impl Checker {
             .get_or_try_init(|| async {
                 match tokio::task::spawn_blocking(Reference::embedded).await {
                     Ok(r) => Ok(Arc::new(r?)),
-                    Err(e) => Err(CheckError::Task(format!(
-                        "building the reference tables failed: {e}"
-                    ))),
+                    Err(source) => Err(CheckError::Task {
+                        during: "building the reference tables",
+                        source,
+                    }),
                 }
             })
             .await
@@ -322,7 +331,7 @@ impl Checker {
             let mut report = match self.check_inner(entity, source).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "Check could not be recorded.");
+                    tracing::error!(error = %crate::text::chain(&e), "Check could not be recorded.");
                     CheckReport::of(entity, source, CheckStatus::Failed)
                         .with_error(crate::text::chain(&e))
                 }
@@ -989,11 +998,14 @@ async fn extract_page(
     url: Url,
 ) -> Result<(Result<extract::HtmlPage, ExtractError>, String), CheckError> {
     let job = tokio::task::spawn_blocking(move || {
-        let r = extract::extract_html(&spec, &text, &url);
+        let clock = ParseClock::start();
+        let r = extract::extract_html(&spec, &text, &url, &|| clock.so_far());
         (r, text)
     });
-    job.await
-        .map_err(|e| CheckError::Task(format!("extracting the page failed: {e}")))
+    job.await.map_err(|source| CheckError::Task {
+        during: "extracting the page",
+        source,
+    })
 }
 
 /// The pages of one check, read and extracted.
@@ -1086,4 +1098,55 @@ pub(crate) fn robots_for(config: &Config, polite: &Arc<Politeness>) -> Option<Ar
             Some(polite.clone()),
         ))
     })
+}
+
+/// The clock of one page's parse ([`extract::limits::parse`] reads none):
+/// the thread's CPU time where it can be read (so a loaded machine does not
+/// refuse a big page that is merely slow to get the processor), else wall
+/// time. Started on the thread that parses.
+pub(crate) struct ParseClock {
+    wall: std::time::Instant,
+    cpu: Option<std::time::Duration>,
+}
+
+impl ParseClock {
+    /// Starts now, on this thread.
+    pub(crate) fn start() -> ParseClock {
+        ParseClock {
+            wall: std::time::Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    /// Time spent since [`ParseClock::start`].
+    pub(crate) fn so_far(&self) -> std::time::Duration {
+        match (self.cpu, thread_cpu_time()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => self.wall.elapsed(),
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn thread_cpu_time() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given, which
+    // lives on this stack frame; CLOCK_THREAD_CPUTIME_ID exists on every
+    // Linux this builds for, and a failure is reported by the return code.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    ))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn thread_cpu_time() -> Option<Duration> {
+    None
 }

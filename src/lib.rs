@@ -8,6 +8,7 @@
 //! See `ARCHITECTURE.md` for the module map and its invariants.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod alert;
 pub mod app;

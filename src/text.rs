@@ -61,6 +61,21 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Whether `err`, or an error in its chain, is an I/O error from writing
+/// to a closed pipe (`pivotwatch findings | head -1`).
+pub fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +215,96 @@ mod line_index_tests {
         // 'é' is bytes 1..3; offset 2 is inside it.
         assert_eq!(LineIndex::new(text).line_col(2), (1, 2));
         assert_eq!(LineIndex::new(text).line_col(3), (1, 3));
+    }
+}
+
+/// Maps letters that look like Latin ones in chip markings (Cyrillic and
+/// Greek capitals) to their Latin twin: GUR records carry "МАХ1660ЕЕЕ" and
+/// "С8051F120" with Cyrillic letters. Applied after upper-casing.
+fn latin_twin(c: char) -> char {
+    match c {
+        'А' | 'Α' => 'A',
+        'В' | 'Β' => 'B',
+        'С' | 'Ϲ' => 'C',
+        'Е' | 'Ε' => 'E',
+        'Н' | 'Η' => 'H',
+        'І' | 'Ι' => 'I',
+        'Ј' => 'J',
+        'К' | 'Κ' => 'K',
+        'М' | 'Μ' => 'M',
+        'Ν' => 'N',
+        'О' | 'Ο' => 'O',
+        'Р' | 'Ρ' => 'P',
+        'Ѕ' => 'S',
+        'Т' | 'Τ' => 'T',
+        'Х' | 'Χ' => 'X',
+        'У' | 'Υ' => 'Y',
+        'Ζ' => 'Z',
+        _ => c,
+    }
+}
+
+/// A part number's normal form, the one used for item keys (`extract`) and
+/// for pattern matching (`classify`): compatibility-normalised (NFKC, so
+/// full-width `ＴＭＳ` is `TMS`), upper case, look-alike Cyrillic and Greek
+/// letters read as their Latin twin, letters and digits only
+/// (`tms320-f28335 pgfa` → `TMS320F28335PGFA`, Cyrillic `МАХ1660ЕЕЕ` →
+/// `MAX1660EEE`). Other letters (`Ж`, `型`) are kept, so two part numbers
+/// that differ in them keep different keys.
+pub fn normalise_part_number(s: &str) -> String {
+    if s.is_ascii() {
+        // NFKC leaves ASCII unchanged and no ASCII letter has a twin.
+        let mut out = String::with_capacity(s.len());
+        out.extend(
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_uppercase()),
+        );
+        return out;
+    }
+    use unicode_normalization::UnicodeNormalization;
+    s.nfkc()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .map(latin_twin)
+        .collect()
+}
+
+#[cfg(test)]
+mod part_number_tests {
+    use super::normalise_part_number;
+
+    #[test]
+    fn one_key_for_one_part_whatever_the_script_of_its_look_alike_letters() {
+        assert_eq!(normalise_part_number("МАХ1660ЕЕЕ"), "MAX1660EEE");
+        assert_eq!(normalise_part_number("мах1660еее"), "MAX1660EEE");
+        assert_eq!(normalise_part_number("С8051F120"), "C8051F120");
+        assert_eq!(normalise_part_number("ΤΜΣ320"), "TMΣ320");
+        assert_eq!(
+            normalise_part_number("ＴＭＳ３２０－Ｆ２８３３５"),
+            "TMS320F28335"
+        );
+        assert_eq!(normalise_part_number("NEO-M8N-0-10"), "NEOM8N010");
+        assert_eq!(normalise_part_number("tms 320vc5416"), "TMS320VC5416");
+        // Letters without a Latin twin are kept: different parts, different keys.
+        assert_ne!(normalise_part_number("Ж100"), normalise_part_number("100"));
+    }
+
+    #[test]
+    fn the_ascii_fast_path_agrees_with_the_definition() {
+        use unicode_normalization::UnicodeNormalization;
+        for s in ["tms320-f28335 pgfa", "a b\tc", "", "--", "NEO-M8N-0-10 x"]
+            .into_iter()
+            .map(str::to_string)
+            .chain((0u8..128).map(|b| format!("a{}b", b as char)))
+        {
+            let slow: String = s
+                .nfkc()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_uppercase)
+                .map(super::latin_twin)
+                .collect();
+            assert_eq!(normalise_part_number(&s), slow, "{s:?}");
+        }
     }
 }

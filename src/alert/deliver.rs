@@ -193,7 +193,7 @@ pub async fn delivery_loop_with(
                     .clamp(Duration::from_secs(1), LOOP_MAX_SLEEP)
             }
             Err(e) => {
-                tracing::error!(error = %e, "Alert delivery failed; alerts stay queued.");
+                tracing::error!(error = %crate::text::chain(&e), "Alert delivery failed; alerts stay queued.");
                 LOOP_MAX_SLEEP
             }
         };
@@ -272,7 +272,7 @@ pub async fn deliver_with(
                 };
             }
             Err(e) => {
-                tracing::error!(error = %e, "Delivery to a subscriber stopped; its alerts stay queued.");
+                tracing::error!(error = %crate::text::chain(&e), "Delivery to a subscriber stopped; its alerts stay queued.");
                 first_err.get_or_insert(e);
             }
         }

@@ -49,12 +49,12 @@ pub enum AlertError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The message could not be built (bad address).
-    #[error("cannot build the alert email: {0}; fix the address in pivotwatch.toml")]
-    Build(String),
+    #[error("cannot build the alert email; fix the address in pivotwatch.toml")]
+    Build(#[from] BuildError),
     /// The SMTP password or TLS set-up is not usable. Nothing was sent and
     /// every delivery stays queued.
     #[error("{0}; nothing was sent, every alert stays queued")]
-    Credentials(String),
+    Credentials(CredentialsError),
     /// `send-test-email` named a subscriber that is not configured.
     #[error("no subscriber {0:?} in pivotwatch.toml; `pivotwatch check` lists the settings in use")]
     UnknownSubscriber(String),
@@ -64,8 +64,102 @@ pub enum AlertError {
     )]
     UnknownDelivery(u64),
     /// A direct send (test mail, notice) failed.
-    #[error("sending failed: {0}")]
-    Send(String),
+    #[error("sending failed")]
+    Send(#[source] SendFailure),
+}
+
+/// What is wrong with an alert email that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `[email] from` is not a mailbox.
+    #[error("[email] from {from:?}")]
+    From {
+        /// The configured value.
+        from: String,
+        /// lettre's reason.
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    /// A recipient list is empty.
+    #[error("{who} has no address in `to`")]
+    NoRecipient {
+        /// Whose list (`subscriber "desk"`, `watchlist "x" maintainers`).
+        who: String,
+    },
+    /// A recipient is not a mailbox.
+    #[error("{who} address {to:?}")]
+    To {
+        /// Whose list.
+        who: String,
+        /// The address.
+        to: String,
+        /// lettre's reason.
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    /// A body part cannot be encoded.
+    #[error("cannot base64-encode the body")]
+    Encoding,
+    /// lettre refused the assembled message.
+    #[error("the message is not valid")]
+    Message(#[source] lettre::error::Error),
+}
+
+impl From<CredentialsError> for AlertError {
+    fn from(e: CredentialsError) -> Self {
+        AlertError::Credentials(e)
+    }
+}
+
+/// Why the SMTP password or TLS set-up is not usable. Shown inside
+/// [`AlertError::Credentials`]'s message (which says what follows from it),
+/// so the OS or TLS error, a leaf, is part of this text and not a source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// `[smtp] password_file` cannot be read.
+    #[error(
+        "cannot read [smtp] password_file {}: {error}; check the path and that the pivotwatch user may read it (systemd: LoadCredential=)",
+        path.display()
+    )]
+    ReadPasswordFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// `[smtp] password_file` is empty.
+    #[error("[smtp] password_file {} is empty; write the password into it", path.display())]
+    EmptyPasswordFile {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// `[smtp] password_env` names an unset variable.
+    #[error(
+        "[smtp] password_env names {var}, but that environment variable is not set or empty; set it for the pivotwatch process"
+    )]
+    PasswordEnv {
+        /// The variable.
+        var: String,
+    },
+    /// `[smtp] username` without a password source.
+    #[error("[smtp] username is set but neither password_file nor password_env")]
+    NoPassword,
+    /// TLS cannot be set up for the host.
+    #[error("cannot set up TLS for [smtp] host {host:?}: {error}")]
+    Tls {
+        /// The host.
+        host: String,
+        /// lettre's reason.
+        error: lettre::transport::smtp::Error,
+    },
+    /// `security = "none"` to a host that is not loopback.
+    #[error("security = \"none\" is only allowed to a loopback host, not {host:?}")]
+    ClearText {
+        /// The host.
+        host: String,
+    },
 }
 
 /// `send-test-email`: sends a test mail to a subscriber right away,
@@ -80,10 +174,7 @@ pub async fn send_test_email(
         subscriber(settings, name).ok_or_else(|| AlertError::UnknownSubscriber(name.into()))?;
     let transport = Transport::from_settings(settings)?;
     let mail = render_test(settings, &sub, transport.label())?;
-    let ok = transport
-        .send(&mail)
-        .await
-        .map_err(|f| AlertError::Send(f.error().to_string()))?;
+    let ok = transport.send(&mail).await.map_err(AlertError::Send)?;
     Ok((transport.label().to_string(), mail, ok))
 }
 
@@ -118,7 +209,7 @@ pub async fn send_notice(
         .send(&mail)
         .await
         .map(Some)
-        .map_err(|f| AlertError::Send(f.error().to_string()))
+        .map_err(AlertError::Send)
 }
 
 /// The test hook behind [`TEST_PAUSE_ENV`]: sleeps when it is set. Only

@@ -15,7 +15,7 @@ use lettre::message::header::{
 };
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
-use super::AlertError;
+use super::{AlertError, BuildError};
 use crate::config::{Entity, Settings, Subscriber};
 use crate::detect::truncate;
 use crate::record::{Change, EvidenceItem, Finding, Severity};
@@ -128,11 +128,12 @@ fn short_hash(s: &str) -> String {
 }
 
 fn from_mailbox(settings: &Settings) -> Result<Mailbox, AlertError> {
-    settings
-        .email
-        .from
-        .parse()
-        .map_err(|e| AlertError::Build(format!("[email] from {:?}: {e}", settings.email.from)))
+    settings.email.from.parse().map_err(|source| {
+        AlertError::Build(BuildError::From {
+            from: settings.email.from.clone(),
+            source,
+        })
+    })
 }
 
 fn list_label(s: &str) -> String {
@@ -162,7 +163,7 @@ struct Draft<'a> {
 
 fn base64_part(content_type: ContentType, s: String) -> Result<SinglePart, AlertError> {
     let body = Body::new_with_encoding(s, ContentTransferEncoding::Base64)
-        .map_err(|_| AlertError::Build("cannot base64-encode the body".into()))?;
+        .map_err(|_| AlertError::Build(BuildError::Encoding))?;
     Ok(SinglePart::builder().header(content_type).body(body))
 }
 
@@ -188,15 +189,16 @@ impl Draft<'_> {
             b = b.header(PivotwatchDigest(h));
         }
         if self.to.is_empty() {
-            return Err(AlertError::Build(format!(
-                "{} has no address in `to`",
-                self.who
-            )));
+            return Err(AlertError::Build(BuildError::NoRecipient {
+                who: self.who.to_string(),
+            }));
         }
         for to in self.to {
-            let mb: Mailbox = to
-                .parse()
-                .map_err(|e| AlertError::Build(format!("{} address {to:?}: {e}", self.who)))?;
+            let mb: Mailbox = to.parse().map_err(|source| BuildError::To {
+                who: self.who.to_string(),
+                to: to.clone(),
+                source,
+            })?;
             b = b.to(mb);
         }
         let message = b
@@ -205,7 +207,7 @@ impl Draft<'_> {
                     .singlepart(base64_part(ContentType::TEXT_PLAIN, self.text)?)
                     .singlepart(base64_part(ContentType::TEXT_HTML, self.html)?),
             )
-            .map_err(|e| AlertError::Build(e.to_string()))?;
+            .map_err(BuildError::Message)?;
         Ok(Rendered {
             subject: self.subject,
             message_id: self.message_id,

@@ -15,8 +15,8 @@ use lettre::transport::smtp::client::AsyncNetworkStream;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use super::AlertError;
 use super::render::Rendered;
+use super::{AlertError, CredentialsError};
 use crate::config::{Settings, SmtpSecurity, SmtpSettings};
 
 /// What one send achieved.
@@ -48,6 +48,14 @@ pub enum SendFailure {
         error: String,
     },
 }
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.error())
+    }
+}
+
+impl std::error::Error for SendFailure {}
 
 impl SendFailure {
     /// The error text.
@@ -297,25 +305,21 @@ impl std::fmt::Debug for Transport {
 /// The value never appears in an error or a log line.
 fn password(smtp: &SmtpSettings) -> Result<Option<String>, AlertError> {
     if let Some(path) = &smtp.password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| AlertError::Credentials(format!(
-            "cannot read [smtp] password_file {}: {e}; check the path and that the pivotwatch user may read it (systemd: LoadCredential=)",
-            path.display()
-        )))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| CredentialsError::ReadPasswordFile {
+                path: path.clone(),
+                error,
+            })?;
         let pw = text.trim_end_matches(['\r', '\n']).to_string();
         if pw.is_empty() {
-            return Err(AlertError::Credentials(format!(
-                "[smtp] password_file {} is empty; write the password into it",
-                path.display()
-            )));
+            return Err(CredentialsError::EmptyPasswordFile { path: path.clone() }.into());
         }
         return Ok(Some(pw));
     }
     if let Some(var) = &smtp.password_env {
         return match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(AlertError::Credentials(format!(
-                "[smtp] password_env names {var}, but that environment variable is not set or empty; set it for the pivotwatch process"
-            ))),
+            _ => Err(CredentialsError::PasswordEnv { var: var.clone() }.into()),
         };
     }
     Ok(None)
@@ -333,11 +337,9 @@ impl Transport {
             });
         };
         let tls_params = || {
-            TlsParameters::new(smtp.host.clone()).map_err(|e| {
-                AlertError::Credentials(format!(
-                    "cannot set up TLS for [smtp] host {:?}: {e}",
-                    smtp.host
-                ))
+            TlsParameters::new(smtp.host.clone()).map_err(|error| CredentialsError::Tls {
+                host: smtp.host.clone(),
+                error,
             })
         };
         let (tls, sec) = match smtp.security {
@@ -347,21 +349,17 @@ impl Transport {
                 // Settings refuse a non-loopback host already; checked again
                 // here so no code path can send in clear over the network.
                 if !crate::config::settings::is_loopback_host(&smtp.host) {
-                    return Err(AlertError::Credentials(format!(
-                        "security = \"none\" is only allowed to a loopback host, not {:?}",
-                        smtp.host
-                    )));
+                    return Err(CredentialsError::ClearText {
+                        host: smtp.host.clone(),
+                    }
+                    .into());
                 }
                 (None, "none")
             }
         };
         let credentials = match &smtp.username {
             Some(user) => {
-                let pw = password(smtp)?.ok_or_else(|| {
-                    AlertError::Credentials(
-                        "[smtp] username is set but neither password_file nor password_env".into(),
-                    )
-                })?;
+                let pw = password(smtp)?.ok_or(CredentialsError::NoPassword)?;
                 Some(Credentials::new(user.clone(), pw))
             }
             None => None,

@@ -109,20 +109,12 @@ impl AppError {
     /// went away), anywhere in the chain: not an error for a command line
     /// tool, which then stops quietly.
     pub fn is_broken_pipe(&self) -> bool {
-        let pipe = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
         match self {
-            AppError::Io(io) => return pipe(io),
-            AppError::Read(r) => return r.is_broken_pipe(),
-            _ => {}
+            // Transparent: the chain starts below the io error itself.
+            AppError::Io(io) => crate::text::is_broken_pipe(io),
+            AppError::Read(r) => r.is_broken_pipe(),
+            _ => crate::text::is_broken_pipe(self),
         }
-        let mut cur = std::error::Error::source(self);
-        while let Some(e) = cur {
-            if e.downcast_ref::<std::io::Error>().is_some_and(pipe) {
-                return true;
-            }
-            cur = e.source();
-        }
-        false
     }
 
     /// The process exit code for this error.

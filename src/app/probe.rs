@@ -167,7 +167,10 @@ pub(super) async fn probe(
     }
     let resp = fetcher.fetch(&url, &Conditional::default()).await?;
     let record = match &spec {
-        ExtractSpec::Html(s) => extract::extract_html(s, &resp.text, &resp.url)?.record,
+        ExtractSpec::Html(s) => {
+            let clock = crate::check::ParseClock::start();
+            extract::extract_html(s, &resp.text, &resp.url, &|| clock.so_far())?.record
+        }
         ExtractSpec::Json(s) => extract::extract_json(s, &resp.text)?,
     };
     if json {

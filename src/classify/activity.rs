@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::normalize::{fold, haystack, is_stopword};
+use super::normalize::{haystack, is_stopword, match_words};
 use super::{ActivityMatch, ActivityVia, Reference};
 
 /// The canonical scheme name of a spelling: `NACE` (Rev.2; also NAF rév.2 and other
@@ -207,7 +207,7 @@ fn bare(r: &Reference, c: &BareCode) -> Vec<ActivityMatch> {
 /// Label text or a free activity description.
 fn by_text(r: &Reference, input: &str) -> Vec<ActivityMatch> {
     let mut out = Vec::new();
-    let folded = fold(input, false);
+    let folded = match_words(input, false);
     if folded.is_empty() {
         return out;
     }

@@ -7,7 +7,7 @@
 
 use super::keywords::KeywordEntry;
 use super::normalize::{
-    Candidate, brand_key, brand_words, column_candidates, fold, haystack, is_stopword,
+    Candidate, brand_key, brand_words, column_candidates, haystack, is_stopword, match_words,
     text_candidates,
 };
 use super::{ItemClass, MatchVia, Owner, Reference, dotted_hs};
@@ -118,7 +118,7 @@ fn resolve_brand<'a>(r: &'a Reference, brand: &str) -> Brand<'a> {
         }
     }
     // A known name inside a longer brand ("Xilinx Inc. (AMD)", "Altera (Intel)").
-    let folded = fold(brand, false);
+    let folded = match_words(brand, false);
     let hay = haystack(folded.split(' ').filter(|w| !w.is_empty()));
     if let Some((owner, alias)) = r.brand_phrases.find_all(&hay).into_iter().next() {
         return Brand::Found {
@@ -186,7 +186,7 @@ pub(crate) fn classify(
             text.push('\n');
         }
     }
-    let folded = fold(&text, false);
+    let folded = match_words(&text, false);
     let words: Vec<&str> = folded.split(' ').filter(|w| !w.is_empty()).collect();
     let all_hay = haystack(words.iter().copied());
     let kw_hay = haystack(words.iter().copied().filter(|w| !is_stopword(w)));

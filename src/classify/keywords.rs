@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::Owner;
-use super::normalize::{fold, is_stopword};
+use super::normalize::{is_stopword, match_words};
 
 /// One keyword phrase of a [`KeywordSet`].
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl KeywordSetBuilder {
     /// Adds a phrase. Errors (as a message) when the phrase has no word left after folding
     /// and dropping small words, or has a `*` inside a word.
     pub(crate) fn add(&mut self, phrase: &str, tag: usize) -> Result<(), String> {
-        let folded = fold(phrase, true);
+        let folded = match_words(phrase, true);
         let mut parts = Vec::new();
         for w in folded.split(' ').filter(|w| !w.is_empty()) {
             let stem = w.trim_end_matches('*');
@@ -142,7 +142,7 @@ pub(crate) struct PhraseMatcherBuilder {
 impl PhraseMatcherBuilder {
     /// Adds an alias; the first owner of a phrase keeps it.
     pub(crate) fn add(&mut self, alias: &str, owner: Owner) {
-        let key = fold(alias, false);
+        let key = match_words(alias, false);
         if key.is_empty() {
             return;
         }

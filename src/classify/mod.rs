@@ -31,7 +31,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::RefDataError;
-pub use normalize::normalize_part_number;
 
 use keywords::{KeywordSet, PhraseMatcher};
 

@@ -1,7 +1,11 @@
-//! Text folding for matching: case, accents, punctuation and Cyrillic look-alikes.
+//! Text as the classifier matches it: case, accents and punctuation folded into words
+//! ([`match_words`]); brand keys; part-number candidates (normalised by
+//! [`crate::text::normalise_part_number`], look-alike letters read as Latin).
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
+
+use crate::text::normalise_part_number;
 
 /// Small words skipped in keyword phrases and in the text they are matched against
 /// (English, French, Russian), so "condensateur au tantale" matches "condensateur tantale".
@@ -16,10 +20,13 @@ pub(crate) fn is_stopword(w: &str) -> bool {
     STOPWORDS.contains(&w)
 }
 
-/// Folds text for matching: canonical decomposition, combining marks dropped, lowercase;
+/// Text as the classifier matches it, word by word (not [`crate::extract::fold`], the
+/// one definition of "same text" for diffing, which keeps accents, punctuation and signs:
+/// `-5` and `5` are different values there, the same word here): canonical decomposition,
+/// combining marks dropped, lowercase;
 /// every run of characters that are not letters or digits becomes one space. With
 /// `keep_star`, `*` is kept (keyword stems). "Microcontrôleurs, 32-bit" → "microcontroleurs 32 bit".
-pub(crate) fn fold(s: &str, keep_star: bool) -> String {
+pub(crate) fn match_words(s: &str, keep_star: bool) -> String {
     let mut out = String::with_capacity(s.len());
     let mut gap = false;
     for c in s.nfd() {
@@ -97,7 +104,7 @@ const LEGAL_SUFFIXES: &[&str] = &[
 /// The words of a brand or manufacturer name as compared: folded, legal-form words dropped
 /// from the end ("Texas Instruments, Inc." → `["texas", "instruments"]`).
 pub(crate) fn brand_words(s: &str) -> Vec<String> {
-    let folded = fold(s, false);
+    let folded = match_words(s, false);
     let mut words: Vec<String> = folded
         .split(' ')
         .filter(|w| !w.is_empty())
@@ -109,7 +116,7 @@ pub(crate) fn brand_words(s: &str) -> Vec<String> {
             words.pop();
             continue;
         }
-        // "N.V.", "S.A." fold to two one-letter words.
+        // "N.V.", "S.A." match_words to two one-letter words.
         if n > 2 && words[n - 1].chars().count() == 1 && words[n - 2].chars().count() == 1 {
             let joined = format!("{}{}", words[n - 2], words[n - 1]);
             if LEGAL_SUFFIXES.contains(&joined.as_str()) {
@@ -129,47 +136,10 @@ pub(crate) fn brand_key(s: &str) -> String {
     brand_words(s).concat()
 }
 
-/// Maps letters that look like Latin ones in chip markings (Cyrillic, Greek, full-width) to
-/// their Latin twin: GUR records carry "МАХ1660ЕЕЕ" and "С8051F120" with Cyrillic letters.
-fn latin_twin(c: char) -> char {
-    match c {
-        'А' | 'а' | 'Α' => 'A',
-        'В' | 'в' | 'Β' => 'B',
-        'С' | 'с' | 'Ϲ' => 'C',
-        'Е' | 'е' | 'Ε' => 'E',
-        'Н' | 'н' | 'Η' => 'H',
-        'І' | 'і' | 'Ι' => 'I',
-        'Ј' | 'ј' => 'J',
-        'К' | 'к' | 'Κ' => 'K',
-        'М' | 'м' | 'Μ' => 'M',
-        'Ν' => 'N',
-        'О' | 'о' | 'Ο' => 'O',
-        'Р' | 'р' | 'Ρ' => 'P',
-        'Ѕ' | 'ѕ' => 'S',
-        'Т' | 'т' | 'Τ' => 'T',
-        'Х' | 'х' | 'Χ' => 'X',
-        'У' | 'у' | 'Υ' => 'Y',
-        'Ζ' => 'Z',
-        '\u{FF10}'..='\u{FF5A}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        _ => c,
-    }
-}
-
-/// Normalises a part number for pattern matching: look-alike letters read as Latin,
-/// upper-cased, every character that is not an ASCII letter or digit dropped.
-/// "NEO-M8N-0-10" → "NEOM8N010", "tms 320vc5416" → "TMS320VC5416".
-pub fn normalize_part_number(s: &str) -> String {
-    s.chars()
-        .map(latin_twin)
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
 /// A string that may be a part number, and where it came from.
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
-    /// Normalised (see [`normalize_part_number`]).
+    /// Normalised (see [`crate::text::normalise_part_number`]).
     pub(crate) text: String,
     /// From the part-number column (else from free text).
     pub(crate) column: bool,
@@ -231,21 +201,21 @@ fn is_caps_prefix(t: &str) -> bool {
 /// Whether a raw token could be the rest of a split marking ("320VC5416"): starts with a
 /// digit and contains a letter.
 fn is_marking_tail(t: &str) -> bool {
-    let n = normalize_part_number(t);
+    let n = normalise_part_number(t);
     n.len() >= 3 && n.as_bytes()[0].is_ascii_digit() && n.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 /// Candidates from the part-number column: the whole value, each of its words, and
 /// all-capital prefixes joined to the word after them ("TMS 320VC5416").
 pub(crate) fn column_candidates(s: &str, out: &mut Vec<Candidate>) {
-    let whole = normalize_part_number(s);
+    let whole = normalise_part_number(s);
     if whole.len() >= 2 {
         push_candidate(out, whole, true);
     }
     let tokens: Vec<&str> = s.split(is_token_sep).filter(|t| !t.is_empty()).collect();
     if tokens.len() > 1 {
         for t in &tokens {
-            let n = normalize_part_number(t);
+            let n = normalise_part_number(t);
             if n.len() >= 3 {
                 push_candidate(out, n, true);
             }
@@ -263,13 +233,13 @@ pub(crate) fn text_candidates(s: &str, out: &mut Vec<Candidate>) {
         if !t.chars().any(|c| c.is_ascii_digit()) {
             continue;
         }
-        let n = normalize_part_number(t);
+        let n = normalise_part_number(t);
         if text_ok(&n) {
             push_candidate(out, n, false);
         }
         if t.contains(['-', '/']) {
             for piece in t.split(['-', '/']) {
-                let p = normalize_part_number(piece);
+                let p = normalise_part_number(piece);
                 if text_ok(&p) {
                     push_candidate(out, p, false);
                 }
@@ -283,7 +253,7 @@ fn pair_join(tokens: &[&str], column: bool, out: &mut Vec<Candidate>) {
     for w in tokens.windows(2) {
         let (a, b) = (w[0].trim_end_matches('.'), w[1]);
         if is_caps_prefix(a) && is_marking_tail(b) {
-            let n = normalize_part_number(&format!("{a}{b}"));
+            let n = normalise_part_number(&format!("{a}{b}"));
             push_candidate(out, n, column);
         }
     }
@@ -296,12 +266,15 @@ mod tests {
     #[test]
     fn folds_case_accents_and_punctuation() {
         assert_eq!(
-            fold("Microcontrôleurs, 32-bit", false),
+            match_words("Microcontrôleurs, 32-bit", false),
             "microcontroleurs 32 bit"
         );
-        assert_eq!(fold("Микроконтроллер ПЛИС", false), "микроконтроллер плис");
         assert_eq!(
-            fold("condensateur* céramique", true),
+            match_words("Микроконтроллер ПЛИС", false),
+            "микроконтроллер плис"
+        );
+        assert_eq!(
+            match_words("condensateur* céramique", true),
             "condensateur* ceramique"
         );
     }
@@ -317,8 +290,8 @@ mod tests {
 
     #[test]
     fn part_numbers_read_cyrillic_lookalikes() {
-        assert_eq!(normalize_part_number("МАХ1660ЕЕЕ"), "MAX1660EEE");
-        assert_eq!(normalize_part_number("NEO-M8N-0-10"), "NEOM8N010");
+        assert_eq!(normalise_part_number("МАХ1660ЕЕЕ"), "MAX1660EEE");
+        assert_eq!(normalise_part_number("NEO-M8N-0-10"), "NEOM8N010");
     }
 
     #[test]

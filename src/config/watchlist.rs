@@ -677,7 +677,7 @@ pub const ADAPTERS: &[&str] = &["companies-house", "gleif", "opencorporates"];
 
 /// A Companies House number: 8 characters, digits or two letters then six
 /// digits (`01234567`, `SC123456`), upper-cased; an error saying why not.
-pub fn company_number(s: &str) -> Result<String, String> {
+pub(crate) fn company_number(s: &str) -> Result<String, String> {
     let n = s.trim().to_ascii_uppercase();
     let b = n.as_bytes();
     let ok = b.len() == 8
@@ -699,7 +699,7 @@ pub fn company_number(s: &str) -> Result<String, String> {
 
 /// An LEI (ISO 17442): 20 letters and digits whose ISO 7064 MOD 97-10
 /// check holds.
-pub fn lei(s: &str) -> Result<String, String> {
+pub(crate) fn lei(s: &str) -> Result<String, String> {
     let l = s.trim().to_ascii_uppercase();
     if l.len() != 20 || !l.bytes().all(|c| c.is_ascii_alphanumeric()) {
         return Err(format!(

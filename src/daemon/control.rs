@@ -161,12 +161,12 @@ pub(crate) async fn serve(
                     let shared = shared.clone();
                     tokio::spawn(async move {
                         if let Err(e) = handle(stream, shared).await {
-                            tracing::warn!(error = %e, "Control request failed.");
+                            tracing::warn!(error = %crate::text::chain(&e), "Control request failed.");
                         }
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "Control socket accept failed.");
+                    tracing::warn!(error = %crate::text::chain(&e), "Control socket accept failed.");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

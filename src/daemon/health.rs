@@ -136,10 +136,10 @@ pub async fn send(
             }
         }
         Err(e) => {
-            tracing::error!(notice = kind, error = %e, "Source health notice could not be sent; it is tried again after the next check.");
+            tracing::error!(notice = kind, error = %crate::text::chain(&e), "Source health notice could not be sent; it is tried again after the next check.");
             Sent {
                 broken_notice,
-                error: Some(e.to_string()),
+                error: Some(crate::text::chain(&e)),
                 counted: "failed",
             }
         }
@@ -206,7 +206,7 @@ async fn send_store_notice(
         if let Err(e) =
             crate::alert::send_notice(config, installation, w, &subject, &text, &key).await
         {
-            tracing::error!(watchlist = %w.name, error = %e, "The store notice could not be sent; it is tried again.");
+            tracing::error!(watchlist = %w.name, error = %crate::text::chain(&e), "The store notice could not be sent; it is tried again.");
             all = false;
         }
     }
@@ -233,20 +233,23 @@ pub(crate) async fn watch_store(
         }
         let store = shared.store.clone();
         let path = store.path().to_path_buf();
+        let notice = async |kind, since, error: &str| {
+            send_store_notice(
+                &shared.config(),
+                store.installation_id(),
+                kind,
+                since,
+                &path,
+                error,
+            )
+            .await
+        };
         match (down, store.failure()) {
             (None, None) => {}
             (None, Some(error)) => {
                 let since = Utc::now();
                 tracing::error!(path = %path.display(), error = %error, "The store cannot write; checks fail and alerts stay queued until it can. Retrying.");
-                let sent = send_store_notice(
-                    &shared.config(),
-                    store.installation_id(),
-                    StoreNotice::Failing,
-                    since,
-                    &path,
-                    &error,
-                )
-                .await;
+                let sent = notice(StoreNotice::Failing, since, &error).await;
                 down = Some((since, sent));
                 last_try = tokio::time::Instant::now();
                 last_notice = tokio::time::Instant::now();
@@ -259,15 +262,7 @@ pub(crate) async fn watch_store(
                         Ok(()) => {
                             tracing::warn!(path = %path.display(), "The store can write again; delivering queued alerts.");
                             if sent {
-                                send_store_notice(
-                                    &shared.config(),
-                                    store.installation_id(),
-                                    StoreNotice::Recovered,
-                                    since,
-                                    &path,
-                                    "",
-                                )
-                                .await;
+                                notice(StoreNotice::Recovered, since, "").await;
                             }
                             down = None;
                             kick_delivery.notify_one();
@@ -281,15 +276,7 @@ pub(crate) async fn watch_store(
                 if !sent && last_notice.elapsed() >= STORE_NOTICE_RETRY {
                     last_notice = tokio::time::Instant::now();
                     let error = store.failure().unwrap_or_default();
-                    let ok = send_store_notice(
-                        &shared.config(),
-                        store.installation_id(),
-                        StoreNotice::Failing,
-                        since,
-                        &path,
-                        &error,
-                    )
-                    .await;
+                    let ok = notice(StoreNotice::Failing, since, &error).await;
                     down = Some((since, ok));
                 }
             }

@@ -1,128 +1,103 @@
-//! The daemon's counters and their Prometheus text rendering (format
-//! 0.0.4). Every series is named `pivotwatch_…`; counters end in `_total`.
-//! Label sets are created up front (at zero) so dashboards see every
-//! series from the start.
+//! The daemon's counters, kept and rendered by `prometheus-client` in the
+//! Prometheus text format 0.0.4. Every series is named `pivotwatch_…`;
+//! counters end in `_total`. Label sets are created up front (at zero) so
+//! dashboards see every series from the start.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
 use crate::alert::{DeliveryReport, Outcome};
 use crate::check::CheckReport;
 
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
 /// Upper bounds (seconds) of the latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 11] =
-    [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const LATENCY_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
-/// A cumulative histogram with fixed buckets.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in microseconds.
-    sum_us: AtomicU64,
+/// One label and its value.
+type Label = [(&'static str, String); 1];
+
+/// Counters by one label, every known value created at zero.
+#[derive(Debug, Clone)]
+struct Labelled {
+    label: &'static str,
+    family: Family<Label, Counter>,
 }
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            if s <= *le {
-                self.counts[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{le}\"}} {}",
-                self.counts[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
-
-/// Counters by one label.
-#[derive(Debug, Default)]
-struct Labelled(Mutex<BTreeMap<String, u64>>);
 
 impl Labelled {
-    fn with(keys: &[&str]) -> Labelled {
-        Labelled(Mutex::new(
-            keys.iter().map(|k| (k.to_string(), 0)).collect(),
-        ))
+    fn with(label: &'static str, values: &[&str]) -> Labelled {
+        let l = Labelled {
+            label,
+            family: Family::default(),
+        };
+        for v in values {
+            let _ = l.family.get_or_create(&l.key(v));
+        }
+        l
     }
-    fn add(&self, key: &str, n: u64) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.to_string())
-            .or_default() += n;
+    fn key(&self, value: &str) -> Label {
+        [(self.label, value.to_string())]
     }
-    fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn add(&self, value: &str, n: u64) {
+        self.family.get_or_create(&self.key(value)).inc_by(n);
     }
 }
 
-/// Everything the daemon counts.
+/// Gauges by one label, set from the store at each scrape.
+#[derive(Debug, Clone)]
+struct LabelledGauge {
+    label: &'static str,
+    family: Family<Label, Gauge>,
+}
+
+impl LabelledGauge {
+    fn new(label: &'static str) -> LabelledGauge {
+        LabelledGauge {
+            label,
+            family: Family::default(),
+        }
+    }
+    fn set(&self, value: &str, n: u64) {
+        self.family
+            .get_or_create(&[(self.label, value.to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+/// Everything the daemon counts, and the registry that renders it.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
+    registry: Registry,
     checks: Labelled,
-    changes: AtomicU64,
+    changes: Counter,
     findings: Labelled,
     deliveries: Labelled,
     notices: Labelled,
     reloads: Labelled,
+    outbox_depth: LabelledGauge,
+    sources: LabelledGauge,
+    checks_in_flight: Gauge,
     /// Time per HTTP request (waiting for the host's turn excluded).
-    pub fetch_latency: Histogram,
+    fetch_latency: Histogram,
     /// Time per check, pagination and store commit included.
-    pub check_duration: Histogram,
+    check_duration: Histogram,
     in_flight: AtomicU64,
     /// Companies House stream events read, by stream.
     stream_events: Labelled,
     /// Stream events about a watched company, by stream.
     stream_matched: Labelled,
-    /// Seconds between an event's publication and its reading, by stream
-    /// (the latest event).
-    stream_lag: Mutex<BTreeMap<String, f64>>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            checks: Labelled::with(&["new", "changed", "unchanged", "failed", "blocked"]),
-            changes: AtomicU64::new(0),
-            findings: Labelled::with(&["info", "low", "medium", "high", "critical"]),
-            deliveries: Labelled::with(&["sent", "retry", "dead", "deferred", "held"]),
-            notices: Labelled::with(&["broken", "recovered", "failed"]),
-            reloads: Labelled::with(&["ok", "error"]),
-            fetch_latency: Histogram::default(),
-            check_duration: Histogram::default(),
-            in_flight: AtomicU64::new(0),
-            stream_events: Labelled::with(&STREAM_NAMES),
-            stream_matched: Labelled::with(&STREAM_NAMES),
-            stream_lag: Mutex::new(STREAM_NAMES.iter().map(|s| (s.to_string(), 0.0)).collect()),
-        }
-    }
+    /// Seconds between the latest event's publication and its reading,
+    /// by stream.
+    stream_lag: Family<Label, Gauge<f64, AtomicU64>>,
 }
 
 /// The Companies House streams, for their label sets.
@@ -133,31 +108,160 @@ const STREAM_NAMES: [&str; 4] = [
     "filing-history",
 ];
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let histogram = || Histogram::new(LATENCY_BUCKETS);
+        let m = Metrics {
+            registry: Registry::default(),
+            checks: Labelled::with(
+                "outcome",
+                &["new", "changed", "unchanged", "failed", "blocked"],
+            ),
+            changes: Counter::default(),
+            findings: Labelled::with("severity", &["info", "low", "medium", "high", "critical"]),
+            deliveries: Labelled::with("outcome", &["sent", "retry", "dead", "deferred", "held"]),
+            notices: Labelled::with("kind", &["broken", "recovered", "failed"]),
+            reloads: Labelled::with("result", &["ok", "error"]),
+            outbox_depth: LabelledGauge::new("state"),
+            sources: LabelledGauge::new("health"),
+            checks_in_flight: Gauge::default(),
+            fetch_latency: histogram(),
+            check_duration: histogram(),
+            in_flight: AtomicU64::new(0),
+            stream_events: Labelled::with("stream", &STREAM_NAMES),
+            stream_matched: Labelled::with("stream", &STREAM_NAMES),
+            stream_lag: Family::default(),
+        };
+        for s in STREAM_NAMES {
+            let _ = m.stream_lag.get_or_create(&[("stream", s.to_string())]);
+        }
+        m.register()
+    }
+}
+
 /// Values read from the store when `/metrics` is scraped.
 #[derive(Debug, Default, Clone)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// Deliveries waiting in the outbox (not dead).
-    pub outbox_pending: u64,
+    pub(crate) outbox_pending: u64,
     /// Dead letters.
-    pub outbox_dead: u64,
+    pub(crate) outbox_dead: u64,
     /// Sources by health: `ok`, `failing`, `broken`, `unchecked`.
-    pub sources: BTreeMap<&'static str, u64>,
+    pub(crate) sources: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
+    /// Registers every series, in the order `/metrics` shows them. The
+    /// registry appends the full stop to each help text.
+    fn register(mut self) -> Metrics {
+        let r = &mut self.registry;
+        r.register(
+            "pivotwatch_build",
+            "The running pivotwatch version",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        r.register(
+            "pivotwatch_checks",
+            "Checks finished, by outcome",
+            self.checks.family.clone(),
+        );
+        r.register(
+            "pivotwatch_changes",
+            "Changes found by checks",
+            self.changes.clone(),
+        );
+        r.register(
+            "pivotwatch_findings",
+            "Findings raised, by severity",
+            self.findings.family.clone(),
+        );
+        r.register(
+            "pivotwatch_deliveries",
+            "Alert deliveries handled, by outcome",
+            self.deliveries.family.clone(),
+        );
+        r.register(
+            "pivotwatch_notices",
+            "Source health notices to maintainers, by kind (failed = could not be sent)",
+            self.notices.family.clone(),
+        );
+        r.register(
+            "pivotwatch_reloads",
+            "Configuration reloads (SIGHUP), by result",
+            self.reloads.family.clone(),
+        );
+        r.register(
+            "pivotwatch_outbox_depth",
+            "Deliveries in the outbox, by state",
+            self.outbox_depth.family.clone(),
+        );
+        r.register(
+            "pivotwatch_sources",
+            "Configured sources, by health",
+            self.sources.family.clone(),
+        );
+        r.register(
+            "pivotwatch_checks_in_flight",
+            "Checks running now",
+            self.checks_in_flight.clone(),
+        );
+        r.register(
+            "pivotwatch_fetch_duration_seconds",
+            "HTTP request latency, from sending to the end of the body",
+            self.fetch_latency.clone(),
+        );
+        r.register(
+            "pivotwatch_check_duration_seconds",
+            "Duration of one check, pagination and store commit included",
+            self.check_duration.clone(),
+        );
+        r.register(
+            "pivotwatch_stream_events",
+            "Companies House stream events read, by stream",
+            self.stream_events.family.clone(),
+        );
+        r.register(
+            "pivotwatch_stream_events_matched",
+            "Companies House stream events about a watched company, by stream",
+            self.stream_matched.family.clone(),
+        );
+        r.register(
+            "pivotwatch_stream_lag_seconds",
+            "Time from publication to reading of the latest event, by stream",
+            self.stream_lag.clone(),
+        );
+        self
+    }
+
+    /// Counts `n` events read on a stream, `matched` of them about a
+    /// watched company, the latest published `lag` ago.
+    pub(crate) fn stream_events(&self, stream: &str, n: u64, matched: u64, lag: Option<Duration>) {
+        self.stream_events.add(stream, n);
+        self.stream_matched.add(stream, matched);
+        if let Some(lag) = lag {
+            self.stream_lag
+                .get_or_create(&[("stream", stream.to_string())])
+                .set(lag.as_secs_f64());
+        }
+    }
+
     /// Counts one finished check.
-    pub fn check_done(&self, r: &CheckReport, took: Duration) {
+    pub(crate) fn check_done(&self, r: &CheckReport, took: Duration) {
         self.checks.add(&r.status.to_string(), 1);
-        self.changes
-            .fetch_add(r.changes.len() as u64, Ordering::Relaxed);
+        self.changes.inc_by(r.changes.len() as u64);
         for f in &r.findings {
             self.findings.add(f.severity.as_str(), 1);
         }
-        self.check_duration.observe(took);
+        self.check_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts one HTTP request's time.
+    pub(crate) fn fetch_done(&self, took: Duration) {
+        self.fetch_latency.observe(took.as_secs_f64());
     }
 
     /// Counts the mails of one delivery run.
-    pub fn delivered(&self, r: &DeliveryReport) {
+    pub(crate) fn delivered(&self, r: &DeliveryReport) {
         for m in &r.mails {
             let k = match m.outcome {
                 Outcome::Sent { .. } => "sent",
@@ -171,17 +275,17 @@ impl Metrics {
     }
 
     /// Counts a maintainer notice (`broken`, `recovered`, `failed`).
-    pub fn notice(&self, kind: &str) {
+    pub(crate) fn notice(&self, kind: &str) {
         self.notices.add(kind, 1);
     }
 
     /// Counts a configuration reload (`ok` or `error`).
-    pub fn reload(&self, result: &str) {
+    pub(crate) fn reload(&self, result: &str) {
         self.reloads.add(result, 1);
     }
 
     /// A check started (`+1`) or ended (`-1`).
-    pub fn in_flight(&self, started: bool) {
+    pub(crate) fn in_flight(&self, started: bool) {
         if started {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -193,150 +297,26 @@ impl Metrics {
         }
     }
 
-    /// Counts `n` events read on a stream, `matched` of them about a
-    /// watched company, the latest published `lag` ago.
-    pub fn stream_events(&self, stream: &str, n: u64, matched: u64, lag: Option<Duration>) {
-        self.stream_events.add(stream, n);
-        self.stream_matched.add(stream, matched);
-        if let Some(lag) = lag {
-            self.stream_lag
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(stream.to_string(), lag.as_secs_f64());
-        }
-    }
-
     /// Checks in flight now.
-    pub fn checks_in_flight(&self) -> u64 {
+    pub(crate) fn checks_in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, g: &Gauges) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP pivotwatch_build_info The running pivotwatch version.\n# TYPE pivotwatch_build_info gauge\npivotwatch_build_info{{version=\"{}\"}} 1",
-            escape(env!("CARGO_PKG_VERSION"))
-        );
-        counter(
-            &mut out,
-            "pivotwatch_checks_total",
-            "Checks finished, by outcome.",
-            "outcome",
-            &self.checks.snapshot(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP pivotwatch_changes_total Changes found by checks.\n# TYPE pivotwatch_changes_total counter\npivotwatch_changes_total {}",
-            self.changes.load(Ordering::Relaxed)
-        );
-        counter(
-            &mut out,
-            "pivotwatch_findings_total",
-            "Findings raised, by severity.",
-            "severity",
-            &self.findings.snapshot(),
-        );
-        counter(
-            &mut out,
-            "pivotwatch_deliveries_total",
-            "Alert deliveries handled, by outcome.",
-            "outcome",
-            &self.deliveries.snapshot(),
-        );
-        counter(
-            &mut out,
-            "pivotwatch_notices_total",
-            "Source health notices to maintainers, by kind (failed = could not be sent).",
-            "kind",
-            &self.notices.snapshot(),
-        );
-        counter(
-            &mut out,
-            "pivotwatch_reloads_total",
-            "Configuration reloads (SIGHUP), by result.",
-            "result",
-            &self.reloads.snapshot(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP pivotwatch_outbox_depth Deliveries in the outbox, by state.\n# TYPE pivotwatch_outbox_depth gauge\npivotwatch_outbox_depth{{state=\"pending\"}} {}\npivotwatch_outbox_depth{{state=\"dead\"}} {}",
-            g.outbox_pending, g.outbox_dead
-        );
-        let _ = writeln!(
-            out,
-            "# HELP pivotwatch_sources Configured sources, by health.\n# TYPE pivotwatch_sources gauge"
-        );
+    /// The Prometheus text exposition ([`CONTENT_TYPE`]), with the values
+    /// read from the store at this scrape.
+    pub(crate) fn render(&self, g: &Gauges) -> String {
+        self.outbox_depth.set("pending", g.outbox_pending);
+        self.outbox_depth.set("dead", g.outbox_dead);
         for h in ["ok", "failing", "broken", "unchecked"] {
-            let _ = writeln!(
-                out,
-                "pivotwatch_sources{{health=\"{h}\"}} {}",
-                g.sources.get(h).copied().unwrap_or(0)
-            );
+            self.sources.set(h, g.sources.get(h).copied().unwrap_or(0));
         }
-        let _ = writeln!(
-            out,
-            "# HELP pivotwatch_checks_in_flight Checks running now.\n# TYPE pivotwatch_checks_in_flight gauge\npivotwatch_checks_in_flight {}",
-            self.checks_in_flight()
-        );
-        self.fetch_latency.render(
-            &mut out,
-            "pivotwatch_fetch_duration_seconds",
-            "HTTP request latency, from sending to the end of the body.",
-        );
-        self.check_duration.render(
-            &mut out,
-            "pivotwatch_check_duration_seconds",
-            "Duration of one check, pagination and store commit included.",
-        );
-        counter(
-            &mut out,
-            "pivotwatch_stream_events_total",
-            "Companies House stream events read, by stream.",
-            "stream",
-            &self.stream_events.snapshot(),
-        );
-        counter(
-            &mut out,
-            "pivotwatch_stream_events_matched_total",
-            "Companies House stream events about a watched company, by stream.",
-            "stream",
-            &self.stream_matched.snapshot(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP pivotwatch_stream_lag_seconds Time from publication to reading of the latest event, by stream.\n# TYPE pivotwatch_stream_lag_seconds gauge"
-        );
-        let lags = self
-            .stream_lag
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for (k, v) in lags {
-            let _ = writeln!(
-                out,
-                "pivotwatch_stream_lag_seconds{{stream=\"{}\"}} {v}",
-                escape(&k)
-            );
-        }
+        self.checks_in_flight
+            .set(i64::try_from(self.checks_in_flight()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
         out
     }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, label: &str, v: &BTreeMap<String, u64>) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for (k, n) in v {
-        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(k));
-    }
-}
-
-/// Escapes a label value (backslash, double quote, line feed).
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -345,15 +325,48 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_millis(30));
-        h.observe(Duration::from_millis(700));
-        let mut s = String::new();
-        h.render(&mut s, "x", "help");
-        assert!(s.contains("x_bucket{le=\"0.05\"} 1\n"), "{s}");
-        assert!(s.contains("x_bucket{le=\"1\"} 2\n"), "{s}");
-        assert!(s.contains("x_bucket{le=\"+Inf\"} 2\n"), "{s}");
-        assert!(s.contains("x_count 2\n"), "{s}");
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let m = Metrics::default();
+        m.fetch_done(Duration::from_millis(30));
+        m.fetch_done(Duration::from_millis(700));
+        let s = m.render(&Gauges::default());
+        let x = "pivotwatch_fetch_duration_seconds";
+        assert!(s.contains(&format!("{x}_bucket{{le=\"0.05\"}} 1\n")), "{s}");
+        assert!(s.contains(&format!("{x}_bucket{{le=\"1\"}} 2\n")), "{s}");
+        assert!(s.contains(&format!("{x}_bucket{{le=\"+Inf\"}} 2\n")), "{s}");
+        assert!(s.contains(&format!("{x}_count 2\n")), "{s}");
+        // Label values are escaped (backslash, double quote, line feed).
+        m.notice("a\"b\\c\nd");
+        let s = m.render(&Gauges::default());
+        assert!(
+            s.contains("pivotwatch_notices_total{kind=\"a\\\"b\\\\c\\nd\"} 1\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn series_names_types_and_help_are_those_dashboards_know() {
+        let s = Metrics::default().render(&Gauges::default());
+        for line in [
+            "# HELP pivotwatch_build_info The running pivotwatch version.\n# TYPE pivotwatch_build_info gauge\n",
+            "# HELP pivotwatch_checks_total Checks finished, by outcome.\n# TYPE pivotwatch_checks_total counter\n",
+            "pivotwatch_checks_total{outcome=\"new\"} 0\n",
+            "# TYPE pivotwatch_changes_total counter\npivotwatch_changes_total 0\n",
+            "# HELP pivotwatch_notices_total Source health notices to maintainers, by kind (failed = could not be sent).\n",
+            "pivotwatch_reloads_total{result=\"error\"} 0\n",
+            "# TYPE pivotwatch_outbox_depth gauge\n",
+            "pivotwatch_outbox_depth{state=\"dead\"} 0\n",
+            "pivotwatch_sources{health=\"unchecked\"} 0\n",
+            "# TYPE pivotwatch_checks_in_flight gauge\npivotwatch_checks_in_flight 0\n",
+            "# TYPE pivotwatch_check_duration_seconds histogram\n",
+        ] {
+            assert!(s.contains(line), "{line:?} missing in\n{s}");
+        }
+        assert!(
+            s.contains(&format!(
+                "pivotwatch_build_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{s}"
+        );
     }
 }

@@ -70,7 +70,7 @@ pub(crate) const HEARTBEAT_STALE: Duration = Duration::from_secs(60);
 #[non_exhaustive]
 pub enum DaemonError {
     /// The configuration is invalid (at start; a reload keeps the old one).
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigErrors),
     /// The store cannot be opened, e.g. another process holds it.
     #[error(transparent)]
@@ -80,7 +80,7 @@ pub enum DaemonError {
     Check(#[from] CheckError),
     /// The status endpoint cannot listen.
     #[error(
-        "cannot listen on {addr} for the status endpoint ({source}); change [status] listen or stop what uses that port"
+        "cannot listen on {addr} for the status endpoint; change [status] listen or stop what uses that port"
     )]
     Listen {
         /// The address.
@@ -89,7 +89,7 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// A signal handler cannot be installed.
-    #[error("cannot install the {signal} handler: {source}")]
+    #[error("cannot install the {signal} handler")]
     Signal {
         /// Which signal.
         signal: &'static str,
@@ -202,7 +202,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
                 .with_graceful_shutdown(stopped(rx))
                 .await
             {
-                tracing::error!(error = %e, "Status endpoint stopped.");
+                tracing::error!(error = %crate::text::chain(&e), "Status endpoint stopped.");
             }
         });
     }
@@ -220,7 +220,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             ));
         }
         Err(e) => tracing::error!(
-            error = %e,
+            error = %crate::text::chain(&e),
             "Cannot create the control socket in the state folder; history, diff, findings, explain and outbox will not work while the daemon runs."
         ),
     }
@@ -301,4 +301,27 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DaemonError;
+
+    #[test]
+    fn start_errors_name_their_os_cause_once() {
+        let cause = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        for e in [
+            DaemonError::Listen {
+                addr: "127.0.0.1:9".parse().expect("addr"),
+                source: cause(),
+            },
+            DaemonError::Signal {
+                signal: "SIGHUP",
+                source: cause(),
+            },
+        ] {
+            let chain = crate::text::chain(&e);
+            assert_eq!(chain.matches("address in use").count(), 1, "{chain}");
+        }
+    }
 }

@@ -8,17 +8,17 @@ use sd_notify::NotifyState;
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "Cannot notify systemd.");
+        tracing::warn!(error = %crate::text::chain(&e), "Cannot notify systemd.");
     }
 }
 
 /// Startup is complete (store open, endpoints bound, sources scheduled).
-pub fn ready(status: &str) {
+pub(super) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// A configuration reload started; [`ready`] ends it.
-pub fn reloading() {
+pub(super) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(m) => send(&[NotifyState::Reloading, m]),
         Err(_) => send(&[NotifyState::Reloading]),
@@ -26,21 +26,21 @@ pub fn reloading() {
 }
 
 /// Shutdown started.
-pub fn stopping(status: &str) {
+pub(super) fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
 /// A one-line status for `systemctl status`.
-pub fn status(status: &str) {
+pub(super) fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
 /// A watchdog keep-alive.
-pub fn watchdog() {
+pub(super) fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
 /// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(super) fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled()
 }

@@ -383,20 +383,10 @@ mod tests {
     }
 
     fn report(status: CheckStatus, transient: bool, retry_after: Option<Duration>) -> CheckReport {
-        CheckReport {
-            entity: "e".into(),
-            source: "s".into(),
-            url: String::new(),
-            status,
-            change_count: 0,
-            finding_count: 0,
-            error: None,
-            snapshot: None,
-            changes: vec![],
-            findings: vec![],
-            transient,
-            retry_after,
-        }
+        let mut r = CheckReport::new("e", "s", "", status);
+        r.transient = transient;
+        r.retry_after = retry_after;
+        r
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub(super) fn politeness(config: &Config, metrics: &Arc<Metrics>) -> Politeness 
     let m = metrics.clone();
     let (c, i, o) = limits(config);
     Politeness::new(c, i, o).with_observer(Arc::new(move |obs| {
-        m.fetch_latency.observe(obs.elapsed);
+        m.fetch_done(obs.elapsed);
     }))
 }
 
@@ -271,7 +271,7 @@ impl Scheduler {
         let stored: HashMap<String, DaemonSource> = match self.store.daemon_sources() {
             Ok(v) => v.into_iter().collect(),
             Err(e) => {
-                tracing::error!(error = %e, "Cannot read the stored schedule; sources are scheduled afresh.");
+                tracing::error!(error = %crate::text::chain(&e), "Cannot read the stored schedule; sources are scheduled afresh.");
                 HashMap::new()
             }
         };
@@ -345,7 +345,7 @@ impl Scheduler {
             if !entries.contains_key(key)
                 && let Err(e) = self.store.remove_daemon_source(key)
             {
-                tracing::warn!(error = %e, "Cannot forget a removed source's schedule.");
+                tracing::warn!(error = %crate::text::chain(&e), "Cannot forget a removed source's schedule.");
             }
         }
         self.entries = entries;
@@ -359,7 +359,7 @@ impl Scheduler {
 
     fn persist(&self, key: &str, record: &DaemonSource) {
         if let Err(e) = self.store.put_daemon_source(key, record) {
-            tracing::error!(error = %e, "Cannot store a source's next due time.");
+            tracing::error!(error = %crate::text::chain(&e), "Cannot store a source's next due time.");
         }
     }
 
@@ -582,7 +582,7 @@ impl Scheduler {
                 let c = Arc::new(c);
                 Checker::new(c.clone(), self.store.clone())
                     .map(|ch| (c, ch))
-                    .map_err(|e| vec![e.to_string()])
+                    .map_err(|e| vec![crate::text::chain(&e)])
             });
         match result {
             Err(errors) => {

@@ -54,7 +54,7 @@ pub(crate) struct SourceView {
 
 impl SourceView {
     /// `ok`, `failing`, `broken` or `unchecked`.
-    pub fn health(&self, threshold: u32) -> &'static str {
+    pub(crate) fn health(&self, threshold: u32) -> &'static str {
         match &self.state {
             None => "unchecked",
             Some(s) if s.last_status.is_none() => "unchecked",
@@ -154,10 +154,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     .await;
     match gauges {
         Ok(g) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
             shared.metrics.render(&g),
         )
             .into_response(),
@@ -178,48 +175,48 @@ async fn feed(State(shared): State<Arc<Shared>>) -> Response {
             .map(|e| e.name.clone())
             .unwrap_or_else(|| f.entity.clone())
     };
-    (
-        [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
-        atom(
-            &findings,
-            &name,
-            shared.started,
-            shared.store.installation_id(),
-        ),
-    )
-        .into_response()
+    match atom(
+        &findings,
+        &name,
+        shared.started,
+        shared.store.installation_id(),
+    ) {
+        Ok(xml) => (
+            [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+            xml,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %crate::text::chain(&e), "Status endpoint cannot write the feed.");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
-/// Renders findings (newest first) as an Atom 1.0 feed (RFC 4287). The
-/// feed and entry ids carry `installation` (the store's
-/// [`crate::store::Store::installation_id`]): finding ids start again in a
-/// new store, and a feed reader must not take a new store's finding for an
-/// entry it already has.
-pub fn atom(
+/// Renders findings (newest first) as an Atom 1.0 feed (RFC 4287), with
+/// `atom_syndication` (which escapes for XML). The feed and entry ids carry
+/// `installation` (the store's [`crate::store::Store::installation_id`]):
+/// finding ids start again in a new store, and a feed reader must not take
+/// a new store's finding for an entry it already has.
+pub(crate) fn atom(
     findings: &[Finding],
     entity_name: &dyn Fn(&Finding) -> String,
     fallback_updated: DateTime<Utc>,
     installation: &str,
-) -> String {
-    let inst = xml(installation);
+) -> Result<String, atom_syndication::Error> {
+    use atom_syndication::{Category, Content, Entry, Feed, Generator, Person, Text};
     let updated = findings
         .iter()
         .map(|f| f.created_at)
         .max()
         .unwrap_or(fallback_updated);
-    let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-    x.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
-    x.push_str("  <title>pivotwatch findings</title>\n");
-    let _ = writeln!(x, "  <id>urn:pivotwatch:{inst}:findings</id>");
-    let _ = writeln!(x, "  <updated>{}</updated>", updated.to_rfc3339());
-    x.push_str("  <author><name>pivotwatch</name></author>\n");
-    let _ = writeln!(
-        x,
-        "  <generator version=\"{}\">pivotwatch</generator>",
-        env!("CARGO_PKG_VERSION")
-    );
-    for f in findings {
+    let inst = shown(installation);
+    let category = |term: String, label: &str| Category {
+        term,
+        scheme: None,
+        label: Some(label.to_string()),
+    };
+    let entries = findings.iter().map(|f| {
         let name = entity_name(f);
         let title = format!(
             "[{}] {}: {}",
@@ -243,65 +240,62 @@ pub fn atom(
                 let _ = writeln!(content, "- {}", c.describe());
             }
         }
-        x.push_str("  <entry>\n");
-        let _ = writeln!(
-            x,
-            "    <id>urn:pivotwatch:{inst}:finding:{}:{}</id>",
-            xml(&f.entity),
-            f.id
-        );
-        let _ = writeln!(x, "    <title>{}</title>", shown(&title));
-        let _ = writeln!(x, "    <updated>{}</updated>", f.created_at.to_rfc3339());
-        let _ = writeln!(
-            x,
-            "    <published>{}</published>",
-            f.created_at.to_rfc3339()
-        );
-        let _ = writeln!(
-            x,
-            "    <category term=\"{}\" label=\"severity\"/>",
-            xml(f.severity.as_str())
-        );
-        let _ = writeln!(
-            x,
-            "    <category term=\"{}\" label=\"rule\"/>",
-            shown(&f.rule)
-        );
-        let _ = writeln!(x, "    <summary>{}</summary>", shown(&f.summary));
-        let _ = writeln!(
-            x,
-            "    <content type=\"text\">{}</content>",
-            shown(&content)
-        );
-        x.push_str("  </entry>\n");
-    }
-    x.push_str("</feed>\n");
-    x
-}
-
-/// Escapes text for XML and drops the characters XML 1.0 cannot carry
-/// (control characters, U+FFFE, U+FFFF).
-pub fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
+        Entry {
+            id: format!(
+                "urn:pivotwatch:{inst}:finding:{}:{}",
+                shown(&f.entity),
+                f.id
+            ),
+            title: Text::plain(shown(&title)),
+            updated: f.created_at.fixed_offset(),
+            published: Some(f.created_at.fixed_offset()),
+            categories: vec![
+                category(f.severity.as_str().to_string(), "severity"),
+                category(shown(&f.rule), "rule"),
+            ],
+            summary: Some(Text::plain(shown(&f.summary))),
+            content: Some(Content {
+                value: Some(shown(&content)),
+                content_type: Some("text".to_string()),
+                ..Content::default()
+            }),
+            ..Entry::default()
         }
-    }
-    out
+    });
+    let feed = Feed {
+        title: Text::plain("pivotwatch findings"),
+        id: format!("urn:pivotwatch:{inst}:findings"),
+        updated: updated.fixed_offset(),
+        authors: vec![Person {
+            name: "pivotwatch".to_string(),
+            ..Person::default()
+        }],
+        generator: Some(Generator {
+            value: "pivotwatch".to_string(),
+            uri: None,
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        }),
+        entries: entries.collect(),
+        ..Feed::default()
+    };
+    let xml = feed.write_to(Vec::new())?;
+    // The writer is given only `String`s and writes UTF-8.
+    Ok(String::from_utf8_lossy(&xml).into_owned())
 }
 
-/// Scraped text for the feed: unsafe characters made visible, then
-/// escaped for XML.
+/// Scraped text for the feed: unsafe characters made visible
+/// ([`crate::text::for_display`]), then the characters XML 1.0 cannot
+/// carry dropped (the remaining control characters other than tab and
+/// line feed, U+FFFE, U+FFFF). Escaping is the feed writer's.
 fn shown(s: &str) -> String {
-    xml(&crate::text::for_display(s))
+    crate::text::for_display(s)
+        .chars()
+        .filter(|&c| {
+            !(((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+                || c == '\u{FFFE}'
+                || c == '\u{FFFF}')
+        })
+        .collect()
 }
 
 /// Text for the HTML page: unsafe characters made visible, then escaped.
@@ -576,10 +570,17 @@ name = "td.n"
     }
 
     #[test]
-    fn xml_escapes_and_drops_what_xml_cannot_carry() {
+    fn feed_escapes_and_drops_what_xml_cannot_carry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, store) = fixture(dir.path());
+        let mut f = store.findings().expect("findings").remove(0);
+        f.summary = "a<b>&\"'\u{0}\u{1b}\u{FFFF}\tz</summary>".into();
+        let xml = atom(&[f], &|_| "Acme".into(), Utc::now(), "0123").expect("feed");
+        assert!(!xml.contains('\u{FFFF}') && !xml.contains('\u{0}'), "{xml}");
+        let parsed = atom_syndication::Feed::from_str(&xml).expect("Atom XML");
         assert_eq!(
-            xml("a<b>&\"'\u{0}\u{1b}\u{FFFF}\tz"),
-            "a&lt;b&gt;&amp;&quot;&apos;\tz"
+            parsed.entries()[0].summary().map(|s| s.as_str()),
+            Some("a<b>&\"'<U+0000><U+001B>\tz</summary>")
         );
     }
 }

@@ -85,9 +85,15 @@ pub struct HtmlPage {
     pub unmatched: Unmatched,
 }
 
-/// Extracts one page. `base` resolves relative links.
-pub fn extract_html(spec: &HtmlSpec, text: &str, base: &Url) -> Result<HtmlPage, ExtractError> {
-    let doc = super::limits::parse(text, &super::limits::HTML_LIMITS)?;
+/// Extracts one page. `base` resolves relative links; `elapsed` is the
+/// parse's time so far, as the caller measures it ([`super::limits::parse`]).
+pub fn extract_html(
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    elapsed: super::limits::Elapsed<'_>,
+) -> Result<HtmlPage, ExtractError> {
+    let doc = super::limits::parse(text, &super::limits::HTML_LIMITS, elapsed)?;
     let root = doc.root_element();
     let mut page = HtmlPage::default();
 

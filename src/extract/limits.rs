@@ -14,8 +14,9 @@
 //!    tags that are ignored) to measure nesting depth, attributes per
 //!    element and elements, and refuses the page with the limit named.
 //! 2. [`parse`]: html5ever fed in slices, giving up once it has spent
-//!    [`HtmlLimits::parse_time`] of CPU (for a page that fools the
-//!    pre-scan).
+//!    [`HtmlLimits::parse_time`] (for a page that fools the pre-scan), as
+//!    measured by the caller's [`Elapsed`] (`check` gives the thread's CPU
+//!    time): this module reads no clock.
 //! 3. [`check_tree`]: the parsed tree's real depth and size, before any
 //!    selector runs or the recursive text collection starts.
 //!
@@ -24,7 +25,7 @@
 //! of attributes per element, and an 8 MiB page holds ~300k elements.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scraper::{Html, HtmlTreeSink};
 
@@ -63,11 +64,14 @@ fn refused(limit: &'static str, max: String, detail: String) -> ExtractError {
     ExtractError::TooComplex { limit, max, detail }
 }
 
+/// How long the parse has run so far, as the caller measures it (from
+/// when the caller started it): `extract` is pure and reads no clock.
+pub type Elapsed<'a> = &'a dyn Fn() -> Duration;
+
 /// Parses `text` as a document within `limits`: pre-scan, bounded parse,
-/// tree check.
-pub fn parse(text: &str, limits: &HtmlLimits) -> Result<Html, ExtractError> {
+/// tree check. `elapsed` is looked at between slices.
+pub fn parse(text: &str, limits: &HtmlLimits, elapsed: Elapsed<'_>) -> Result<Html, ExtractError> {
     prescan(text, limits)?;
-    let started = Spent::start();
     let doc = if text.len() <= SLICE {
         Html::parse_document(text)
     } else {
@@ -85,7 +89,7 @@ pub fn parse(text: &str, limits: &HtmlLimits) -> Result<Html, ExtractError> {
             let (slice, tail) = rest.split_at(cut);
             parser.process(html5ever::tendril::StrTendril::from_slice(slice));
             rest = tail;
-            if !rest.is_empty() && started.so_far() > limits.parse_time {
+            if !rest.is_empty() && elapsed() > limits.parse_time {
                 return Err(refused(
                     "parse time",
                     humantime::format_duration(limits.parse_time).to_string(),
@@ -101,54 +105,6 @@ pub fn parse(text: &str, limits: &HtmlLimits) -> Result<Html, ExtractError> {
     };
     check_tree(&doc, limits)?;
     Ok(doc)
-}
-
-/// Time spent parsing: the thread's CPU time where it can be read (so a
-/// loaded machine does not refuse a big page that is merely slow to get
-/// the processor), else wall time.
-struct Spent {
-    wall: Instant,
-    cpu: Option<Duration>,
-}
-
-impl Spent {
-    fn start() -> Spent {
-        Spent {
-            wall: Instant::now(),
-            cpu: thread_cpu_time(),
-        }
-    }
-
-    fn so_far(&self) -> Duration {
-        match (self.cpu, thread_cpu_time()) {
-            (Some(a), Some(b)) => b.saturating_sub(a),
-            _ => self.wall.elapsed(),
-        }
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn thread_cpu_time() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given, which
-    // lives on this stack frame; CLOCK_THREAD_CPUTIME_ID exists on every
-    // Linux this builds for, and a failure is reported by the return code.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return None;
-    }
-    Some(Duration::new(
-        u64::try_from(ts.tv_sec).ok()?,
-        u32::try_from(ts.tv_nsec).ok()?,
-    ))
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn thread_cpu_time() -> Option<Duration> {
-    None
 }
 
 /// The parsed tree's depth and element count, in one walk.
@@ -955,9 +911,11 @@ mod tests {
             parse_time: Duration::from_micros(1),
             ..HTML_LIMITS
         };
-        let e = parse(&page, &quick).unwrap_err();
+        let t = std::time::Instant::now();
+        let e = parse(&page, &quick, &|| t.elapsed()).unwrap_err();
         assert!(e.to_string().contains("the parse time limit is 1us"), "{e}");
-        assert!(parse(&page, &HTML_LIMITS).is_ok());
+        let t = std::time::Instant::now();
+        assert!(parse(&page, &HTML_LIMITS, &|| t.elapsed()).is_ok());
     }
 
     #[test]

@@ -231,6 +231,25 @@ pub fn build_item(values: BTreeMap<Column, String>) -> Option<Item> {
     Some(item)
 }
 
+/// Keys a stored record's items again by today's [`item_key`] (a record
+/// written by a pivotwatch whose keys were computed otherwise), with the
+/// duplicate suffixes of [`insert_items`]. Returns whether any key changed.
+/// An item whose fields give no key keeps the one it has.
+pub fn rekey(record: &mut Record) -> bool {
+    let before: Vec<String> = record.items.keys().cloned().collect();
+    let items: Vec<Item> = std::mem::take(&mut record.items)
+        .into_values()
+        .map(|mut it| {
+            if let Some(k) = item_key(it.part_number.as_deref(), it.name.as_deref()) {
+                it.key = k;
+            }
+            it
+        })
+        .collect();
+    insert_items(record, items);
+    !record.items.keys().eq(before.iter())
+}
+
 /// Puts items into a record by key. Rows that share a key are told apart
 /// by a `#2`, `#3` … suffix assigned in content order, so reordering rows
 /// never changes any key.

@@ -3,6 +3,8 @@
 
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
+pub use crate::text::normalise_part_number;
+
 /// NFC-normalises and collapses every run of whitespace (incl. NBSP) to one
 /// space, trimmed. Case is kept for display.
 pub fn clean_text(s: &str) -> String {
@@ -58,25 +60,6 @@ pub fn fold(s: &str) -> String {
     } else {
         c.to_lowercase()
     }
-}
-
-/// A part number's normal form: letters and digits only, upper case
-/// (`tms320-f28335 pgfa` → `TMS320F28335PGFA`).
-pub fn normalise_part_number(s: &str) -> String {
-    if s.is_ascii() {
-        // NFKC leaves ASCII unchanged.
-        let mut out = String::with_capacity(s.len());
-        out.extend(
-            s.chars()
-                .filter(char::is_ascii_alphanumeric)
-                .map(|c| c.to_ascii_uppercase()),
-        );
-        return out;
-    }
-    s.nfkc()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_uppercase)
-        .collect()
 }
 
 /// An item's stable key: its normalised part number, else its normalised
@@ -149,12 +132,6 @@ mod tests {
         for s in samples {
             assert_eq!(clean_text(s), reference_clean(s), "{s:?}");
             assert_eq!(fold(s), reference_clean(s).to_lowercase(), "{s:?}");
-            let slow: String = s
-                .nfkc()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_uppercase)
-                .collect();
-            assert_eq!(normalise_part_number(s), slow, "{s:?}");
         }
         // Every ASCII byte, alone and between letters.
         for b in 0u8..128 {

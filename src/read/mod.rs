@@ -117,18 +117,11 @@ impl ReadError {
 
     /// Whether this is a write to a closed pipe, anywhere in the chain.
     pub fn is_broken_pipe(&self) -> bool {
-        let pipe = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
-        if let ReadError::Io(io) = self {
-            return pipe(io);
+        match self {
+            // Transparent: the chain starts below the io error itself.
+            ReadError::Io(io) => crate::text::is_broken_pipe(io),
+            _ => crate::text::is_broken_pipe(self),
         }
-        let mut cur = std::error::Error::source(self);
-        while let Some(e) = cur {
-            if e.downcast_ref::<std::io::Error>().is_some_and(pipe) {
-                return true;
-            }
-            cur = e.source();
-        }
-        false
     }
 }
 

@@ -12,8 +12,11 @@ use super::error::Fault;
 /// `meta` tree under [`SCHEMA_KEY`]: written when a store is created,
 /// checked at every open. A store of a newer version is refused (its
 /// records may not mean what this version reads into them); one without
-/// the key (made before it existed) is version 1 and gets the key.
-pub const SCHEMA_VERSION: u64 = 1;
+/// the key (made before it existed) is version 1. An older store is
+/// migrated at open, then gets the key:
+/// - 1 → 2: item keys of stored snapshots computed again (one part-number
+///   normalisation, look-alike letters read as Latin).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// The `meta` key holding the schema version (u64, big-endian).
 pub(super) const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -25,9 +28,9 @@ pub(super) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub(super) fn dec<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Undecodable {
         key: String::from_utf8_lossy(key).into_owned(),
-        detail: e.to_string(),
+        source: e,
     })
 }
 

@@ -161,6 +161,15 @@ pub enum StoreError {
         /// The decoder's message.
         detail: String,
     },
+    /// A stored value's JSON does not match its record type.
+    #[error("stored value under {key} does not decode; the store may be from a newer pivotwatch")]
+    Undecodable {
+        /// Which key.
+        key: String,
+        /// serde's error (with the line and column in the value).
+        #[source]
+        source: serde_json::Error,
+    },
     /// The store was written by a newer pivotwatch, with a layout this one
     /// does not know.
     #[error(

@@ -336,17 +336,31 @@ fn open_checked(dir: &Path, write_timeout: Duration) -> Result<Inner, StoreError
     let fault = |f| from_fault(dir, f);
     let seq = verify(dir, &inner, marker.as_ref())?;
     // A store of a newer layout is refused before anything is written to
-    // it; one without the key (older, or new) is version 1 and gets it.
-    match inner.schema_version().map_err(fault)? {
-        Some(found) if found > SCHEMA_VERSION => {
+    // it; one without the key (older, or new) is version 1. An older one is
+    // migrated, then records the version; the flush below makes both
+    // durable (a crash before it migrates again at the next open, which
+    // changes nothing already migrated).
+    match inner.schema_version().map_err(fault)?.unwrap_or(1) {
+        found if found > SCHEMA_VERSION => {
             return Err(StoreError::Schema {
                 path: db_path,
                 found,
                 supported: SCHEMA_VERSION,
             });
         }
-        Some(_) => {}
-        None => inner.write_schema_version().map_err(fault)?,
+        SCHEMA_VERSION => {}
+        found => {
+            if found < 2 {
+                let n = inner.rekey_snapshots().map_err(fault)?;
+                if n > 0 {
+                    tracing::info!(
+                        snapshots = n,
+                        "Stored item keys migrated to schema version 2."
+                    );
+                }
+            }
+            inner.write_schema_version().map_err(fault)?;
+        }
     }
     let id = match inner.stored_id().map_err(fault)? {
         Some(id) => id,
@@ -371,7 +385,7 @@ fn open_checked(dir: &Path, write_timeout: Duration) -> Result<Inner, StoreError
     let inner = match flush_bounded(dir, inner, write_timeout)? {
         (inner, Ok(())) => inner,
         (inner, Err(e @ StoreError::DiskFull { .. })) if marker.is_some() => {
-            tracing::warn!(error = %e, "The store opened on a full disk; writes fail until there is space again.");
+            tracing::warn!(error = %crate::text::chain(&e), "The store opened on a full disk; writes fail until there is space again.");
             return Ok(inner);
         }
         (_, Err(e)) => return Err(e),
@@ -614,7 +628,8 @@ mod tests {
             Some(SCHEMA_VERSION),
             "a new store must record its schema version"
         );
-        // A store from before the key existed: version 1, upgraded.
+        // A store from before the key existed: version 1, migrated to the
+        // current version.
         inner.meta.remove(codec::SCHEMA_KEY).expect("remove");
         store.flush().expect("flush");
         drop(inner);
@@ -626,7 +641,7 @@ mod tests {
                 .expect("inner")
                 .schema_version()
                 .expect("read"),
-            Some(1)
+            Some(SCHEMA_VERSION)
         );
     }
 

@@ -2,7 +2,7 @@
 //! its per-source index `source_snapshots` (`entity/source` `\0` id → `()`)
 //! and the deduplicated evidence `blobs` (body hash → zstd raw body).
 
-use super::codec::{dec_compressed, get, id_from, source_prefix};
+use super::codec::{dec_compressed, enc_compressed, get, id_from, source_prefix};
 use super::error::Fault;
 use super::inner::Inner;
 use super::{Store, StoreError};
@@ -73,6 +73,28 @@ impl Inner {
             }
             None => Ok(None),
         }
+    }
+
+    /// Schema 1 → 2: every stored snapshot's items keyed again by today's
+    /// [`crate::extract::item_key`] (part numbers with Cyrillic or Greek
+    /// look-alike letters now key as their Latin twin, `МАХ1660ЕЕЕ` →
+    /// `MAX1660EEE`), so the first check after the upgrade compares like
+    /// with like instead of reporting every such item removed and added.
+    /// One batch; running it again changes nothing. Returns how many
+    /// snapshots changed.
+    pub(super) fn rekey_snapshots(&self) -> Result<usize, Fault> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in self.snapshots.iter() {
+            let (k, v) = kv?;
+            let mut snap: Snapshot = dec_compressed(&k, &v)?;
+            if crate::extract::rekey(&mut snap.record) {
+                batch.insert(k, enc_compressed(&snap));
+                n += 1;
+            }
+        }
+        self.snapshots.apply_batch(batch)?;
+        Ok(n)
     }
 
     /// The raw body stored under a hash.

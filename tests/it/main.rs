@@ -23,4 +23,5 @@ mod pipeline;
 mod registries;
 mod registry_stream;
 mod store_integrity;
+mod store_upgrade;
 mod tidy;

@@ -3,7 +3,7 @@
 //! listing Western processors. Two states: `before` and `after`.
 
 /// The registry record (same in both states: the registry still says scrap).
-pub fn registry(footer_stamp: &str) -> String {
+pub(super) fn registry(footer_stamp: &str) -> String {
     format!(
         r#"<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Registre du commerce — 84213</title>
 <script>window.analytics = {{ session: "{footer_stamp}" }};</script></head>
@@ -98,7 +98,7 @@ fn rows(rows: &[&Row]) -> String {
 
 /// Catalogue page `page` (1 or 2) in the given state. Page 2 holds the last
 /// rows; `after` adds the processors and reorders the scrap rows.
-pub fn catalogue(page: u32, after: bool, footer_stamp: &str) -> String {
+pub(super) fn catalogue(page: u32, after: bool, footer_stamp: &str) -> String {
     let mut list: Vec<&Row> = SCRAP.iter().collect();
     if after {
         list.reverse(); // row order is noise, not a change
@@ -128,7 +128,7 @@ pub fn catalogue(page: u32, after: bool, footer_stamp: &str) -> String {
 }
 
 /// The demo watchlist, with `{BASE}` standing for the site's address.
-pub const WATCHLIST: &str = r#"# The demo's watchlist: one entity, its registry record and its catalogue.
+pub(super) const WATCHLIST: &str = r#"# The demo's watchlist: one entity, its registry record and its catalogue.
 [watchlist]
 name = "demo"
 description = "Built-in scenario: a Tangier scrap dealer's catalogue"

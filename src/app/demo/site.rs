@@ -71,7 +71,7 @@ impl Site {
             .with_state(inner.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "Demo site stopped.");
+                tracing::error!(error = %crate::text::chain(&e), "Demo site stopped.");
             }
         });
         Ok(Site { addr, inner })

@@ -16,7 +16,7 @@ use std::path::Path;
 use super::merge::{FamilySrc, ManufacturerSrc, Merged, PatternSrc};
 use super::{EMBEDDED_DIR, Loc, S, hs6_of};
 use crate::classify::keywords::{KeywordSetBuilder, PhraseMatcherBuilder};
-use crate::classify::normalize::{brand_key, brand_words, fold};
+use crate::classify::normalize::{brand_key, brand_words, match_words};
 use crate::classify::{
     ActivityCode, ActivityTable, ChplEntry, CompiledPattern, Family, LegacyBrand, Manufacturer,
     Owner, PartPattern, RefDataError, Reference,
@@ -478,7 +478,7 @@ fn compile_activities(
             .or_default()
             .push(i);
         for l in [&row.label_en, &row.label_fr] {
-            let f = fold(l, false);
+            let f = match_words(l, false);
             if f.is_empty() {
                 continue;
             }
