@@ -428,6 +428,11 @@ pub struct Manufacturer {
     pub canonical: String,
     /// Head-office country, ISO 3166 alpha-2 ("US").
     pub country: String,
+    /// From a country of the export-control coalition (US, EU, UK, Japan, Korea, Taiwan,
+    /// Switzerland…); `false` for second sources (China, Russia, Belarus, India…), whose
+    /// parts are never called Western.
+    #[serde(default)]
+    pub coalition: bool,
     /// Other names of the current company.
     pub aliases: Vec<String>,
     /// Names matched only as a whole brand column, never in free text.

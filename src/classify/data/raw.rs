@@ -28,6 +28,8 @@ pub(super) struct RawManufacturer {
     #[serde(default)]
     pub(super) country: Option<Spanned<String>>,
     #[serde(default)]
+    pub(super) coalition: Option<bool>,
+    #[serde(default)]
     pub(super) aliases: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) brand_only: Vec<Spanned<String>>,
