@@ -274,6 +274,7 @@ fn compile_families(srcs: &[FamilySrc], errs: &mut Vec<RefDataError>) -> Familie
             keywords: f.keywords.iter().map(|k| k.v.clone()).collect(),
             exclude: f.exclude.iter().map(|k| k.v.clone()).collect(),
             priority: f.priority,
+            carrier: f.carrier,
         });
     }
     out

@@ -64,6 +64,7 @@ pub(super) struct FamilySrc {
     pub(super) keywords: Vec<S>,
     pub(super) exclude: Vec<S>,
     pub(super) priority: i32,
+    pub(super) carrier: bool,
 }
 
 /// Everything read so far, merged (later files override earlier ones).
@@ -246,6 +247,7 @@ impl Merged {
                 keywords: file.ss(&f.keywords),
                 exclude: file.ss(&f.exclude),
                 priority: f.priority.unwrap_or(0),
+                carrier: f.carrier.unwrap_or(false),
                 id,
             };
             match self.family_pos.get(&src.id.v) {
@@ -261,6 +263,9 @@ impl Merged {
                     }
                     if let Some(p) = f.priority {
                         base.priority = p;
+                    }
+                    if let Some(c) = f.carrier {
+                        base.carrier = c;
                     }
                 }
                 Some(&i) => self.families[i] = src,

@@ -116,5 +116,7 @@ pub(super) struct RawFamily {
     #[serde(default)]
     pub(super) priority: Option<i32>,
     #[serde(default)]
+    pub(super) carrier: Option<bool>,
+    #[serde(default)]
     pub(super) extend: bool,
 }
