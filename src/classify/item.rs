@@ -346,6 +346,11 @@ pub(crate) fn classify(
     let mut family_hit: Option<(Hit, f32)> = None;
     match chosen {
         Some((owner, via, conf)) => {
+            let generic_best = best(
+                r,
+                hits.iter()
+                    .filter(|h| r.patterns[h.pattern].owner.is_none()),
+            );
             if let Some(h) = best(
                 r,
                 hits.iter().filter(|h| {
@@ -353,7 +358,12 @@ pub(crate) fn classify(
                         .owner
                         .is_some_and(|o| o.mfr == owner.mfr)
                 }),
-            ) {
+            )
+            .filter(|h| {
+                // The maker's own prefix decides unless it is a shared one that an
+                // industry-standard number outranks (TI's 'LM' against LM317).
+                !r.patterns[h.pattern].shared || generic_best.is_none_or(|g| g.rank(r) <= h.rank(r))
+            }) {
                 let p = &r.patterns[h.pattern];
                 let line_owner = p.owner.unwrap_or(owner);
                 reasons.push(format!(
@@ -387,7 +397,9 @@ pub(crate) fn classify(
                         owner_phrase(r, o, None),
                     ));
                 }
-                family_hit = Some((h, 0.75));
+                // A brand plus an industry-standard number is as sure of the family as a
+                // maker's own pattern.
+                family_hit = Some((h, if via == MatchVia::Brand { 0.85 } else { 0.75 }));
             } else if let Some(h) = best(r, hits.iter()) {
                 let p = &r.patterns[h.pattern];
                 if let Some(o) = p.owner {
