@@ -79,6 +79,14 @@ enum BrandHow {
     Inside,
 }
 
+/// The manufacturer a brand column names (exact, abbreviated or inside a longer brand).
+pub(crate) fn brand_owner(r: &Reference, brand: &str) -> Option<usize> {
+    match resolve_brand(r, brand) {
+        Brand::Found { owner, .. } => Some(owner.mfr),
+        Brand::Placeholder | Brand::Unknown => None,
+    }
+}
+
 fn resolve_brand<'a>(r: &'a Reference, brand: &str) -> Brand<'a> {
     let key = brand_key(brand);
     if key.is_empty() || r.placeholders.contains(&key) {

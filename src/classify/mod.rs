@@ -670,6 +670,53 @@ impl Reference {
             .and_then(|(o, _)| self.manufacturers.get(o.mfr))
     }
 
+    /// The manufacturer a catalogue's brand column names: a canonical name, alias or legacy
+    /// brand, an abbreviation of one ("Texas Instrumen"), or a known name inside a longer
+    /// brand ("Xilinx Inc. (AMD)"). `None` for placeholders ("N/A") and unknown brands.
+    pub fn brand(&self, brand: &str) -> Option<&Manufacturer> {
+        item::brand_owner(self, brand).and_then(|i| self.manufacturers.get(i))
+    }
+
+    /// The manufacturers named in free text (a page, a company description), by the names
+    /// distinctive enough for free text (never the short brand-column-only ones such as
+    /// "TI" or "ST"), in order of appearance, each once, with the name as written in the
+    /// data.
+    pub fn makers_in_text(&self, text: &str) -> Vec<(&Manufacturer, &str)> {
+        let folded = normalize::fold(text, false);
+        let hay = normalize::haystack(folded.split(' ').filter(|w| !w.is_empty()));
+        let mut seen = HashSet::new();
+        self.text_phrases
+            .find_all(&hay)
+            .into_iter()
+            .filter(|(o, _)| seen.insert(o.mfr))
+            .filter_map(|(o, alias)| self.manufacturers.get(o.mfr).map(|m| (m, alias)))
+            .collect()
+    }
+
+    /// The product families named by words in free text (English, French, Russian,
+    /// German), each once, longest phrase first; a family whose exclusion phrase occurs
+    /// ("memory card") is left out.
+    pub fn families_in_text(&self, text: &str) -> Vec<&Family> {
+        let folded = normalize::fold(text, false);
+        let hay = normalize::haystack(
+            folded
+                .split(' ')
+                .filter(|w| !w.is_empty() && !normalize::is_stopword(w)),
+        );
+        let excluded: HashSet<usize> = self.family_excludes.hits(&hay).map(|e| e.tag).collect();
+        let mut hits: Vec<_> = self
+            .family_keywords
+            .hits(&hay)
+            .filter(|e| !excluded.contains(&e.tag))
+            .collect();
+        hits.sort_by(|a, b| b.words.cmp(&a.words).then(a.tag.cmp(&b.tag)));
+        let mut seen = HashSet::new();
+        hits.into_iter()
+            .filter(|e| seen.insert(e.tag))
+            .filter_map(|e| self.families.get(e.tag))
+            .collect()
+    }
+
     /// Every manufacturer, in file order.
     pub fn manufacturers(&self) -> &[Manufacturer] {
         &self.manufacturers

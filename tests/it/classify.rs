@@ -1136,3 +1136,36 @@ fn makers_cover_distributor_brands_and_mark_second_sources() {
             .is_some_and(|m| m.coalition)
     );
 }
+
+/// The free-text lookups other modules use (a site's own pages): makers by their
+/// distinctive names, families by their words, and brand columns as the classifier reads
+/// them.
+#[test]
+fn reference_finds_makers_and_families_in_free_text() {
+    let r = reference();
+    let makers: Vec<&str> = r
+        .makers_in_text("Nous distribuons Texas Instruments, Amphenol et HGSEMI; stock TI et ST.")
+        .iter()
+        .map(|(m, _)| m.canonical.as_str())
+        .collect();
+    assert_eq!(makers, ["Texas Instruments", "Amphenol", "HGSEMI"]);
+    let fams: Vec<&str> = r
+        .families_in_text("Микроконтроллеры, разъёмы и Steckverbinder; memory cards")
+        .iter()
+        .map(|f| f.id.as_str())
+        .collect();
+    assert!(
+        fams.contains(&"mcu") && fams.contains(&"connector"),
+        "{fams:?}"
+    );
+    assert!(!fams.contains(&"memory"), "{fams:?}");
+    assert_eq!(
+        r.brand("Texas Instrumen").map(|m| m.canonical.as_str()),
+        Some("Texas Instruments")
+    );
+    assert_eq!(
+        r.brand("UMW(Youtai Semiconductor)").map(|m| m.coalition),
+        Some(false)
+    );
+    assert!(r.brand("N/A").is_none() && r.brand("Kiverco").is_none());
+}
