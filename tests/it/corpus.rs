@@ -922,6 +922,9 @@ fn ssr_page(stamp: &str) -> String {
     )
 }
 
+/// (rule, severity, facts in the summary, facts never in it).
+type Expect = (&'static str, Severity, Vec<&'static str>, Vec<&'static str>);
+
 #[derive(Clone, Copy, PartialEq)]
 enum Shape {
     Html,
@@ -935,7 +938,7 @@ struct Real {
     /// (page, content type) per phase.
     pages: [Page; 2],
     /// (rule, severity, facts in the summary, facts never in it) per phase.
-    expect: [Vec<(&'static str, Severity, Vec<&'static str>, Vec<&'static str>)>; 2],
+    expect: [Vec<Expect>; 2],
     /// Phase 2 must be `blocked` with this reason in the error.
     blocked: Option<&'static str>,
 }
@@ -1375,6 +1378,46 @@ async fn real_page_shapes_precision_recall_and_blocks() {
                         sc.id, f.rule, f.severity, f.summary
                     ));
                 }
+            }
+        }
+    }
+    // `explain` counts what the findings count: the same controlled items, the same makers.
+    for (id, has, lacks) in [
+        (
+            "ru-brandless",
+            vec![
+                "28 items, 23 controlled",
+                "2 of them attributed",
+                "STMicroelectronics (CH): 2",
+                "no maker named: 21",
+            ],
+            vec!["Texas Instruments ("],
+        ),
+        (
+            "ru-branded",
+            vec![
+                "28 items, 23 controlled",
+                "18 of them attributed",
+                "Texas Instruments (US): 2",
+                "HGSEMI (CN): 2",
+                "no maker named: 5",
+            ],
+            vec!["Texas Instruments (US): 7"],
+        ),
+    ] {
+        let o = crate::support::process::pivotwatch(env.dir.path(), &["explain", id]);
+        let out = crate::support::process::stdout(&o);
+        for h in has {
+            if !out.contains(h) {
+                problems.push(format!(
+                    "explain {id} lacks {h:?}:\n{out}{}",
+                    crate::support::process::stderr(&o)
+                ));
+            }
+        }
+        for l in lacks {
+            if out.contains(l) {
+                problems.push(format!("explain {id} has {l:?}:\n{out}"));
             }
         }
     }
