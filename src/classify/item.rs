@@ -35,6 +35,29 @@ impl Hit {
 /// default threshold (0.5) unless the item's text names the same family.
 const BRAND_BLOCKED_FAMILY_CONF: f32 = 0.35;
 
+/// Words that make a named maker or part the thing an item replaces (EN, FR, RU, DE);
+/// a trailing `*` matches any ending.
+const REPLACEMENT_WORDS: &[&str] = &[
+    "аналог",
+    "аналога",
+    "аналоги",
+    "аналогом",
+    "замена",
+    "заменитель",
+    "совместим*",
+    "клон*",
+    "equivalent",
+    "replacement",
+    "replaces",
+    "compatible",
+    "clone",
+    "substitute",
+    "remplace*",
+    "ersatz",
+    "kompatibel",
+    "entspricht",
+];
+
 /// Confidence of a product family read from a pattern that names no maker (or a prefix
 /// many makers share): the part number alone says what the goods are, whoever made them.
 /// A number in free text is slightly weaker than one in the part-number column, but still
@@ -221,6 +244,19 @@ pub(crate) fn classify(
         ));
     }
     let scrap = scrap.is_some();
+    // "аналог STM32F103C8T6", "replacement for LM317", "compatible with …": names in the
+    // text are what the item replaces, not who made it.
+    let replacement = REPLACEMENT_WORDS.iter().find(|w| {
+        all_hay.contains(&format!(" {w} "))
+            || (w.ends_with('*') && all_hay.contains(&format!(" {}", w.trim_end_matches('*'))))
+    });
+    if let Some(w) = replacement {
+        reasons.push(format!(
+            "the text says '{}': makers and maker prefixes named in the text are what the item replaces, not who made it",
+            w.trim_end_matches('*')
+        ));
+    }
+    let replacement = replacement.is_some();
 
     // Brand column.
     let brand = brand.map(str::trim).filter(|b| !b.is_empty());
@@ -303,7 +339,7 @@ pub(crate) fn classify(
     // A manufacturer named in the text. It wins over a part-number prefix that other makers
     // share, but not over a maker's own specific pattern: page text naming "Texas
     // Instruments" does not make an STM32 a TI part.
-    if chosen.is_none() && !brand_blocks && !scrap {
+    if chosen.is_none() && !brand_blocks && !scrap && !replacement {
         let found = r.text_phrases.find_all(&all_hay);
         let owns = |o: Owner, h: &Hit| {
             r.patterns[h.pattern]
@@ -474,7 +510,7 @@ pub(crate) fn classify(
                 let p = &r.patterns[top.pattern];
                 let cand = &cands[top.candidate].text;
                 match (top_owner, rivals.is_empty()) {
-                    (Some(owner), true) if !p.shared => {
+                    (Some(owner), true) if !p.shared && (top.column || !replacement) => {
                         let conf = if top.column { 0.85 } else { 0.75 };
                         reasons.push(format!(
                             "part number '{cand}' matches the {} pattern for {}",
