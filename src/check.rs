@@ -20,8 +20,7 @@ use crate::detect;
 use crate::diff::diff;
 use crate::extract::{self, ExtractError, ExtractSpec};
 use crate::fetch::{
-    Conditional, FetchError, FetchOptions, FetchResponse, Fetcher, Politeness, Robots,
-    looks_blocked,
+    Conditional, FetchError, FetchOptions, FetchResponse, Fetcher, Politeness, Robots, block_reason,
 };
 use crate::model::{Entity, Source};
 use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
@@ -870,14 +869,14 @@ impl Checker {
         e: ExtractError,
         text: &str,
     ) -> Result<CheckReport, CheckError> {
-        let blocked = looks_blocked(text);
-        let msg = if blocked {
-            format!(
-                "the site answered with a block page or bot challenge ({})",
+        let reason = block_reason(text);
+        let blocked = reason.is_some();
+        let msg = match reason {
+            Some(why) => format!(
+                "the site answered with {why}, not the catalogue: a block page or bot challenge ({})",
                 crate::text::chain(&e)
-            )
-        } else {
-            crate::text::chain(&e)
+            ),
+            None => crate::text::chain(&e),
         };
         self.record_failure(entity, source, state, &msg, blocked)
             .await

@@ -357,11 +357,15 @@ fn item_line(it: &EvidenceItem) -> String {
             .or_else(|| it.name.clone())
             .unwrap_or_else(|| it.key.clone()),
     ];
-    if let Some(m) = it.manufacturer.as_ref().or(it.brand.as_ref()) {
-        match &it.country {
+    // Only an attributed maker is "by"; a brand column that named no listed maker is
+    // shown as listed, never as the maker.
+    match (&it.manufacturer, &it.brand) {
+        (Some(m), _) => match &it.country {
             Some(c) => parts.push(format!("by {m} ({c})")),
             None => parts.push(format!("by {m}")),
-        }
+        },
+        (None, Some(b)) if !b.trim().is_empty() => parts.push(format!("brand \"{b}\" as listed")),
+        (None, _) => {}
     }
     if let Some(f) = &it.family {
         parts.push(f.clone());

@@ -35,6 +35,43 @@ impl Hit {
 /// default threshold (0.5) unless the item's text names the same family.
 const BRAND_BLOCKED_FAMILY_CONF: f32 = 0.35;
 
+/// Words that make a named maker or part the thing an item replaces (EN, FR, RU, DE);
+/// a trailing `*` matches any ending.
+const REPLACEMENT_WORDS: &[&str] = &[
+    "аналог",
+    "аналога",
+    "аналоги",
+    "аналогом",
+    "замена",
+    "заменитель",
+    "совместим*",
+    "клон*",
+    "equivalent",
+    "replacement",
+    "replaces",
+    "compatible",
+    "clone",
+    "substitute",
+    "remplace*",
+    "ersatz",
+    "kompatibel",
+    "entspricht",
+];
+
+/// Confidence of a product family read from a pattern that names no maker (or a prefix
+/// many makers share): the part number alone says what the goods are, whoever made them.
+/// A number in free text is slightly weaker than one in the part-number column, but still
+/// above the rules' default threshold (0.5): a listing whose names carry "LM317T" lists
+/// regulators.
+fn generic_conf(column: bool, shared: bool) -> f32 {
+    match (column, shared) {
+        (true, false) => 0.75,
+        (true, true) => 0.7,
+        (false, false) => 0.65,
+        (false, true) => 0.6,
+    }
+}
+
 fn best<'a>(r: &Reference, hits: impl Iterator<Item = &'a Hit>) -> Option<Hit> {
     hits.copied().max_by(|a, b| {
         a.rank(r)
@@ -63,6 +100,14 @@ enum BrandHow {
     Exact,
     Abbreviation,
     Inside,
+}
+
+/// The manufacturer a brand column names (exact, abbreviated or inside a longer brand).
+pub(crate) fn brand_owner(r: &Reference, brand: &str) -> Option<usize> {
+    match resolve_brand(r, brand) {
+        Brand::Found { owner, .. } => Some(owner.mfr),
+        Brand::Placeholder | Brand::Unknown => None,
+    }
 }
 
 fn resolve_brand<'a>(r: &'a Reference, brand: &str) -> Brand<'a> {
@@ -199,6 +244,19 @@ pub(crate) fn classify(
         ));
     }
     let scrap = scrap.is_some();
+    // "аналог STM32F103C8T6", "replacement for LM317", "compatible with …": names in the
+    // text are what the item replaces, not who made it.
+    let replacement = REPLACEMENT_WORDS.iter().find(|w| {
+        all_hay.contains(&format!(" {w} "))
+            || (w.ends_with('*') && all_hay.contains(&format!(" {}", w.trim_end_matches('*'))))
+    });
+    if let Some(w) = replacement {
+        reasons.push(format!(
+            "the text says '{}': makers and maker prefixes named in the text are what the item replaces, not who made it",
+            w.trim_end_matches('*')
+        ));
+    }
+    let replacement = replacement.is_some();
 
     // Brand column.
     let brand = brand.map(str::trim).filter(|b| !b.is_empty());
@@ -240,6 +298,23 @@ pub(crate) fn classify(
     if !scrap {
         text_candidates(&text, &mut cands);
     }
+    // Product keywords in the text. A carrier (a development board, a kit) names the chips
+    // on it: part numbers in its text are components, not the product.
+    let keyword = if scrap {
+        None
+    } else {
+        keyword_family(r, &kw_hay)
+    };
+    let carrier = keyword.filter(|k| r.families.get(k.tag).is_some_and(|f| f.carrier));
+    if let Some(k) = carrier {
+        if cands.iter().any(|c| !c.column) {
+            reasons.push(format!(
+                "the text says '{}': part numbers in the text name parts on it, not the product, so they give neither its maker nor its family",
+                k.phrase
+            ));
+        }
+        cands.retain(|c| c.column);
+    }
     let mut hits: Vec<Hit> = Vec::new();
     for (ci, c) in cands.iter().enumerate() {
         for pi in r.pattern_set.matches(c.text.as_bytes()).iter() {
@@ -264,7 +339,7 @@ pub(crate) fn classify(
     // A manufacturer named in the text. It wins over a part-number prefix that other makers
     // share, but not over a maker's own specific pattern: page text naming "Texas
     // Instruments" does not make an STM32 a TI part.
-    if chosen.is_none() && !brand_blocks && !scrap {
+    if chosen.is_none() && !brand_blocks && !scrap && !replacement {
         let found = r.text_phrases.find_all(&all_hay);
         let owns = |o: Owner, h: &Hit| {
             r.patterns[h.pattern]
@@ -315,6 +390,11 @@ pub(crate) fn classify(
     let mut family_hit: Option<(Hit, f32)> = None;
     match chosen {
         Some((owner, via, conf)) => {
+            let generic_best = best(
+                r,
+                hits.iter()
+                    .filter(|h| r.patterns[h.pattern].owner.is_none()),
+            );
             if let Some(h) = best(
                 r,
                 hits.iter().filter(|h| {
@@ -322,7 +402,12 @@ pub(crate) fn classify(
                         .owner
                         .is_some_and(|o| o.mfr == owner.mfr)
                 }),
-            ) {
+            )
+            .filter(|h| {
+                // The maker's own prefix decides unless it is a shared one that an
+                // industry-standard number outranks (TI's 'LM' against LM317).
+                !r.patterns[h.pattern].shared || generic_best.is_none_or(|g| g.rank(r) <= h.rank(r))
+            }) {
                 let p = &r.patterns[h.pattern];
                 let line_owner = p.owner.unwrap_or(owner);
                 reasons.push(format!(
@@ -346,7 +431,19 @@ pub(crate) fn classify(
                     cands[h.candidate].text,
                     family_label(r, p.family)
                 ));
-                family_hit = Some((h, 0.75));
+                if let Some(o) = hits
+                    .iter()
+                    .filter_map(|x| r.patterns[x.pattern].owner)
+                    .find(|o| o.mfr != owner.mfr)
+                {
+                    reasons.push(format!(
+                        "it also fits a part-number pattern of {}; the {via} wins over the colliding prefix",
+                        owner_phrase(r, o, None),
+                    ));
+                }
+                // A brand plus an industry-standard number is as sure of the family as a
+                // maker's own pattern.
+                family_hit = Some((h, if via == MatchVia::Brand { 0.85 } else { 0.75 }));
             } else if let Some(h) = best(r, hits.iter()) {
                 let p = &r.patterns[h.pattern];
                 if let Some(o) = p.owner {
@@ -366,7 +463,23 @@ pub(crate) fn classify(
                 .copied()
                 .collect();
             if brand_blocks {
-                if let Some(h) = best(r, hits.iter()) {
+                let generic = best(
+                    r,
+                    hits.iter().filter(|h| {
+                        r.patterns[h.pattern].owner.is_none() || r.patterns[h.pattern].shared
+                    }),
+                );
+                if let Some(h) = generic {
+                    // An industry-standard number (2N3904, LM317) is the same goods
+                    // whoever made it: an unknown brand does not hide its family.
+                    let p = &r.patterns[h.pattern];
+                    reasons.push(format!(
+                        "part number '{}' is an industry-standard number for {}: the product family holds whoever made it",
+                        cands[h.candidate].text,
+                        family_label(r, p.family)
+                    ));
+                    family_hit = Some((h, generic_conf(h.column, p.shared)));
+                } else if let Some(h) = best(r, hits.iter()) {
                     let p = &r.patterns[h.pattern];
                     reasons.push(format!(
                         "part number '{}' matches a pattern for {}; used for the product family only, and only with low confidence unless the text agrees",
@@ -374,10 +487,15 @@ pub(crate) fn classify(
                         family_label(r, p.family)
                     ));
                     // A brand that is not a chip maker (a baler maker's
-                    // "MAX-3200") is stronger evidence than a prefix.
+                    // "MAX-3200") is stronger evidence than a maker's own prefix.
                     family_hit = Some((h, BRAND_BLOCKED_FAMILY_CONF));
                 }
-            } else if let Some(top) = best(r, owned.iter()) {
+            } else if let Some(top) = best(r, owned.iter()).filter(|t| {
+                // A generic industry-standard number (LM317, 2N3904) outranks a maker's
+                // shared prefix that also covers it.
+                best(r, hits.iter())
+                    .is_none_or(|b| r.patterns[b.pattern].owner.is_some() || b.rank(r) <= t.rank(r))
+            }) {
                 let top_rank = top.rank(r);
                 let top_owner = r.patterns[top.pattern].owner;
                 let mut rivals: Vec<&str> = owned
@@ -392,25 +510,23 @@ pub(crate) fn classify(
                 let p = &r.patterns[top.pattern];
                 let cand = &cands[top.candidate].text;
                 match (top_owner, rivals.is_empty()) {
-                    (Some(owner), true) => {
-                        let conf = match (top.column, p.shared) {
-                            (true, false) => 0.85,
-                            (false, false) => 0.75,
-                            (true, true) => 0.5,
-                            (false, true) => 0.4,
-                        };
+                    (Some(owner), true) if !p.shared && (top.column || !replacement) => {
+                        let conf = if top.column { 0.85 } else { 0.75 };
                         reasons.push(format!(
                             "part number '{cand}' matches the {} pattern for {}",
                             owner_phrase(r, owner, None),
                             family_label(r, p.family)
                         ));
-                        if p.shared {
-                            reasons.push(format!(
-                                "the prefix of '{cand}' is also used by other vendors: lower confidence"
-                            ));
-                        }
                         chosen = Some((owner, MatchVia::PartNumber, conf));
                         family_hit = Some((top, conf));
+                    }
+                    (Some(owner), true) => {
+                        reasons.push(format!(
+                            "part number '{cand}' fits the {} pattern for {}, but the prefix of '{cand}' is also used by other vendors: no maker from the part number alone (a brand would name it)",
+                            owner_phrase(r, owner, None),
+                            family_label(r, p.family)
+                        ));
+                        family_hit = Some((top, generic_conf(top.column, true)));
                     }
                     (Some(owner), false) => {
                         reasons.push(format!(
@@ -418,34 +534,22 @@ pub(crate) fn classify(
                             r.manufacturers[owner.mfr].canonical,
                             rivals.join(", ")
                         ));
-                        family_hit = Some((top, 0.5));
+                        family_hit = Some((top, generic_conf(top.column, true)));
                     }
                     (None, _) => {}
                 }
             } else if let Some(h) = best(r, hits.iter()) {
                 let p = &r.patterns[h.pattern];
                 reasons.push(format!(
-                    "part number '{}' matches the generic pattern for {} (many makers)",
+                    "part number '{}' matches the generic pattern for {} (an industry-standard number, also used by other vendors: no maker from the part number alone)",
                     cands[h.candidate].text,
                     family_label(r, p.family)
                 ));
-                let conf = match (h.column, p.shared) {
-                    (true, false) => 0.75,
-                    (true, true) => 0.6,
-                    (false, false) => 0.6,
-                    (false, true) => 0.45,
-                };
-                family_hit = Some((h, conf));
+                family_hit = Some((h, generic_conf(h.column, p.shared)));
             }
         }
     }
 
-    // Product keywords in the text.
-    let keyword = if scrap {
-        None
-    } else {
-        keyword_family(r, &kw_hay)
-    };
     let (family, hs6, family_conf) = match (family_hit, keyword) {
         (Some((h, conf)), kw) => {
             let p = &r.patterns[h.pattern];
@@ -475,6 +579,7 @@ pub(crate) fn classify(
         out.manufacturer = Some(m.canonical.clone());
         out.manufacturer_country = Some(m.country.clone());
         out.manufacturer_via = Some(via);
+        out.manufacturer_coalition = Some(m.coalition);
         out.legacy_brand = owner
             .legacy
             .and_then(|i| m.legacy.get(i))
@@ -496,6 +601,8 @@ pub(crate) fn classify(
     }
 
     let maker_conf = chosen.map(|(_, _, c)| c);
+    out.maker_confidence = round2(maker_conf.unwrap_or(0.0));
+    out.family_confidence = round2(if family.is_some() { family_conf } else { 0.0 });
     out.confidence = match (maker_conf, family.is_some()) {
         (Some(m), true) => (m + family_conf) / 2.0,
         (Some(m), false) => m * 0.6,
@@ -508,4 +615,8 @@ pub(crate) fn classify(
     }
     out.reasons = reasons;
     out
+}
+
+fn round2(x: f32) -> f32 {
+    (x * 100.0).round() / 100.0
 }

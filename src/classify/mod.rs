@@ -280,18 +280,67 @@ pub struct ItemClass {
     /// The normalised part number whose pattern matched ("TMS320F28335"), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_number: Option<String>,
+    /// Whether that manufacturer is from the export-control coalition (see
+    /// [`Manufacturer::coalition`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manufacturer_coalition: Option<bool>,
     /// 0 (nothing known) to 1 (brand and part-number pattern agree).
     pub confidence: f32,
+    /// How sure the product family (and so the HS code and tier) is, 0 to 1.
+    #[serde(default)]
+    pub family_confidence: f32,
+    /// How sure the manufacturer is, 0 to 1.
+    #[serde(default)]
+    pub maker_confidence: f32,
     /// Human-readable reasons, one per step ("brand 'Xilinx' → AMD (acquired 2022)").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }
 
 impl ItemClass {
-    /// Whether the item is on the CHPL or made by a listed manufacturer.
+    /// Whether the item is CHPL goods, at any confidence (see [`ItemClass::verdict`]).
     pub fn is_controlled(&self) -> bool {
-        self.chpl_tier.is_some() || self.manufacturer.is_some()
+        self.verdict(0.0).controlled
     }
+
+    /// The one verdict on an item, used by the rules, `explain`, the findings, the
+    /// e-mail and the status page alike.
+    ///
+    /// **Controlled** means CHPL goods: the product family gives an HS code on the list,
+    /// at `min_confidence` or more. Who made it does not matter: an LM317 is Tier 1
+    /// whether TI, HGSEMI or nobody is named. The **maker** is attributed only at
+    /// `min_confidence` or more (a brand, a maker named in the text, or a maker's own
+    /// part-number prefix; never an industry-standard number alone), and counts as a
+    /// **coalition maker** when its head office is in the export-control coalition.
+    pub fn verdict(&self, min_confidence: f32) -> ItemVerdict {
+        let controlled = self.chpl_tier.is_some() && self.family_confidence >= min_confidence;
+        let maker = self
+            .manufacturer
+            .clone()
+            .filter(|_| self.maker_confidence >= min_confidence);
+        ItemVerdict {
+            controlled,
+            tier: self.chpl_tier.filter(|_| controlled),
+            coalition_maker: maker.is_some() && self.manufacturer_coalition == Some(true),
+            country: maker.as_ref().and(self.manufacturer_country.clone()),
+            maker,
+        }
+    }
+}
+
+/// What [`ItemClass::verdict`] decides about one item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemVerdict {
+    /// CHPL goods (an HS code on the list), at the confidence asked.
+    pub controlled: bool,
+    /// The CHPL tier, when controlled.
+    pub tier: Option<Tier>,
+    /// The manufacturer the item is attributed to, when sure enough.
+    pub maker: Option<String>,
+    /// That manufacturer's head-office country.
+    pub country: Option<String>,
+    /// The manufacturer is from the export-control coalition.
+    pub coalition_maker: bool,
 }
 
 /// How an activity match was found.
@@ -427,6 +476,11 @@ pub struct Manufacturer {
     pub canonical: String,
     /// Head-office country, ISO 3166 alpha-2 ("US").
     pub country: String,
+    /// From a country of the export-control coalition (US, EU, UK, Japan, Korea, Taiwan,
+    /// Switzerland…); `false` for second sources (China, Russia, Belarus, India…), whose
+    /// parts are never called Western.
+    #[serde(default)]
+    pub coalition: bool,
     /// Other names of the current company.
     pub aliases: Vec<String>,
     /// Names matched only as a whole brand column, never in free text.
@@ -461,6 +515,11 @@ pub struct Family {
     /// Tie-break among families with equally long keyword hits.
     #[serde(default)]
     pub priority: i32,
+    /// A product that carries other makers' parts (a development board, a kit): part
+    /// numbers found in its text name components on it, not the product, so they give
+    /// neither its maker nor its family.
+    #[serde(default)]
+    pub carrier: bool,
 }
 
 /// `"854231"` → `"8542.31"`.
@@ -608,6 +667,53 @@ impl Reference {
         self.brand_keys
             .get(&key)
             .and_then(|(o, _)| self.manufacturers.get(o.mfr))
+    }
+
+    /// The manufacturer a catalogue's brand column names: a canonical name, alias or legacy
+    /// brand, an abbreviation of one ("Texas Instrumen"), or a known name inside a longer
+    /// brand ("Xilinx Inc. (AMD)"). `None` for placeholders ("N/A") and unknown brands.
+    pub fn brand(&self, brand: &str) -> Option<&Manufacturer> {
+        item::brand_owner(self, brand).and_then(|i| self.manufacturers.get(i))
+    }
+
+    /// The manufacturers named in free text (a page, a company description), by the names
+    /// distinctive enough for free text (never the short brand-column-only ones such as
+    /// "TI" or "ST"), in order of appearance, each once, with the name as written in the
+    /// data.
+    pub fn makers_in_text(&self, text: &str) -> Vec<(&Manufacturer, &str)> {
+        let folded = normalize::match_words(text, false);
+        let hay = normalize::haystack(folded.split(' ').filter(|w| !w.is_empty()));
+        let mut seen = HashSet::new();
+        self.text_phrases
+            .find_all(&hay)
+            .into_iter()
+            .filter(|(o, _)| seen.insert(o.mfr))
+            .filter_map(|(o, alias)| self.manufacturers.get(o.mfr).map(|m| (m, alias)))
+            .collect()
+    }
+
+    /// The product families named by words in free text (English, French, Russian,
+    /// German), each once, longest phrase first; a family whose exclusion phrase occurs
+    /// ("memory card") is left out.
+    pub fn families_in_text(&self, text: &str) -> Vec<&Family> {
+        let folded = normalize::match_words(text, false);
+        let hay = normalize::haystack(
+            folded
+                .split(' ')
+                .filter(|w| !w.is_empty() && !normalize::is_stopword(w)),
+        );
+        let excluded: HashSet<usize> = self.family_excludes.hits(&hay).map(|e| e.tag).collect();
+        let mut hits: Vec<_> = self
+            .family_keywords
+            .hits(&hay)
+            .filter(|e| !excluded.contains(&e.tag))
+            .collect();
+        hits.sort_by(|a, b| b.words.cmp(&a.words).then(a.tag.cmp(&b.tag)));
+        let mut seen = HashSet::new();
+        hits.into_iter()
+            .filter(|e| seen.insert(e.tag))
+            .filter_map(|e| self.families.get(e.tag))
+            .collect()
     }
 
     /// Every manufacturer, in file order.

@@ -106,7 +106,16 @@ pub struct RuleConfig {
     pub custom: Vec<CustomRule>,
 }
 
+/// The confidence an item's family (controlled) and maker (attribution) need when the
+/// watchlist does not set `min_confidence`.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
+
 impl RuleConfig {
+    /// The confidence `profile_mismatch` asks for: what `explain` and the status page call
+    /// "controlled" and "attributed", so every count means what the finding means.
+    pub fn profile_confidence(&self) -> f32 {
+        self.min_confidence(ids::PROFILE_MISMATCH)
+    }
     fn enabled(&self, id: &str) -> bool {
         self.overrides.get(id).is_none_or(|o| o.enabled)
     }
@@ -121,7 +130,7 @@ impl RuleConfig {
         self.overrides
             .get(id)
             .and_then(|o| o.min_confidence)
-            .unwrap_or(0.5)
+            .unwrap_or(DEFAULT_MIN_CONFIDENCE)
     }
     fn severity(&self, id: &str, computed: Severity) -> Severity {
         self.overrides

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::classify::{ActivityMatch, ItemClass, Reference, Sector, Tier};
+use crate::classify::{ActivityMatch, ItemClass, ItemVerdict, Reference, Sector, Tier};
 use crate::model::{Entity, Source, SourceKind};
 use crate::record::{EvidenceItem, FieldValue, Item, Snapshot};
 
@@ -32,23 +32,35 @@ pub struct ClassifiedItem {
 }
 
 impl ClassifiedItem {
-    /// As evidence.
+    /// The one verdict on this item ([`ItemClass::verdict`]).
+    pub fn verdict(&self, min_confidence: f32) -> ItemVerdict {
+        self.class.verdict(min_confidence)
+    }
+
+    /// As evidence, at the default confidence.
     pub fn evidence(&self) -> EvidenceItem {
+        self.evidence_at(super::DEFAULT_MIN_CONFIDENCE)
+    }
+
+    /// As evidence: the manufacturer and tier are those of the verdict at
+    /// `min_confidence` (a maker not sure enough is not named).
+    pub fn evidence_at(&self, min_confidence: f32) -> EvidenceItem {
+        let v = self.verdict(min_confidence);
         EvidenceItem {
             source: self.source.clone(),
             key: self.item.key.clone(),
             part_number: self.item.part_number.clone(),
             name: self.item.name.clone(),
             brand: self.item.manufacturer.clone(),
-            manufacturer: self.class.manufacturer.clone(),
-            country: self.class.manufacturer_country.clone(),
+            manufacturer: v.maker,
+            country: v.country,
             family: self
                 .class
                 .family_label
                 .clone()
                 .or_else(|| self.class.family.clone()),
             hs_code: self.class.hs_code.clone(),
-            tier: self.class.chpl_tier.map(|t| t.as_str().to_string()),
+            tier: v.tier.map(|t| t.as_str().to_string()),
             confidence: self.class.confidence,
         }
     }
@@ -135,11 +147,12 @@ impl Profile {
         self.sectors().iter().any(|s| s.is_electronics())
     }
 
-    /// Items on the CHPL or by a listed manufacturer, at or above a confidence.
+    /// Controlled items: CHPL goods by [`ItemClass::verdict`] at `min_confidence`,
+    /// whoever made them.
     pub fn controlled(&self, min_confidence: f32) -> Vec<&ClassifiedItem> {
         self.items
             .iter()
-            .filter(|i| i.class.is_controlled() && i.class.confidence >= min_confidence)
+            .filter(|i| i.verdict(min_confidence).controlled)
             .collect()
     }
 
@@ -160,25 +173,38 @@ impl Profile {
         ))
     }
 
-    /// Items per CHPL tier.
+    /// Controlled items per CHPL tier, at the default confidence.
     pub fn by_tier(&self) -> BTreeMap<Tier, usize> {
+        self.by_tier_at(super::DEFAULT_MIN_CONFIDENCE)
+    }
+
+    /// Controlled items per CHPL tier ([`ItemClass::verdict`] at `min_confidence`).
+    pub fn by_tier_at(&self, min_confidence: f32) -> BTreeMap<Tier, usize> {
         let mut m = BTreeMap::new();
         for i in &self.items {
-            if let Some(t) = i.class.chpl_tier {
+            if let Some(t) = i.verdict(min_confidence).tier {
                 *m.entry(t).or_insert(0) += 1;
             }
         }
         m
     }
 
-    /// Items per manufacturer, with its country.
+    /// Controlled items per attributed manufacturer, with its country, at the default
+    /// confidence.
     pub fn by_manufacturer(&self) -> BTreeMap<String, (String, usize)> {
+        self.by_manufacturer_at(super::DEFAULT_MIN_CONFIDENCE)
+    }
+
+    /// Controlled items per manufacturer they are attributed to ([`ItemClass::verdict`]
+    /// at `min_confidence`), with its country: the counts a summary may state.
+    pub fn by_manufacturer_at(&self, min_confidence: f32) -> BTreeMap<String, (String, usize)> {
         let mut m: BTreeMap<String, (String, usize)> = BTreeMap::new();
         for i in &self.items {
-            if let Some(name) = &i.class.manufacturer {
-                let e = m.entry(name.clone()).or_insert_with(|| {
-                    (i.class.manufacturer_country.clone().unwrap_or_default(), 0)
-                });
+            let v = i.verdict(min_confidence);
+            if let (true, Some(name)) = (v.controlled, v.maker) {
+                let e = m
+                    .entry(name)
+                    .or_insert_with(|| (v.country.clone().unwrap_or_default(), 0));
                 e.1 += 1;
             }
         }

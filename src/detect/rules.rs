@@ -18,33 +18,54 @@ fn quote(s: Option<&str>) -> String {
     }
 }
 
-/// Manufacturers by item count (most first), tiers present, and the HS
-/// codes of the most severe tier.
+/// The controlled items of a finding as its summary states them: makers attributed by
+/// the one verdict ([`crate::classify::ItemClass::verdict`]) with their item counts
+/// (coalition makers first, most items first), second sources, items with no maker
+/// named, tiers present, and the HS codes of the most severe tier.
 struct Composition {
     count: usize,
     parts: Vec<String>,
+    /// Coalition makers and their item counts.
+    makers: Vec<(String, usize)>,
+    /// Non-coalition makers (second sources) and their item counts.
+    second: Vec<(String, usize)>,
+    /// Items with no maker attributed.
+    unnamed: usize,
+    /// Every attributed maker (coalition first), for dedup and escalation keys.
     manufacturers: Vec<String>,
     tiers: BTreeSet<Tier>,
     top: Option<(Tier, usize, Vec<String>)>,
 }
 
-fn composition(items: &[&ClassifiedItem]) -> Composition {
-    let mut by_m: BTreeMap<&str, usize> = BTreeMap::new();
+fn composition(items: &[&ClassifiedItem], min_conf: f32) -> Composition {
+    let mut coal: BTreeMap<String, usize> = BTreeMap::new();
+    let mut second: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unnamed = 0;
     let mut tiers = BTreeSet::new();
-    for i in items {
-        if let Some(m) = &i.class.manufacturer {
-            *by_m.entry(m.as_str()).or_default() += 1;
+    let verdicts: Vec<_> = items.iter().map(|i| i.verdict(min_conf)).collect();
+    for v in &verdicts {
+        match (&v.maker, v.coalition_maker) {
+            (Some(m), true) => *coal.entry(m.clone()).or_default() += 1,
+            (Some(m), false) => *second.entry(m.clone()).or_default() += 1,
+            (None, _) => unnamed += 1,
         }
-        if let Some(t) = i.class.chpl_tier {
+        if let Some(t) = v.tier {
             tiers.insert(t);
         }
     }
-    let mut ms: Vec<(&str, usize)> = by_m.into_iter().collect();
-    ms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let sorted = |m: BTreeMap<String, usize>| {
+        let mut v: Vec<(String, usize)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    };
+    let makers = sorted(coal);
+    let second = sorted(second);
     let top = tiers.iter().next().map(|t| {
         let in_tier: Vec<&&ClassifiedItem> = items
             .iter()
-            .filter(|i| i.class.chpl_tier == Some(*t))
+            .zip(&verdicts)
+            .filter(|(_, v)| v.tier == Some(*t))
+            .map(|(i, _)| i)
             .collect();
         let hs: BTreeSet<String> = in_tier
             .iter()
@@ -64,23 +85,66 @@ fn composition(items: &[&ClassifiedItem]) -> Composition {
                     .unwrap_or_else(|| i.item.key.clone())
             })
             .collect(),
-        manufacturers: ms.into_iter().map(|(m, _)| m.to_string()).collect(),
+        manufacturers: makers
+            .iter()
+            .chain(&second)
+            .map(|(m, _)| m.clone())
+            .collect(),
+        makers,
+        second,
+        unnamed,
         tiers,
         top,
     }
 }
 
-/// "14 parts from Texas Instruments, Intel and NXP, 9 of them in CHPL Tier 1 (HS 8542.31)".
+/// "14 parts from Texas Instruments (9), Intel (3) and NXP Semiconductors (2), 9 of them
+/// in CHPL Tier 1 (HS 8542.31)"; "19 parts: 4 from Vishay Intertechnology, 3 from second
+/// sources (HGSEMI 2, UMW 1), 12 with no maker named, all in CHPL Tier 3.A". Every maker
+/// named is one the items are attributed to, with the count of those items.
 fn describe(c: &Composition) -> String {
-    let mut s = format!("{} part{}", c.count, if c.count == 1 { "" } else { "s" });
-    if !c.manufacturers.is_empty() {
-        let mut m = c.manufacturers.clone();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let named = |v: &[(String, usize)], counts: bool| -> String {
+        let mut m: Vec<String> = v
+            .iter()
+            .map(|(n, k)| {
+                if counts {
+                    format!("{n} ({k})")
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
         if m.len() > 4 {
-            let more = m.len() - 3;
+            let rest: usize = v[3..].iter().map(|(_, k)| k).sum();
             m.truncate(3);
-            m.push(format!("{more} other makers"));
+            m.push(format!("{} other makers ({rest})", v.len() - 3));
         }
-        s.push_str(&format!(" from {}", and_list(&m)));
+        and_list(&m)
+    };
+    let mut s = format!("{} part{}", c.count, plural(c.count));
+    let only_coalition = c.second.is_empty() && c.unnamed == 0;
+    if only_coalition && !c.makers.is_empty() {
+        s.push_str(&format!(" from {}", named(&c.makers, c.makers.len() > 1)));
+    } else if !c.makers.is_empty() || !c.second.is_empty() {
+        let mut bits = Vec::new();
+        if !c.makers.is_empty() {
+            let n: usize = c.makers.iter().map(|(_, k)| k).sum();
+            bits.push(format!("{n} from {}", named(&c.makers, c.makers.len() > 1)));
+        }
+        if !c.second.is_empty() {
+            let n: usize = c.second.iter().map(|(_, k)| k).sum();
+            let list: Vec<String> = c.second.iter().map(|(m, k)| format!("{m} {k}")).collect();
+            bits.push(format!(
+                "{n} from second source{} ({})",
+                plural(c.second.len()),
+                list.join(", ")
+            ));
+        }
+        if c.unnamed > 0 {
+            bits.push(format!("{} with no maker named", c.unnamed));
+        }
+        s.push_str(&format!(": {}", bits.join(", ")));
     }
     if c.count <= 3 {
         s.push_str(&format!(" ({})", c.parts.join(", ")));
@@ -119,10 +183,10 @@ fn additions_of(input: &Input<'_>, items: &[&ClassifiedItem]) -> Vec<Change> {
         .collect()
 }
 
-/// Controlled at the confidence `controlled_goods` asks for.
+/// Controlled (the one verdict) at the confidence `controlled_goods` asks for.
 fn controlled(input: &Input<'_>, item: &ClassifiedItem) -> bool {
-    item.class.is_controlled()
-        && item.class.confidence >= input.rules.min_confidence(ids::CONTROLLED_GOODS)
+    item.verdict(input.rules.min_confidence(ids::CONTROLLED_GOODS))
+        .controlled
 }
 
 fn is_high_tier(t: &Tier) -> bool {
@@ -136,13 +200,14 @@ fn sectors_text(sectors: &BTreeSet<Sector>) -> String {
 pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
     let rule = ids::PROFILE_MISMATCH;
     let p = input.profile;
-    let controlled = p.controlled(input.rules.min_confidence(rule));
+    let min_conf = input.rules.min_confidence(rule);
+    let controlled = p.controlled(min_conf);
     let min = input.rules.min_items(rule);
     if controlled.len() < min {
         return Verdict::quiet(
             rule,
             format!(
-                "the catalogue lists {} controlled item{} (CHPL tier or listed manufacturer); the rule needs {min}",
+                "the catalogue lists {} controlled item{} (CHPL goods); the rule needs {min}",
                 controlled.len(),
                 if controlled.len() == 1 { "" } else { "s" }
             ),
@@ -164,7 +229,7 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
             ),
         );
     }
-    let c = composition(&controlled);
+    let c = composition(&controlled, min_conf);
     let scrap = sectors.contains(&Sector::ScrapMetals);
     let high = c.tiers.iter().any(is_high_tier);
     let severity = match (scrap, high) {
@@ -188,7 +253,7 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
     // Changes of this check that added controlled items, as evidence.
     let changes = additions_of(input, &controlled);
     let mut f = finding(input, rule, severity, summary, changes);
-    f.evidence.items = controlled.iter().map(|i| i.evidence()).collect();
+    f.evidence.items = controlled.iter().map(|i| i.evidence_at(min_conf)).collect();
     f.evidence.facts.insert(
         "activity (declared)".into(),
         p.declared
@@ -206,7 +271,7 @@ pub(super) fn profile_mismatch(input: &Input<'_>) -> Verdict {
         .facts
         .insert("sectors".into(), sectors_text(&sectors));
     f.explanation = format!(
-        "The watchlist declares, or the registry shows, activity in {} and none in electronics trade or manufacture, yet {} controlled item(s) are listed. Each item was classified by brand column, text or part-number pattern against the reference data (CHPL tiers, manufacturers).",
+        "The watchlist declares, or the registry shows, activity in {} and none in electronics trade or manufacture, yet {} controlled item(s) (CHPL goods) are listed. Each item was classified by brand column, text or part-number pattern against the reference data (CHPL tiers, manufacturers); a maker is named only where the brand, the text or the maker's own part-number prefix says so.",
         sectors_text(&sectors),
         controlled.len()
     );
@@ -257,7 +322,7 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
             Change::ItemAdded { new, .. } => Some(classify(input.reference, &src, new)),
             _ => None,
         })
-        .filter(|i| i.class.is_controlled() && i.class.confidence >= min_conf)
+        .filter(|i| i.verdict(min_conf).controlled)
         .collect();
     let min = input.rules.min_items(rule);
     if added.len() < min {
@@ -270,7 +335,7 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
         );
     }
     let refs: Vec<&ClassifiedItem> = added.iter().collect();
-    let c = composition(&refs);
+    let c = composition(&refs, min_conf);
     let electronics = input.profile.is_electronics();
     let severity = if electronics {
         Severity::Low
@@ -285,7 +350,11 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
             p.record
                 .items
                 .values()
-                .filter(|i| classify(input.reference, &src, i).class.is_controlled())
+                .filter(|i| {
+                    classify(input.reference, &src, i)
+                        .verdict(min_conf)
+                        .controlled
+                })
                 .count()
         })
         .unwrap_or(0);
@@ -304,7 +373,7 @@ pub(super) fn controlled_goods(input: &Input<'_>) -> Verdict {
     let keys: BTreeSet<&str> = added.iter().map(|i| i.item.key.as_str()).collect();
     let changes = additions_of(input, &refs);
     let mut f = finding(input, rule, severity, summary, changes);
-    f.evidence.items = added.iter().map(|i| i.evidence()).collect();
+    f.evidence.items = added.iter().map(|i| i.evidence_at(min_conf)).collect();
     f.dedup_key = key(
         rule,
         &src,

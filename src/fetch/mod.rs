@@ -36,7 +36,7 @@ pub use error::FetchError;
 pub use guard::{check_url, is_public_ip};
 pub use polite::Politeness;
 pub use robots::Robots;
-pub use status::{looks_blocked, parse_retry_after};
+pub use status::{block_reason, looks_blocked, parse_retry_after};
 
 /// Default `User-Agent`: identifies the crawler and where to learn about it.
 pub const DEFAULT_USER_AGENT: &str = "pivotwatch/0.1 (+https://github.com/pivotwatch)";

@@ -72,6 +72,9 @@ pub fn explain(
         mut verdicts,
         ..
     } = detect::judge(&scope, &observed, &[]);
+    // The confidence the profile rule uses: "controlled" and every count below mean what
+    // the findings mean (one verdict, `ItemClass::verdict`).
+    let min_conf = scope.rules.profile_confidence();
     // The profile rule judges the entity, not a source: show it once, as
     // seen from the catalogue when there is one.
     let pm = crate::detect::ids::PROFILE_MISMATCH;
@@ -106,9 +109,9 @@ pub fn explain(
                 "registered_text": profile.registered_text,
                 "sectors": profile.sectors(),
                 "items": profile.items.len(),
-                "controlled": profile.controlled(0.5).iter().map(|i| i.evidence()).collect::<Vec<_>>(),
-                "by_tier": profile.by_tier().iter().map(|(t, n)| (t.as_str().to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
-                "by_manufacturer": profile.by_manufacturer(),
+                "controlled": profile.controlled(min_conf).iter().map(|i| i.evidence_at(min_conf)).collect::<Vec<_>>(),
+                "by_tier": profile.by_tier_at(min_conf).iter().map(|(t, n)| (t.as_str().to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+                "by_manufacturer": profile.by_manufacturer_at(min_conf),
             },
             "rules": verdicts.iter().map(|(s, v)| serde_json::json!({
                 "source": s, "rule": v.rule, "enabled": v.enabled, "fires": v.finding.is_some(),
@@ -152,24 +155,29 @@ pub fn explain(
         )?;
     }
     writeln!(out, "registered activity: {}", acts(&profile.registered))?;
-    let controlled = profile.controlled(0.5);
+    let controlled = profile.controlled(min_conf);
+    let makers = profile.by_manufacturer_at(min_conf);
+    let attributed: usize = makers.values().map(|(_, n)| n).sum();
     writeln!(
         out,
-        "catalogue:           {} items, {} controlled (CHPL tier or listed manufacturer)",
+        "catalogue:           {} items, {} controlled (CHPL goods, confidence {min_conf:.2} or more), {attributed} of them attributed to a maker",
         profile.items.len(),
         controlled.len()
     )?;
-    for (t, n) in profile.by_tier() {
+    for (t, n) in profile.by_tier_at(min_conf) {
         writeln!(out, "  {t}: {n}")?;
     }
-    for (m, (country, n)) in profile.by_manufacturer() {
-        writeln!(out, "  {m} ({country}): {n}")?;
+    for (m, (country, n)) in makers {
+        writeln!(out, "  {} ({country}): {n}", for_display(&m))?;
+    }
+    if attributed < controlled.len() {
+        writeln!(out, "  no maker named: {}", controlled.len() - attributed)?;
     }
     // One table line per controlled item, its reasons under it.
     let rows = controlled
         .iter()
         .map(|i| {
-            let e = i.evidence();
+            let e = i.evidence_at(min_conf);
             vec![
                 for_display(&e.part_number.clone().or(e.name.clone()).unwrap_or_default())
                     .into_owned(),

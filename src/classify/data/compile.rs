@@ -22,6 +22,15 @@ use crate::classify::{
     Owner, PartPattern, RefDataError, Reference,
 };
 
+/// Countries of the coalition that restricts exports to Russia (EU, G7, and the others that
+/// apply the Common High Priority List): a maker whose entry does not say `coalition` is in
+/// it when its head office is in one of these.
+const COALITION: &[&str] = &[
+    "US", "CA", "GB", "JP", "KR", "TW", "AU", "NZ", "CH", "NO", "IS", "LI", "SG", "AT", "BE", "BG",
+    "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT",
+    "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+];
+
 /// Relations allowed between a legacy brand and its current owner.
 const RELATIONS: &[&str] = &["acquired", "renamed", "spun off", "merged"];
 
@@ -265,6 +274,7 @@ fn compile_families(srcs: &[FamilySrc], errs: &mut Vec<RefDataError>) -> Familie
             keywords: f.keywords.iter().map(|k| k.v.clone()).collect(),
             exclude: f.exclude.iter().map(|k| k.v.clone()).collect(),
             priority: f.priority,
+            carrier: f.carrier,
         });
     }
     out
@@ -371,8 +381,14 @@ fn compile_manufacturers(
             .chain(&src.aliases)
             .chain(&src.brand_only)
         {
-            let only = is_brand_only(a, &src.brand_only);
+            let only = is_brand_only(a, &src.brand_only)
+                || (src.coalition.is_some()
+                    && std::ptr::eq(a, canonical)
+                    && src.aliases.is_empty());
             out.names.add(a, main, only, &owners, errs);
+        }
+        for a in &src.text_names {
+            out.names.add(a, main, false, &owners, errs);
         }
         let mut legacy = Vec::new();
         for (li, l) in src.legacy.iter().enumerate() {
@@ -445,8 +461,12 @@ fn compile_manufacturers(
             }
         }
         out.by_canonical.insert(canonical.v.clone(), mi);
+        let coalition = src
+            .coalition
+            .unwrap_or_else(|| COALITION.contains(&country.as_str()));
         out.list.push(Manufacturer {
             canonical: canonical.v.clone(),
+            coalition,
             country,
             aliases: src.aliases.iter().map(|x| x.v.clone()).collect(),
             brand_only: src.brand_only.iter().map(|x| x.v.clone()).collect(),

@@ -45,7 +45,11 @@ pub(super) struct LegacySrc {
 pub(super) struct ManufacturerSrc {
     pub(super) canonical: S,
     pub(super) country: Option<S>,
+    /// From the export-control coalition; `None`: decided by the country.
+    pub(super) coalition: Option<bool>,
     pub(super) aliases: Vec<S>,
+    /// Names also looked for in free text although they are in `brand_only`-style files.
+    pub(super) text_names: Vec<S>,
     pub(super) brand_only: Vec<S>,
     pub(super) legacy: Vec<LegacySrc>,
     pub(super) patterns: Vec<PatternSrc>,
@@ -60,6 +64,7 @@ pub(super) struct FamilySrc {
     pub(super) keywords: Vec<S>,
     pub(super) exclude: Vec<S>,
     pub(super) priority: i32,
+    pub(super) carrier: bool,
 }
 
 /// Everything read so far, merged (later files override earlier ones).
@@ -98,6 +103,7 @@ impl Merged {
             "activity_codes.csv" => self.add_activities(file, errs),
             "families.toml" => self.add_families(file, errs),
             "manufacturers.toml" => self.add_manufacturers(file, errs),
+            "makers.csv" => self.add_makers(file, errs),
             _ => {}
         }
     }
@@ -241,6 +247,7 @@ impl Merged {
                 keywords: file.ss(&f.keywords),
                 exclude: file.ss(&f.exclude),
                 priority: f.priority.unwrap_or(0),
+                carrier: f.carrier.unwrap_or(false),
                 id,
             };
             match self.family_pos.get(&src.id.v) {
@@ -256,6 +263,9 @@ impl Merged {
                     }
                     if let Some(p) = f.priority {
                         base.priority = p;
+                    }
+                    if let Some(c) = f.carrier {
+                        base.carrier = c;
                     }
                 }
                 Some(&i) => self.families[i] = src,
@@ -302,7 +312,9 @@ impl Merged {
             }
             let src = ManufacturerSrc {
                 country: m.country.as_ref().map(|x| file.s(x)),
+                coalition: m.coalition,
                 aliases: file.ss(&m.aliases),
+                text_names: Vec::new(),
                 brand_only: file.ss(&m.brand_only),
                 legacy: m
                     .legacy
@@ -330,6 +342,9 @@ impl Merged {
                     if src.country.is_some() {
                         base.country = src.country;
                     }
+                    if src.coalition.is_some() {
+                        base.coalition = src.coalition;
+                    }
                     if src.note.is_some() {
                         base.note = src.note;
                     }
@@ -342,6 +357,151 @@ impl Merged {
                 None => {
                     self.manufacturer_pos.insert(key, self.manufacturers.len());
                     self.manufacturers.push(src);
+                }
+            }
+        }
+    }
+    /// `makers.csv`: one maker a row. A canonical name already defined (in
+    /// `manufacturers.toml` or an earlier file) is extended: its names, legacy brands and
+    /// patterns are added, its country and coalition set.
+    fn add_makers(&mut self, file: &File<'_>, errs: &mut Vec<RefDataError>) {
+        let cols = [
+            "canonical",
+            "country",
+            "coalition",
+            "aliases",
+            "text_names",
+            "legacy",
+            "patterns",
+            "note",
+        ];
+        let rows = read_csv(file, &cols, &["canonical", "country", "coalition"], errs);
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let list = |v: &str, loc: &Loc| -> Vec<S> {
+            v.split(';')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| S {
+                    v: x.to_string(),
+                    loc: loc.clone(),
+                })
+                .collect()
+        };
+        for row in rows {
+            let loc = file.line(row.line);
+            let canonical = S {
+                v: row.get("canonical").to_string(),
+                loc: loc.clone(),
+            };
+            let key = brand_key(&canonical.v);
+            if key.is_empty() {
+                errs.push(loc.invalid("canonical name is empty"));
+                continue;
+            }
+            if let Some(first) = seen.insert(key.clone(), row.line) {
+                errs.push(loc.invalid(format!(
+                    "maker '{}' is listed twice in this file (first on line {first}); keep one row",
+                    canonical.v
+                )));
+                continue;
+            }
+            let coalition = match row.get("coalition").to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                other => {
+                    errs.push(loc.invalid(format!("coalition '{other}' must be yes or no")));
+                    continue;
+                }
+            };
+            let mut legacy = Vec::new();
+            for l in list(row.get("legacy"), &loc) {
+                let (name, year) = match l.v.split_once('=') {
+                    Some((n, y)) => match y.trim().parse::<u16>() {
+                        Ok(y) => (n.trim().to_string(), Some(y)),
+                        Err(_) => {
+                            errs.push(loc.invalid(format!(
+                                "legacy brand '{}': the year after '=' must be a number",
+                                l.v
+                            )));
+                            continue;
+                        }
+                    },
+                    None => (l.v.clone(), None),
+                };
+                legacy.push(LegacySrc {
+                    name: S {
+                        v: name,
+                        loc: loc.clone(),
+                    },
+                    aliases: Vec::new(),
+                    brand_only: Vec::new(),
+                    relation: None,
+                    year,
+                    note: None,
+                });
+            }
+            let mut patterns = Vec::new();
+            for p in list(row.get("patterns"), &loc) {
+                let Some((re, fam)) = p.v.split_once("=>") else {
+                    errs.push(
+                        loc.invalid(format!("pattern '{}' must be written REGEX=>family", p.v)),
+                    );
+                    continue;
+                };
+                patterns.push(PatternSrc {
+                    pattern: S {
+                        v: re.trim().to_string(),
+                        loc: loc.clone(),
+                    },
+                    family: S {
+                        v: fam.trim().to_string(),
+                        loc: loc.clone(),
+                    },
+                    hs6: None,
+                    brand: None,
+                    shared: false,
+                    text: true,
+                    priority: 0,
+                    note: None,
+                });
+            }
+            let aliases = list(row.get("aliases"), &loc);
+            let text_names = list(row.get("text_names"), &loc);
+            let note = Some(row.get("note").to_string()).filter(|n| !n.is_empty());
+            match self.manufacturer_pos.get(&key) {
+                Some(&i) => {
+                    let base = &mut self.manufacturers[i];
+                    base.brand_only.extend(aliases);
+                    base.text_names.extend(text_names);
+                    base.legacy.extend(legacy);
+                    base.patterns.extend(patterns);
+                    base.coalition = Some(coalition);
+                    base.country = Some(S {
+                        v: row.get("country").to_string(),
+                        loc: loc.clone(),
+                    });
+                    if note.is_some() && base.note.is_none() {
+                        base.note = note;
+                    }
+                }
+                None => {
+                    self.manufacturer_pos.insert(key, self.manufacturers.len());
+                    self.manufacturers.push(ManufacturerSrc {
+                        country: Some(S {
+                            v: row.get("country").to_string(),
+                            loc: loc.clone(),
+                        }),
+                        coalition: Some(coalition),
+                        // Names of this file are brand-column names; `text_names` are
+                        // the ones distinctive enough for free text.
+                        aliases: Vec::new(),
+                        brand_only: aliases,
+                        text_names,
+                        legacy,
+                        patterns,
+                        note,
+                        canonical,
+                    });
                 }
             }
         }

@@ -33,12 +33,13 @@ pub(crate) const FILE_NAMES: &[&str] = &[
     "activity_codes.csv",
     "families.toml",
     "manufacturers.toml",
+    "makers.csv",
 ];
 
 /// Where the shipped files live in the source tree (shown in error locations).
 const EMBEDDED_DIR: &str = "data/reference";
 
-const EMBEDDED: [(&str, &str); 4] = [
+const EMBEDDED: [(&str, &str); 5] = [
     ("chpl.csv", include_str!("../../../data/reference/chpl.csv")),
     (
         "activity_codes.csv",
@@ -51,6 +52,10 @@ const EMBEDDED: [(&str, &str); 4] = [
     (
         "manufacturers.toml",
         include_str!("../../../data/reference/manufacturers.toml"),
+    ),
+    (
+        "makers.csv",
+        include_str!("../../../data/reference/makers.csv"),
     ),
 ];
 

@@ -28,6 +28,8 @@ pub(super) struct RawManufacturer {
     #[serde(default)]
     pub(super) country: Option<Spanned<String>>,
     #[serde(default)]
+    pub(super) coalition: Option<bool>,
+    #[serde(default)]
     pub(super) aliases: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) brand_only: Vec<Spanned<String>>,
@@ -113,6 +115,8 @@ pub(super) struct RawFamily {
     pub(super) exclude: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) priority: Option<i32>,
+    #[serde(default)]
+    pub(super) carrier: Option<bool>,
     #[serde(default)]
     pub(super) extend: bool,
 }
