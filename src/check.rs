@@ -24,10 +24,10 @@ use crate::fetch::{
     looks_blocked,
 };
 use crate::model::{Entity, Source};
-use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
+use crate::record::{Change, CheckStatus, FetchMeta, Finding, Record, ResponseMeta, Snapshot};
 use crate::store::blocking;
 use crate::store::{
-    Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash,
+    Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash, sha256_hex,
 };
 
 /// What one check did, as `once` reports it.
@@ -425,6 +425,7 @@ impl Checker {
             body,
             validators: pages,
             unmatched,
+            responses,
         } = match self
             .fetch_pages(fetcher, entity, source, &state, first, &mut reuse)
             .await?
@@ -472,6 +473,10 @@ impl Checker {
             fetched_at: now,
             http_status,
             body_hash: hash,
+            fetch: Some(FetchMeta {
+                body_sha256: sha256_hex(&body),
+                responses,
+            }),
             record,
         };
         let status = if previous.is_some() {
@@ -576,6 +581,7 @@ impl Checker {
         let mut record = Record::default();
         let mut body = Vec::new();
         let mut pages = Vec::new();
+        let mut responses = Vec::new();
         // Selectors no page matched (see `Unmatched::degraded`).
         let mut unmatched: Option<extract::Unmatched> = None;
         match &*source.spec {
@@ -592,6 +598,7 @@ impl Checker {
                         );
                     }
                 }
+                responses.push(response_meta(&source.url, &first, 0));
                 body = first.body;
             }
             ExtractSpec::Html(spec) => {
@@ -627,6 +634,7 @@ impl Checker {
                             format!("\n<!-- pivotwatch: page {n}: {} -->\n", page.url).as_bytes(),
                         );
                     }
+                    responses.push(response_meta(&requested, &page, body.len()));
                     body.extend_from_slice(&page.body);
                     merge(&mut record, p.record);
                     match &mut unmatched {
@@ -672,6 +680,7 @@ impl Checker {
             body,
             validators: pages,
             unmatched,
+            responses,
         }))
     }
 
@@ -898,6 +907,24 @@ struct Pages {
     validators: Vec<PageValidators>,
     /// Selectors no page matched (see `Unmatched::degraded`).
     unmatched: Option<extract::Unmatched>,
+    /// Each page's response, with where its body sits in `body`.
+    responses: Vec<ResponseMeta>,
+}
+
+/// The evidence kept of one response whose body starts at `offset` of the
+/// stored body.
+fn response_meta(requested: &Url, r: &FetchResponse, offset: usize) -> ResponseMeta {
+    ResponseMeta {
+        requested_url: requested.to_string(),
+        final_url: r.url.to_string(),
+        status: r.status,
+        headers: r.headers.clone(),
+        remote_addr: r.remote_addr.map(|a| a.to_string()),
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        body_offset: offset as u64,
+        body_len: r.body.len() as u64,
+    }
 }
 
 /// What reading the pages of a check gave.
