@@ -160,6 +160,16 @@ pub enum ReadArgs {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// A snapshot's body exactly as fetched (snapshot:ID), or a finding's evidence
+    /// bundle (finding:ID --out DIR|FILE.zip: finding, alert text, before/after bodies
+    /// with their fetch metadata, manifest of SHA-256s).
+    Evidence {
+        /// snapshot:ID (`history` lists them) or finding:ID (`findings` lists them).
+        target: String,
+        /// Where to write (a snapshot: FILE, default standard output; a finding: DIR or FILE.zip).
+        #[arg(long, value_name = "FILE|DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 impl ReadArgs {
@@ -188,6 +198,10 @@ impl ReadArgs {
                 json,
             },
             ReadArgs::Explain { entity, json } => ReadCommand::Explain { entity, json },
+            ReadArgs::Evidence { target, out } => ReadCommand::Evidence {
+                target,
+                out: out.map(absolute),
+            },
             ReadArgs::Outbox { action } => match action {
                 None => ReadCommand::OutboxList { json: false },
                 Some(OutboxAction::List { json }) => ReadCommand::OutboxList { json },
@@ -197,6 +211,12 @@ impl ReadArgs {
             },
         }
     }
+}
+
+/// A path made absolute against the current folder (a daemon answering
+/// through its control socket writes it from its own folder).
+pub fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 /// `outbox` sub-commands.

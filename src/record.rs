@@ -447,3 +447,14 @@ pub struct Finding {
     /// When the finding was made.
     pub created_at: DateTime<Utc>,
 }
+
+impl Finding {
+    /// The command that writes this finding's evidence bundle (named in
+    /// its alert and on the status page).
+    pub fn evidence_command(&self) -> String {
+        format!(
+            "pivotwatch evidence finding:{} --out finding-{}.zip",
+            self.id, self.id
+        )
+    }
+}

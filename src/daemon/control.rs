@@ -210,6 +210,16 @@ async fn run(command: ReadCommand, shared: Arc<Shared>) -> Response {
     let config = shared.config();
     let store = shared.store.clone();
     tracing::info!(?command, "Control request.");
+    if command.writes_raw_stdout() {
+        return Response {
+            exit: crate::read::EXIT_USAGE,
+            error: Some(
+                "`pivotwatch run` holds the store and raw bytes do not pass through its control socket: give --out FILE"
+                    .into(),
+            ),
+            ..Response::default()
+        };
+    }
     let mut out = Vec::new();
     let result = crate::read::run(config, store, command, &mut out).await;
     let stdout = String::from_utf8_lossy(&out).into_owned();

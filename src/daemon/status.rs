@@ -378,6 +378,11 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
             h(&f.source),
             h(&f.evidence.url)
         );
+        let _ = write!(
+            p,
+            "<p><small>evidence: <code>{}</code></small></p>",
+            h(&f.evidence_command())
+        );
         if !f.evidence.changes.is_empty() {
             p.push_str("<ul>");
             for c in &f.evidence.changes {
@@ -504,6 +509,20 @@ name = "td.n"
             "{head}"
         );
         body.to_string()
+    }
+
+    #[tokio::test]
+    async fn the_page_names_the_command_that_writes_each_findings_evidence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, store) = fixture(dir.path());
+        let id = store.findings().expect("findings")[0].id;
+        let page = get(config, store, "/").await;
+        assert!(
+            page.contains(&format!(
+                "<code>pivotwatch evidence finding:{id} --out finding-{id}.zip</code>"
+            )),
+            "{page}"
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 //! sends).
 
 mod diff;
+mod evidence;
 mod explain;
 mod findings;
 mod history;
@@ -86,6 +87,21 @@ pub enum ReadCommand {
         /// Delivery id; `None` = all.
         id: Option<u64>,
     },
+    /// `evidence snapshot:ID|finding:ID [--out FILE|DIR|FILE.zip]`.
+    Evidence {
+        /// `snapshot:ID` or `finding:ID`.
+        target: String,
+        /// `--out`, absolute (the daemon writes it when it holds the store).
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+impl ReadCommand {
+    /// Whether the command writes raw bytes to standard output, which the
+    /// control socket's text answer cannot carry.
+    pub fn writes_raw_stdout(&self) -> bool {
+        matches!(self, ReadCommand::Evidence { out: None, .. })
+    }
 }
 
 /// Errors a read command may end with.
@@ -104,6 +120,9 @@ pub enum ReadError {
     /// Writing output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// `evidence` or `export` failed.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 impl ReadError {
@@ -111,6 +130,7 @@ impl ReadError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ReadError::Usage(_) => EXIT_USAGE,
+            ReadError::Export(e) if e.is_usage() => EXIT_USAGE,
             _ => EXIT_FAILED,
         }
     }
@@ -158,6 +178,9 @@ pub async fn run(
         ReadCommand::Explain { entity, json } => explain(&config, &store, &entity, json, out),
         ReadCommand::OutboxList { json } => outbox::list(&config, &store, json, out),
         ReadCommand::OutboxRetry { id } => outbox::retry(&config, &store, id, out).await,
+        ReadCommand::Evidence { target, out: path } => {
+            evidence::evidence(&config, &store, &target, path.as_deref(), out)
+        }
     }
 }
 

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["fetch", "store"],
     &["config"],
     &["alert"],
-    &["check"],
+    &["check", "export"],
     &["read"],
     &["daemon"],
     &["cli"],
