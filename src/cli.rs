@@ -170,6 +170,36 @@ pub enum ReadArgs {
         #[arg(long, value_name = "FILE|DIR")]
         out: Option<PathBuf>,
     },
+    /// Export the store: warc (WARC/1.1, gzip per record), ftm (FollowTheMoney JSON
+    /// lines) or csv (findings).
+    Export {
+        /// warc, ftm or csv.
+        #[arg(value_enum)]
+        format: ExportFormat,
+        /// Only this entity.
+        #[arg(long, value_name = "ID")]
+        entity: Option<String>,
+        /// Only this source (SOURCE or ENTITY/SOURCE).
+        #[arg(long, value_name = "SOURCE")]
+        source: Option<String>,
+        /// Only snapshots and findings since this long ago (24h, 7d) or this RFC 3339 time.
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Write to FILE (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `export` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// WARC/1.1, one gzip member per record (FILE.warc.gz).
+    Warc,
+    /// FollowTheMoney entities as JSON lines.
+    Ftm,
+    /// Findings as CSV.
+    Csv,
 }
 
 impl ReadArgs {
@@ -200,6 +230,23 @@ impl ReadArgs {
             ReadArgs::Explain { entity, json } => ReadCommand::Explain { entity, json },
             ReadArgs::Evidence { target, out } => ReadCommand::Evidence {
                 target,
+                out: out.map(absolute),
+            },
+            ReadArgs::Export {
+                format,
+                entity,
+                source,
+                since,
+                out,
+            } => ReadCommand::Export {
+                format: match format {
+                    ExportFormat::Warc => crate::export::Format::Warc,
+                    ExportFormat::Ftm => crate::export::Format::Ftm,
+                    ExportFormat::Csv => crate::export::Format::Csv,
+                },
+                entity,
+                source,
+                since,
                 out: out.map(absolute),
             },
             ReadArgs::Outbox { action } => match action {

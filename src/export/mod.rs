@@ -9,6 +9,9 @@
 //! bundle's manifest.
 
 pub(crate) mod bundle;
+mod csv;
+mod ftm;
+mod warc;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -169,6 +172,28 @@ pub(crate) fn body(store: &Store, s: &Snapshot) -> Result<Vec<u8>, ExportError> 
             snapshot: s.id,
             hash: s.body_hash.clone(),
         })
+}
+
+/// Runs `export FORMAT` to `out` (a file) or to `stdout`.
+pub fn export(
+    config: &crate::config::Config,
+    store: &Store,
+    format: Format,
+    filter: &Filter,
+    out: Option<&Path>,
+    stdout: &mut dyn Write,
+) -> Result<(), ExportError> {
+    let run = |w: &mut dyn Write| -> Result<(), ExportError> {
+        match format {
+            Format::Warc => warc::export(store, filter, w),
+            Format::Csv => csv::export(config, store, filter, w),
+            Format::Ftm => ftm::export(config, store, filter, w),
+        }
+    };
+    match out {
+        None => run(stdout),
+        Some(path) => write_file(path, |f| run(f)),
+    }
 }
 
 /// Writes a file through a temporary name in its folder, renamed into

@@ -94,13 +94,34 @@ pub enum ReadCommand {
         /// `--out`, absolute (the daemon writes it when it holds the store).
         out: Option<std::path::PathBuf>,
     },
+    /// `export FORMAT [--entity] [--source] [--since] [--out FILE]`.
+    Export {
+        /// warc, ftm or csv.
+        format: crate::export::Format,
+        /// `--entity`.
+        entity: Option<String>,
+        /// `--source`.
+        source: Option<String>,
+        /// `--since`.
+        since: Option<String>,
+        /// `--out`, absolute.
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 impl ReadCommand {
     /// Whether the command writes raw bytes to standard output, which the
     /// control socket's text answer cannot carry.
     pub fn writes_raw_stdout(&self) -> bool {
-        matches!(self, ReadCommand::Evidence { out: None, .. })
+        matches!(
+            self,
+            ReadCommand::Evidence { out: None, .. }
+                | ReadCommand::Export {
+                    format: crate::export::Format::Warc,
+                    out: None,
+                    ..
+                }
+        )
     }
 }
 
@@ -180,6 +201,21 @@ pub async fn run(
         ReadCommand::OutboxRetry { id } => outbox::retry(&config, &store, id, out).await,
         ReadCommand::Evidence { target, out: path } => {
             evidence::evidence(&config, &store, &target, path.as_deref(), out)
+        }
+        ReadCommand::Export {
+            format,
+            entity,
+            source,
+            since,
+            out: path,
+        } => {
+            let filter = crate::export::Filter {
+                entity,
+                source,
+                since: since.as_deref().map(findings::parse_since).transpose()?,
+            };
+            crate::export::export(&config, &store, format, &filter, path.as_deref(), out)?;
+            Ok(0)
         }
     }
 }

@@ -280,3 +280,289 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+const REGISTRY_PAGE: &str = "<html><body><h1 class=\"name\">Acme Recycling SARL</h1>\
+    <table><tr><td class=\"status\">Active</td><td class=\"inc\">12/05/2009</td></tr></table>\
+    <p class=\"address\">12 Rue du Port, Tanger</p>\
+    <ul><li class=\"officer\">Karim Bennani</li><li class=\"officer\">Sara  Alaoui</li>\
+    <li class=\"psc\">Bennani Holding Ltd</li></ul></body></html>";
+
+/// The evidence watchlist: the shop through three versions (as
+/// [`checked_through_changes`]) and the registry record once.
+async fn registry_and_shop(env: &Env) -> Vec<Vec<u8>> {
+    env.write(SETTINGS, include_str!("../fixtures/evidence.toml"));
+    env.site.set("/reg", page(REGISTRY_PAGE));
+    let mut served = vec![];
+    let mut rows = SCRAP.to_vec();
+    for (n, stamp) in ["09:00", "10:00", "11:00"].iter().enumerate() {
+        if n == 1 {
+            rows[0].3 = "7100";
+        }
+        if n == 2 {
+            rows.push(("DSP 32-bit", "Texas Instruments", "TMS320F28335PGFA", "310"));
+        }
+        let body = catalogue_page(&rows, stamp, None);
+        env.site.set("/shop", page(&body));
+        let r = env.once().await;
+        for x in &r {
+            assert!(x.error.is_none(), "{x:?}");
+        }
+        served.push(body.into_bytes());
+    }
+    // Opened and closed, so that sled has let go of it for the binary.
+    drop(env.store());
+    served
+}
+
+#[tokio::test]
+async fn export_warc_has_one_response_per_stored_body_with_correct_digests() {
+    let env = Env::new().await;
+    let served = registry_and_shop(&env).await;
+    let (shop, reg, fid) = {
+        let store = env.store();
+        let f = store.findings().expect("findings");
+        assert_eq!(f.len(), 1);
+        (
+            store.history("acme/shop").expect("h"),
+            store.history("acme/reg").expect("h"),
+            f[0].id,
+        )
+    };
+    let out = env.dir.path().join("store.warc.gz");
+    run(
+        &env,
+        &["export", "warc", "--out", &out.display().to_string()],
+    );
+    let raw = std::fs::read(&out).expect("warc file");
+
+    // One gzip member per record, each a whole WARC/1.1 record.
+    let mut members = 0;
+    let mut rest = &raw[..];
+    while !rest.is_empty() {
+        let mut d = flate2::bufread::GzDecoder::new(rest);
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut d, &mut text).expect("member");
+        assert!(text.starts_with(b"WARC/1.1\r\n"), "member {members}");
+        assert!(text.ends_with(b"\r\n\r\n"), "member {members}");
+        rest = d.into_inner();
+        members += 1;
+    }
+
+    let b32 = |b: &[u8]| {
+        format!(
+            "sha256:{}",
+            data_encoding::BASE32.encode(&sha2::Sha256::digest(b))
+        )
+    };
+    let reader = warc::WarcReader::from_path_gzip(&out).expect("reader");
+    let mut kinds = Vec::new();
+    let mut responses = std::collections::BTreeMap::new();
+    let mut metadata = Vec::new();
+    for rec in reader.iter_records() {
+        let rec = rec.expect("record parses");
+        assert_eq!(rec.warc_version(), "1.1");
+        let h = |name: &str| {
+            rec.header(warc::WarcHeader::from(name))
+                .map(|v| v.into_owned())
+        };
+        kinds.push(rec.warc_type().to_string());
+        let block = rec.body().to_vec();
+        assert_eq!(h("warc-block-digest"), Some(b32(&block)), "block digest");
+        match rec.warc_type() {
+            warc::RecordType::Response => {
+                let (head, payload) = block
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|i| (&block[..i], &block[i + 4..]))
+                    .expect("HTTP block");
+                let head = String::from_utf8_lossy(head).into_owned();
+                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+                assert!(
+                    head.contains(&format!("content-length: {}", payload.len())),
+                    "{head}"
+                );
+                assert_eq!(
+                    rec.header(warc::WarcHeader::PayloadDigest)
+                        .map(|v| v.into_owned()),
+                    Some(b32(payload))
+                );
+                assert_eq!(
+                    rec.header(warc::WarcHeader::IPAddress).as_deref(),
+                    Some("127.0.0.1")
+                );
+                let snap: u64 = h("warc-pivotwatch-snapshot")
+                    .expect("snapshot")
+                    .parse()
+                    .expect("id");
+                let uri = rec
+                    .header(warc::WarcHeader::TargetURI)
+                    .expect("uri")
+                    .into_owned();
+                responses.insert(snap, (uri, payload.to_vec(), rec.warc_id().to_string()));
+            }
+            warc::RecordType::Metadata => metadata.push((
+                rec.header(warc::WarcHeader::RefersTo)
+                    .map(|v| v.into_owned()),
+                serde_json::from_slice::<serde_json::Value>(&block).expect("metadata JSON"),
+            )),
+            _ => {}
+        }
+    }
+    assert_eq!(kinds.len(), members, "{kinds:?}");
+    assert_eq!(kinds[0], "warcinfo");
+    assert_eq!(kinds.iter().filter(|k| *k == "warcinfo").count(), 1);
+    // Every stored body, once, with its bytes and URL.
+    assert_eq!(responses.len(), shop.len() + reg.len(), "{kinds:?}");
+    for (id, bytes) in shop.iter().zip(&served) {
+        let (uri, payload, _) = &responses[id];
+        assert_eq!(uri, &env.site.url("/shop"));
+        assert_eq!(payload, bytes);
+    }
+    let (uri, payload, _) = &responses[&reg[0]];
+    assert_eq!(uri, &env.site.url("/reg"));
+    assert_eq!(payload, REGISTRY_PAGE.as_bytes());
+    // The finding, tied to the response of its snapshot.
+    assert_eq!(metadata.len(), 1);
+    let (refers, doc) = &metadata[0];
+    assert_eq!(doc["finding"]["id"].as_u64(), Some(fid));
+    let snap = doc["snapshot"].as_u64().expect("snapshot");
+    assert_eq!(refers.as_deref(), Some(responses[&snap].2.as_str()));
+    assert_eq!(doc["snapshot_record"].as_str(), refers.as_deref());
+
+    // --source narrows it to that source's bodies.
+    let o = run(&env, &["export", "warc", "--source", "acme/reg"]);
+    let n = flate2::read::MultiGzDecoder::new(&o.stdout[..]);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::BufReader::new(n), &mut text).expect("gunzip");
+    assert_eq!(text.matches("WARC-Type: response").count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn export_csv_has_a_row_per_finding() {
+    let env = Env::new().await;
+    registry_and_shop(&env).await;
+    let o = run(&env, &["export", "csv"]);
+    let mut r = csv::Reader::from_reader(&o.stdout[..]);
+    let headers = r.headers().expect("header").clone();
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.expect("row")).collect();
+    assert_eq!(rows.len(), 1);
+    let col = |name: &str| {
+        let i = headers.iter().position(|h| h == name).expect(name);
+        rows[0][i].to_string()
+    };
+    assert_eq!(col("entity"), "acme");
+    assert_eq!(col("entity_name"), "Acme Recycling");
+    assert_eq!(col("source"), "shop");
+    assert!(
+        col("part_numbers").contains("TMS320F28335PGFA"),
+        "{:?}",
+        rows[0]
+    );
+    assert!(col("evidence_command").starts_with("pivotwatch evidence finding:"));
+    let o = run(&env, &["export", "csv", "--entity", "nobody"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "header only"
+    );
+}
+
+#[tokio::test]
+async fn export_ftm_lines_parse_reference_each_other_and_keep_their_ids() {
+    let env = Env::new().await;
+    registry_and_shop(&env).await;
+    let first = run(&env, &["export", "ftm"]).stdout;
+    let out = env.dir.path().join("acme.ftm.json");
+    run(
+        &env,
+        &["export", "ftm", "--out", &out.display().to_string()],
+    );
+    let second = std::fs::read(&out).expect("file");
+    let parse = |b: &[u8]| -> Vec<serde_json::Value> {
+        String::from_utf8(b.to_vec())
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON entity per line"))
+            .collect()
+    };
+    let a = parse(&first);
+    let b = parse(&second);
+    let ids = |v: &[serde_json::Value]| -> Vec<String> {
+        v.iter()
+            .map(|e| e["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    assert_eq!(ids(&a), ids(&b), "ids are stable across exports");
+    let by_id: std::collections::BTreeMap<String, &serde_json::Value> = a
+        .iter()
+        .map(|e| (e["id"].as_str().expect("id").to_string(), e))
+        .collect();
+    assert_eq!(by_id.len(), a.len(), "each id once");
+    let schema_of = |id: &str| {
+        by_id
+            .get(id)
+            .map(|e| e["schema"].as_str().unwrap_or_default().to_string())
+    };
+    let props = |e: &serde_json::Value, p: &str| -> Vec<String> {
+        e["properties"][p]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|s| s.as_str().expect("string value").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let of = |schema: &str| {
+        a.iter()
+            .filter(|e| e["schema"] == schema)
+            .collect::<Vec<_>>()
+    };
+    // Every property value is a list of strings, and every reference resolves.
+    for e in &a {
+        for (p, vs) in e["properties"].as_object().expect("properties") {
+            assert!(
+                vs.as_array()
+                    .is_some_and(|v| v.iter().all(|x| x.is_string())),
+                "{p} of {e}"
+            );
+        }
+    }
+    let company = of("Company");
+    assert_eq!(company.len(), 1, "{a:?}");
+    let c = company[0];
+    let cid = c["id"].as_str().expect("id");
+    assert_eq!(props(c, "name"), ["Acme Recycling"]);
+    assert_eq!(props(c, "jurisdiction"), ["ma"]);
+    assert_eq!(props(c, "leiCode"), ["529900T8BM49AURSDO55"]);
+    assert_eq!(props(c, "registrationNumber"), ["Tanger 84213"]);
+    assert_eq!(props(c, "incorporationDate"), ["2009-05-12"]);
+    assert_eq!(props(c, "status"), ["Active"]);
+    assert!(props(c, "sourceUrl").contains(&env.site.url("/reg")));
+    for aid in props(c, "addressEntity") {
+        assert_eq!(schema_of(&aid).as_deref(), Some("Address"));
+    }
+    assert_eq!(of("Address").len(), 1);
+    let directorships = of("Directorship");
+    assert_eq!(directorships.len(), 2);
+    let mut officers = vec![];
+    for d in directorships {
+        assert_eq!(props(d, "organization"), [cid]);
+        let pid = &props(d, "director")[0];
+        assert_eq!(schema_of(pid).as_deref(), Some("Person"));
+        officers.extend(props(by_id[pid.as_str()], "name"));
+        assert_eq!(props(d, "sourceUrl"), [env.site.url("/reg")]);
+    }
+    officers.sort();
+    assert_eq!(officers, ["Karim Bennani", "Sara Alaoui"]);
+    let ownerships = of("Ownership");
+    assert_eq!(ownerships.len(), 1);
+    assert_eq!(props(ownerships[0], "asset"), [cid]);
+    let owner = &props(ownerships[0], "owner")[0];
+    assert_eq!(schema_of(owner).as_deref(), Some("LegalEntity"));
+    let notes = of("Note");
+    assert_eq!(notes.len(), 1);
+    assert_eq!(props(notes[0], "entity"), [cid]);
+    assert_eq!(props(notes[0], "sourceUrl"), [env.site.url("/shop")]);
+    assert!(!props(notes[0], "name").is_empty());
+}
