@@ -170,6 +170,9 @@ pub enum ReadArgs {
         #[arg(long, value_name = "FILE|DIR")]
         out: Option<PathBuf>,
     },
+    /// Apply the [store] retention (keep_snapshots, keep_for) now and remove the bodies no
+    /// snapshot references; snapshots a finding names are always kept.
+    Gc,
     /// Export the store: warc (WARC/1.1, gzip per record), ftm (FollowTheMoney JSON
     /// lines) or csv (findings).
     Export {
@@ -232,6 +235,7 @@ impl ReadArgs {
                 target,
                 out: out.map(absolute),
             },
+            ReadArgs::Gc => ReadCommand::Gc,
             ReadArgs::Export {
                 format,
                 entity,

@@ -124,6 +124,8 @@ pub struct Gauges {
     pub outbox_dead: u64,
     /// Sources by health: `ok`, `failing`, `broken`, `unchecked`.
     pub sources: BTreeMap<&'static str, u64>,
+    /// Counts and sizes of the store.
+    pub store: crate::store::StoreStats,
 }
 
 impl Metrics {
@@ -243,6 +245,35 @@ impl Metrics {
                 "pivotwatch_sources{{health=\"{h}\"}} {}",
                 g.sources.get(h).copied().unwrap_or(0)
             );
+        }
+        for (name, help, v) in [
+            (
+                "pivotwatch_store_snapshots",
+                "Snapshots in the store.",
+                g.store.snapshots,
+            ),
+            (
+                "pivotwatch_store_bodies",
+                "Distinct page bodies in the store (deduplicated evidence).",
+                g.store.blobs,
+            ),
+            (
+                "pivotwatch_store_body_bytes",
+                "Stored (compressed) size of those bodies, in bytes.",
+                g.store.blob_bytes,
+            ),
+            (
+                "pivotwatch_store_findings",
+                "Findings in the store.",
+                g.store.findings,
+            ),
+            (
+                "pivotwatch_store_disk_bytes",
+                "Size of the store's database on disk, in bytes.",
+                g.store.disk_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         let _ = writeln!(
             out,

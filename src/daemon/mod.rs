@@ -247,6 +247,38 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         stop_rx.clone(),
     ));
 
+    // The retention pass: `[store] keep_snapshots` / `keep_for`, then the
+    // bodies no snapshot references; every `[store] gc_interval`, the first
+    // one interval after start. Read from the running configuration each
+    // time, so a reload changes it.
+    {
+        let (s, mut rx) = (shared.clone(), stop_rx.clone());
+        background.spawn(async move {
+            loop {
+                let every = s.config().settings.gc_interval;
+                tokio::select! {
+                    _ = rx.wait_for(|v| *v) => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let policy = s.config().settings.retention.clone();
+                if !policy.is_limited() {
+                    continue;
+                }
+                let r = crate::store::run_blocking(&s.store, move |st| st.gc(&policy, Utc::now())).await;
+                match r {
+                    Ok(r) => tracing::info!(
+                        snapshots_removed = r.snapshots_removed,
+                        kept_for_findings = r.kept_for_findings,
+                        blobs_removed = r.blobs_removed,
+                        bytes_removed = r.bytes_removed,
+                        "Retention pass done."
+                    ),
+                    Err(e) => tracing::warn!(error = %crate::text::chain(&e), "Retention pass failed; it runs again at the next interval."),
+                }
+            }
+        });
+    }
+
     // The watchdog.
     if let Some(interval) = notify::watchdog_interval() {
         let s = shared.clone();

@@ -144,6 +144,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let mut g = Gauges {
             outbox_pending: outbox.len() as u64 - dead,
             outbox_dead: dead,
+            store: s.store.stats()?,
             ..Gauges::default()
         };
         for v in sources(&s)? {
@@ -316,8 +317,15 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
     let s = shared.clone();
-    let data = blocking(move || Ok((sources(&s)?, recent_findings(&s, PAGE_FINDINGS)?))).await;
-    let (views, findings) = match data {
+    let data = blocking(move || {
+        Ok((
+            sources(&s)?,
+            recent_findings(&s, PAGE_FINDINGS)?,
+            s.store.stats()?,
+        ))
+    })
+    .await;
+    let (views, findings, stats) = match data {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -337,6 +345,15 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
         config.watchlists.len(),
         time(Some(shared.started)),
         shared.metrics.checks_in_flight()
+    );
+    let _ = write!(
+        p,
+        "<p>Store: {} snapshot(s), {} stored bodies ({}), {} finding(s), {} on disk.</p>",
+        stats.snapshots,
+        stats.blobs,
+        bytesize::ByteSize(stats.blob_bytes),
+        stats.findings,
+        bytesize::ByteSize(stats.disk_bytes)
     );
     p.push_str("<h2>Sources</h2><table><tr><th>source</th><th>health</th><th>last check</th><th>status</th><th>failures</th><th>next check</th><th>schedule</th><th>last error</th></tr>");
     for v in &views {
@@ -523,6 +540,38 @@ name = "td.n"
             )),
             "{page}"
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_and_the_page_show_the_stores_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, store) = fixture(dir.path());
+        let text = get(config.clone(), store.clone(), "/metrics").await;
+        let lines: Vec<std::io::Result<String>> = text.lines().map(|l| Ok(l.to_string())).collect();
+        let parsed = prometheus_parse::Scrape::parse(lines.into_iter()).expect("Prometheus text");
+        let value = |name: &str| {
+            parsed
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Gauge(v) => v,
+                    _ => -1.0,
+                })
+        };
+        assert_eq!(value("pivotwatch_store_findings"), Some(1.0), "{text}");
+        assert_eq!(value("pivotwatch_store_snapshots"), Some(0.0), "{text}");
+        assert_eq!(value("pivotwatch_store_bodies"), Some(0.0), "{text}");
+        assert!(
+            value("pivotwatch_store_disk_bytes").is_some_and(|v| v > 0.0),
+            "{text}"
+        );
+        let page = get(config, store, "/").await;
+        assert!(
+            page.contains("Store: 0 snapshot(s), 0 stored bodies"),
+            "{page}"
+        );
+        assert!(page.contains("1 finding(s)"), "{page}");
     }
 
     #[tokio::test]

@@ -94,6 +94,8 @@ pub enum ReadCommand {
         /// `--out`, absolute (the daemon writes it when it holds the store).
         out: Option<std::path::PathBuf>,
     },
+    /// `gc`: apply `[store]` retention, collect unreferenced bodies.
+    Gc,
     /// `export FORMAT [--entity] [--source] [--since] [--out FILE]`.
     Export {
         /// warc, ftm or csv.
@@ -201,6 +203,20 @@ pub async fn run(
         ReadCommand::OutboxRetry { id } => outbox::retry(&config, &store, id, out).await,
         ReadCommand::Evidence { target, out: path } => {
             evidence::evidence(&config, &store, &target, path.as_deref(), out)
+        }
+        ReadCommand::Gc => {
+            let policy = config.settings.retention.clone();
+            let r = crate::store::run_blocking(&store, move |s| s.gc(&policy, chrono::Utc::now()))
+                .await?;
+            writeln!(
+                out,
+                "Removed {} snapshot(s) and {} body(ies), {} stored; kept {} snapshot(s) beyond the retention because findings name them.",
+                r.snapshots_removed,
+                r.blobs_removed,
+                bytesize::ByteSize(r.bytes_removed),
+                r.kept_for_findings
+            )?;
+            Ok(0)
         }
         ReadCommand::Export {
             format,

@@ -47,6 +47,7 @@ mod inner;
 mod marker;
 mod outbox;
 mod recover;
+mod retention;
 mod snapshots;
 mod sources;
 
@@ -65,6 +66,7 @@ use error::from_fault;
 use inner::Inner;
 use marker::Marker;
 pub use outbox::{Attempt, Delivery, DigestState, MAX_ATTEMPT_LOG};
+pub use retention::{GcReport, Retention, RetentionPolicy, StoreStats};
 pub use snapshots::NewSnapshot;
 pub use sources::{PageValidators, SourceState};
 

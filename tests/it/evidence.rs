@@ -566,3 +566,87 @@ async fn export_ftm_lines_parse_reference_each_other_and_keep_their_ids() {
     assert_eq!(props(notes[0], "sourceUrl"), [env.site.url("/shop")]);
     assert!(!props(notes[0], "name").is_empty());
 }
+
+#[tokio::test]
+async fn gc_drops_old_snapshots_but_never_one_behind_a_finding_and_reclaims_their_bodies() {
+    let env = Env::new().await;
+    let served = checked_through_changes(&env).await;
+    // Two more versions (prices only: no new finding).
+    for (n, price) in ["7200", "7300"].iter().enumerate() {
+        let mut rows = SCRAP.to_vec();
+        rows[0].3 = price;
+        rows.push(("DSP 32-bit", "Texas Instruments", "TMS320F28335PGFA", "310"));
+        env.site.set(
+            "/shop",
+            page(&catalogue_page(&rows, &format!("1{n}:30"), None)),
+        );
+        let r = env.once().await;
+        assert_eq!(r[0].status, CheckStatus::Changed, "{:?}", r[0]);
+    }
+    let (snaps, fid, hashes) = {
+        let store = env.store();
+        let snaps = store.history("acme/shop").expect("history");
+        let f = store
+            .finding(store.findings().expect("f")[0].id)
+            .expect("f")
+            .expect("f");
+        let hashes: Vec<String> = snaps
+            .iter()
+            .map(|id| store.snapshot(*id).expect("r").expect("s").body_hash)
+            .collect();
+        assert_eq!(snaps.len(), 5);
+        assert_eq!(f.evidence.snapshot, Some(snaps[2]));
+        assert_eq!(f.evidence.previous_snapshot, Some(snaps[1]));
+        (snaps, f.id, hashes)
+    };
+    // Keep the two newest: the first goes, the finding's two stay.
+    env.write(
+        &SETTINGS.replace("path = \"state\"", "path = \"state\"\nkeep_snapshots = 2"),
+        CATALOGUE_WATCHLIST,
+    );
+    let o = run(&env, &["gc"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("Removed 1 snapshot(s) and 1 body(ies)"),
+        "{text}"
+    );
+    assert!(text.contains("kept 2 snapshot(s)"), "{text}");
+    {
+        let store = env.store();
+        assert_eq!(store.history("acme/shop").expect("h"), snaps[1..].to_vec());
+        assert!(store.snapshot(snaps[0]).expect("r").is_none());
+        assert!(
+            store.blob(&hashes[0]).expect("r").is_none(),
+            "the body went with it"
+        );
+        for h in &hashes[1..] {
+            assert!(store.blob(h).expect("r").is_some());
+        }
+    }
+    // The finding's evidence still leaves the store whole.
+    let dir = env.dir.path().join("after-gc");
+    run(
+        &env,
+        &[
+            "evidence",
+            &format!("finding:{fid}"),
+            "--out",
+            &dir.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(dir.join("before/body.html")).expect("before"),
+        served[1]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("after/body.html")).expect("after"),
+        served[2]
+    );
+    // A second pass finds nothing more to do.
+    let o = run(&env, &["gc"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Removed 0 snapshot(s) and 0 body(ies)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
