@@ -73,6 +73,12 @@ pub enum Command {
     /// The read commands (history, diff, findings, explain, outbox).
     #[command(flatten)]
     Read(ReadArgs),
+    /// Restore a backup (`pivotwatch backup`) into a new or empty state folder; every
+    /// tree is verified against the backup.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Send a test mail to a subscriber now (outside the outbox) and print the server's reply.
     SendTestEmail {
         /// Subscriber name from pivotwatch.toml (`default` when none is configured).
@@ -170,6 +176,11 @@ pub enum ReadArgs {
         #[arg(long, value_name = "FILE|DIR")]
         out: Option<PathBuf>,
     },
+    /// Write a consistent copy of the store to FILE (also while `run` holds it).
+    Backup {
+        /// The backup file to write.
+        file: PathBuf,
+    },
     /// Apply the [store] retention (keep_snapshots, keep_for) now and remove the bodies no
     /// snapshot references; snapshots a finding names are always kept.
     Gc,
@@ -236,6 +247,9 @@ impl ReadArgs {
                 out: out.map(absolute),
             },
             ReadArgs::Gc => ReadCommand::Gc,
+            ReadArgs::Backup { file } => ReadCommand::Backup {
+                file: absolute(file),
+            },
             ReadArgs::Export {
                 format,
                 entity,

@@ -96,6 +96,11 @@ pub enum ReadCommand {
     },
     /// `gc`: apply `[store]` retention, collect unreferenced bodies.
     Gc,
+    /// `backup FILE`: a consistent copy of the store.
+    Backup {
+        /// The backup file, absolute.
+        file: std::path::PathBuf,
+    },
     /// `export FORMAT [--entity] [--source] [--since] [--out FILE]`.
     Export {
         /// warc, ftm or csv.
@@ -204,6 +209,11 @@ pub async fn run(
         ReadCommand::Evidence { target, out: path } => {
             evidence::evidence(&config, &store, &target, path.as_deref(), out)
         }
+        ReadCommand::Backup { file } => {
+            let r = crate::store::run_blocking(&store, move |s| s.backup(&file)).await?;
+            print_backup(&r, "Backed up", out)?;
+            Ok(0)
+        }
         ReadCommand::Gc => {
             let policy = config.settings.retention.clone();
             let r = crate::store::run_blocking(&store, move |s| s.gc(&policy, chrono::Utc::now()))
@@ -234,6 +244,40 @@ pub async fn run(
             Ok(0)
         }
     }
+}
+
+/// What `backup` and `restore` print: the store, then each tree's entry
+/// count and BLAKE3 digest (equal lines mean equal content).
+pub fn print_backup(
+    r: &crate::store::BackupReport,
+    verb: &str,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let entries: u64 = r.trees.iter().map(|t| t.entries).sum();
+    writeln!(
+        out,
+        "{verb} store {} (schema version {}, made {}): {} trees, {entries} entries, {}.",
+        r.header.installation_id,
+        r.header.schema_version,
+        r.header.created_at.to_rfc3339(),
+        r.trees.len(),
+        bytesize::ByteSize(r.bytes)
+    )?;
+    let rows = r
+        .trees
+        .iter()
+        .map(|t| {
+            vec![
+                format!("  {}", t.tree),
+                t.entries.to_string(),
+                t.blake3.clone(),
+            ]
+        })
+        .collect();
+    for line in table_lines(rows) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 pub(crate) fn split_target(t: &str) -> (&str, Option<&str>) {

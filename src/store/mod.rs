@@ -39,6 +39,7 @@
 //! and a damaged sled snapshot file is rebuilt from when the data is
 //! intact (`recover.rs`).
 
+mod backup;
 mod codec;
 mod commit;
 mod daemon;
@@ -57,6 +58,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+pub use backup::{BackupHeader, BackupReport, TreeDigest, restore};
 pub use codec::SCHEMA_VERSION;
 pub use commit::{Commit, Committed};
 pub use daemon::DaemonSource;
@@ -99,6 +101,9 @@ struct Handle {
     /// The last failure, while the store is failed (cleared by a reopen).
     failed: Mutex<Option<String>>,
     failed_flag: AtomicBool,
+    /// Every store operation holds it for reading; a backup for writing,
+    /// so that it copies one moment of the store.
+    pause: RwLock<()>,
 }
 
 impl Store {
@@ -126,6 +131,7 @@ impl Store {
                 inner: RwLock::new(Some(Arc::new(inner))),
                 failed: Mutex::new(None),
                 failed_flag: AtomicBool::new(false),
+                pause: RwLock::new(()),
             }),
         })
     }
@@ -244,8 +250,17 @@ impl Store {
 
     /// Runs a read or a write that does not wait for the disk.
     fn run<T>(&self, f: impl FnOnce(&Inner) -> Result<T, Fault>) -> Result<T, StoreError> {
+        let _pause = self.h.pause.read().unwrap_or_else(PoisonError::into_inner);
         let i = self.inner()?;
         f(&i).map_err(|e| self.fail(e))
+    }
+
+    /// Runs `f` with every other operation on this store paused (each
+    /// waits, with no timeout running, until `f` returns).
+    fn paused<T>(&self, f: impl FnOnce(&Inner) -> T) -> Result<T, StoreError> {
+        let _pause = self.h.pause.write().unwrap_or_else(PoisonError::into_inner);
+        let i = self.inner()?;
+        Ok(f(&i))
     }
 
     /// Runs a write that waits for the disk (a flush) on a helper thread,
@@ -256,6 +271,9 @@ impl Store {
         &self,
         f: impl FnOnce(&Inner) -> Result<T, Fault> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Taken before the timeout starts: a backup in progress is not a
+        // slow disk.
+        let _pause = self.h.pause.read().unwrap_or_else(PoisonError::into_inner);
         let i = self.inner()?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()
