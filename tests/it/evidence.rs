@@ -7,6 +7,7 @@ use sha2::Digest;
 use crate::support::{CATALOGUE_WATCHLIST, Env, SETTINGS, catalogue_page};
 use pivotwatch::app::demo::Page;
 use pivotwatch::record::CheckStatus;
+use pivotwatch::store::Store;
 
 const SCRAP: &[(&str, &str, &str, &str)] = &[
     ("Copper scrap, 1 t", "", "CU-1", "7000"),
@@ -30,7 +31,12 @@ fn page(body: &str) -> Page {
 /// The site checked through three versions of its catalogue; the third
 /// lists a TI DSP (a pivot finding). Returns each version's bytes as served.
 pub async fn checked_through_changes(env: &Env) -> Vec<Vec<u8>> {
-    env.write(SETTINGS, CATALOGUE_WATCHLIST);
+    checked_through_changes_with(env, SETTINGS).await
+}
+
+/// [`checked_through_changes`] with these settings.
+pub async fn checked_through_changes_with(env: &Env, settings: &str) -> Vec<Vec<u8>> {
+    env.write(settings, CATALOGUE_WATCHLIST);
     let mut served = Vec::new();
     let mut rows = SCRAP.to_vec();
     for (n, stamp) in ["09:00", "10:00", "11:00"].iter().enumerate() {
@@ -649,4 +655,168 @@ async fn gc_drops_old_snapshots_but_never_one_behind_a_finding_and_reclaims_thei
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+}
+
+fn smtp_settings(port: u16) -> String {
+    format!(
+        "{SETTINGS}\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout = \"2s\"\n"
+    )
+}
+
+/// The tree lines of `backup` / `restore` output (name, entries, digest).
+fn tree_lines(out: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+// Multi-threaded: the site and the SMTP server must answer while the
+// test waits for a pivotwatch process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_the_daemon_runs_restores_the_same_trees_and_the_queued_alert_goes_out_once() {
+    use crate::support::process::{BIN, Daemon, WAIT};
+    let env = Env::new().await;
+    // SMTP where nothing listens: the finding's alert stays queued.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    checked_through_changes_with(&env, &smtp_settings(dead_port)).await;
+    let (fid, installation) = {
+        let store = env.store();
+        let pending = store.pending_deliveries().expect("outbox");
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        (pending[0].finding, store.installation_id().to_string())
+    };
+
+    // The daemon holds the store; the backup goes through it.
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir(env.dir.path()).arg("run");
+    let mut daemon = Daemon::spawn(cmd, env.dir.path().join("daemon.log"), &[]);
+    let sock = env.dir.path().join("state/control.sock");
+    let t = std::time::Instant::now();
+    while !sock.exists() {
+        assert!(daemon.running(), "daemon exited:\n{}", daemon.log());
+        assert!(t.elapsed() < WAIT, "daemon not ready:\n{}", daemon.log());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let backup = run(&env, &["backup", "store.backup"]);
+    let backed = tree_lines(&backup.stdout);
+    assert!(
+        String::from_utf8_lossy(&backup.stdout)
+            .starts_with(&format!("Backed up store {installation}")),
+        "{}",
+        String::from_utf8_lossy(&backup.stdout)
+    );
+    assert!(
+        backed.iter().any(|l| l.starts_with("outbox ")),
+        "{backed:?}"
+    );
+    assert!(
+        daemon.log().contains("Control request."),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.stop().await.success(), "{}", daemon.log());
+
+    // Restored elsewhere, with a working SMTP server.
+    let smtp = crate::support::smtp::SmtpServer::start().await;
+    let other = env.dir.path().join("restored");
+    std::fs::create_dir_all(other.join("watchlists")).expect("mkdir");
+    std::fs::write(
+        other.join("pivotwatch.toml"),
+        smtp_settings(smtp.addr.port()),
+    )
+    .expect("settings");
+    std::fs::copy(
+        env.dir.path().join("watchlists/test.toml"),
+        other.join("watchlists/test.toml"),
+    )
+    .expect("watchlist");
+    let file = env.dir.path().join("store.backup").display().to_string();
+    let o = crate::support::process::pivotwatch(&other, &["restore", &file]);
+    assert!(
+        o.status.success(),
+        "{}",
+        crate::support::process::stderr(&o)
+    );
+    assert_eq!(
+        tree_lines(&o.stdout),
+        backed,
+        "restored trees = backed-up trees"
+    );
+    // Restoring over it is refused.
+    let again = crate::support::process::pivotwatch(&other, &["restore", &file]);
+    assert!(!again.status.success());
+    assert!(
+        crate::support::process::stderr(&again)
+            .contains("restore only into a new or empty state folder"),
+        "{}",
+        crate::support::process::stderr(&again)
+    );
+    {
+        // The evidence trees are those of the original (the daemon wrote
+        // only its own state after the backup).
+        let a = env.store().tree_digests().expect("digests");
+        let b = Store::open_waiting(&other.join("state"), std::time::Duration::from_secs(5))
+            .expect("the restored store opens, marker checked")
+            .tree_digests()
+            .expect("digests");
+        for tree in [
+            "snapshots",
+            "source_snapshots",
+            "blobs",
+            "findings",
+            "finding_keys",
+            "sent",
+        ] {
+            let pick =
+                |v: &[pivotwatch::store::TreeDigest]| v.iter().find(|t| t.tree == tree).cloned();
+            assert_eq!(pick(&a), pick(&b), "{tree}");
+            assert!(pick(&b).is_some(), "{tree}");
+        }
+    }
+    // The queued alert goes out from the restored store, once.
+    let o = crate::support::process::pivotwatch(&other, &["outbox", "retry", "--all"]);
+    assert!(
+        o.status.success(),
+        "{}",
+        crate::support::process::stderr(&o)
+    );
+    let o = crate::support::process::pivotwatch(&other, &["once", "--json"]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        crate::support::process::stdout(&o),
+        crate::support::process::stderr(&o)
+    );
+
+    let o = crate::support::process::pivotwatch(&other, &["outbox", "retry", "--all"]);
+    assert!(
+        o.status.success(),
+        "{}",
+        crate::support::process::stderr(&o)
+    );
+    let mails = smtp.take();
+    assert_eq!(
+        mails.len(),
+        1,
+        "exactly one mail: {:?}",
+        mails.iter().map(|m| m.rcpt.clone()).collect::<Vec<_>>()
+    );
+    let raw = &mails[0].data;
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("mime");
+    let mid = msg.message_id().expect("Message-ID").to_string();
+    assert!(mid.contains(&installation), "{mid}");
+    let text = msg.body_text(0).expect("text");
+    assert!(
+        text.contains(&format!("pivotwatch evidence finding:{fid}")),
+        "{text}"
+    );
+    let store =
+        Store::open_waiting(&other.join("state"), std::time::Duration::from_secs(5)).expect("open");
+    assert!(store.pending_deliveries().expect("outbox").is_empty());
 }
