@@ -682,12 +682,17 @@ async fn backup_while_the_daemon_runs_restores_the_same_trees_and_the_queued_ale
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_port = closed.local_addr().expect("addr").port();
     drop(closed);
-    checked_through_changes_with(&env, &smtp_settings(dead_port)).await;
-    let (fid, installation) = {
+    let served = checked_through_changes_with(&env, &smtp_settings(dead_port)).await;
+    let (fid, installation, last) = {
         let store = env.store();
+        let last = *store.history("acme/shop").expect("h").last().expect("one");
         let pending = store.pending_deliveries().expect("outbox");
         assert_eq!(pending.len(), 1, "{pending:?}");
-        (pending[0].finding, store.installation_id().to_string())
+        (
+            pending[0].finding,
+            store.installation_id().to_string(),
+            last,
+        )
     };
 
     // The daemon holds the store; the backup goes through it.
@@ -701,6 +706,32 @@ async fn backup_while_the_daemon_runs_restores_the_same_trees_and_the_queued_ale
         assert!(t.elapsed() < WAIT, "daemon not ready:\n{}", daemon.log());
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Evidence and exports are answered by the daemon too; raw bytes need --out.
+    run(
+        &env,
+        &[
+            "evidence",
+            &format!("snapshot:{last}"),
+            "--out",
+            "last.html",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(env.dir.path().join("last.html")).expect("written by the daemon"),
+        served[2]
+    );
+    let raw = crate::support::process::pivotwatch(
+        env.dir.path(),
+        &["evidence", &format!("snapshot:{last}")],
+    );
+    assert_eq!(raw.status.code(), Some(2));
+    assert!(
+        crate::support::process::stderr(&raw).contains("give --out FILE"),
+        "{}",
+        crate::support::process::stderr(&raw)
+    );
+    let csv_out = run(&env, &["export", "csv"]);
+    assert_eq!(String::from_utf8_lossy(&csv_out.stdout).lines().count(), 2);
     let backup = run(&env, &["backup", "store.backup"]);
     let backed = tree_lines(&backup.stdout);
     assert!(
