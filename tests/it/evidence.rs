@@ -851,3 +851,92 @@ async fn backup_while_the_daemon_runs_restores_the_same_trees_and_the_queued_ale
         Store::open_waiting(&other.join("state"), std::time::Duration::from_secs(5)).expect("open");
     assert!(store.pending_deliveries().expect("outbox").is_empty());
 }
+
+#[test]
+fn retention_settings_read_with_overrides_and_bad_values_name_their_place() {
+    use pivotwatch::config::{Config, LoadOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pivotwatch.toml");
+    let load = |text: &str| {
+        std::fs::write(&path, text).expect("write");
+        Config::load_settings(&LoadOptions {
+            config: Some(path.clone()),
+            watchlists: None,
+            state_dir: None,
+        })
+    };
+    let s = load(
+        "[store]\nkeep_snapshots = 20\nkeep_for = \"90d\"\ngc_interval = \"1h\"\n\
+         [store.source.\"acme/shop\"]\nkeep_snapshots = 3\n[store.source.bravo]\nkeep_for = \"7d\"\n",
+    )
+    .expect("valid");
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(s.gc_interval, std::time::Duration::from_secs(3600));
+    let shop = s.retention.of("acme/shop");
+    assert_eq!(
+        (shop.keep_snapshots, shop.keep_for),
+        (Some(3), Some(90 * day))
+    );
+    let b = s.retention.of("bravo/registry");
+    assert_eq!((b.keep_snapshots, b.keep_for), (Some(20), Some(7 * day)));
+    let other = s.retention.of("acme/registry");
+    assert_eq!(
+        (other.keep_snapshots, other.keep_for),
+        (Some(20), Some(90 * day))
+    );
+    // Nothing set: nothing is ever dropped.
+    assert!(!load("[store]\n").expect("valid").retention.is_limited());
+    // Bad values: errors at their place.
+    let e = load("[store]\nkeep_snapshots = 0\n").expect_err("zero");
+    let text = e.to_string();
+    assert!(text.contains("pivotwatch.toml:2:"), "{text}");
+    assert!(text.contains("at least 1"), "{text}");
+    let e = load("[store.source.x]\nkeep_for = \"soon\"\n").expect_err("duration");
+    assert!(e.to_string().contains("pivotwatch.toml:2:"), "{e}");
+    let e = load("[store.source.x]\nkeep = 3\n").expect_err("unknown key");
+    assert!(e.to_string().contains("keep"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_applies_the_retention_every_gc_interval() {
+    use crate::support::process::{BIN, Daemon, WAIT};
+    let env = Env::new().await;
+    env.write(SETTINGS, CATALOGUE_WATCHLIST);
+    let mut rows = SCRAP.to_vec();
+    for price in ["7000", "7100", "7200"] {
+        rows[0].3 = price;
+        env.site
+            .set("/shop", page(&catalogue_page(&rows, price, None)));
+        env.once().await;
+    }
+    let newest = {
+        let store = env.store();
+        let h = store.history("acme/shop").expect("h");
+        assert_eq!(h.len(), 3);
+        assert!(store.findings().expect("f").is_empty());
+        *h.last().expect("one")
+    };
+    env.write(
+        &SETTINGS.replace(
+            "path = \"state\"",
+            "path = \"state\"\nkeep_snapshots = 1\ngc_interval = \"1s\"",
+        ),
+        CATALOGUE_WATCHLIST,
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir(env.dir.path()).arg("run");
+    let mut daemon = Daemon::spawn(cmd, env.dir.path().join("daemon.log"), &[]);
+    let t = std::time::Instant::now();
+    while !daemon.log().contains("Retention pass done.") {
+        assert!(daemon.running(), "daemon exited:\n{}", daemon.log());
+        assert!(t.elapsed() < WAIT, "no retention pass:\n{}", daemon.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        daemon.log().contains("snapshots_removed=2"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.stop().await.success(), "{}", daemon.log());
+    assert_eq!(env.store().history("acme/shop").expect("h"), vec![newest]);
+}
