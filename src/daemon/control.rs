@@ -1,7 +1,10 @@
 //! The local control channel: a Unix socket, `control.sock` in the state
-//! folder, through which `history`, `diff`, `findings`, `explain` and
-//! `outbox` run inside the daemon while it holds the store (sled allows one
-//! process per database).
+//! folder, through which `history`, `diff`, `findings`, `explain`,
+//! `outbox`, `evidence`, `export`, `gc` and `backup` run inside the daemon
+//! while it holds the store (sled allows one process per database). Files
+//! they write (`--out`, the backup) are written by the daemon at the
+//! absolute path the client sent; raw bytes on standard output do not
+//! pass (the answer is text), so those commands then need `--out`.
 //!
 //! Protocol: the client sends one JSON line, a [`Request`]; the daemon
 //! runs the command against its store and its running configuration and

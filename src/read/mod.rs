@@ -1,5 +1,7 @@
 //! The read side: `history`, `diff`, `findings`, `explain` and `outbox`,
-//! with their text and JSON output, over an open store and a loaded
+//! with their text and JSON output, and the commands that take evidence
+//! out of the store (`evidence`, `export`: `crate::export`; `backup`) or
+//! apply its retention (`gc`), over an open store and a loaded
 //! configuration, writing to any [`Write`]. The command line (`app`) calls
 //! [`run`] when it can open the store; the daemon's control socket
 //! (`daemon::control`) calls it with its own store and running
@@ -10,7 +12,7 @@
 //!
 //! **Architecture Invariant:** imports nothing of `app`, `cli` or
 //! `daemon`; reads the store (only `outbox retry` writes: it requeues and
-//! sends).
+//! sends; and `gc`, which removes what the retention drops).
 
 mod diff;
 mod evidence;
