@@ -121,6 +121,10 @@ pub(crate) struct Shared {
     base: Instant,
     /// Milliseconds after `base` of the scheduler's last turn.
     heartbeat_ms: AtomicU64,
+    /// The store's counts as last read, and when (`status::store_stats`):
+    /// reading them walks the evidence trees, so `/metrics` and the page
+    /// reuse them for a while.
+    pub(crate) store_stats: std::sync::Mutex<Option<(Instant, crate::store::StoreStats)>>,
 }
 
 impl Shared {
@@ -182,6 +186,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         started: Utc::now(),
         base: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
+        store_stats: std::sync::Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();

@@ -112,6 +112,26 @@ fn recent_findings(shared: &Shared, n: usize) -> Result<Vec<Finding>, StoreError
     Ok(recent)
 }
 
+/// How long the store's counts are reused before they are read again.
+const STORE_STATS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The store's counts, read at most every [`STORE_STATS_TTL`] (they walk
+/// the snapshot and body trees). Call on the blocking pool.
+fn store_stats(shared: &Shared) -> Result<crate::store::StoreStats, StoreError> {
+    let mut cached = shared
+        .store_stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, s)) = &*cached
+        && at.elapsed() < STORE_STATS_TTL
+    {
+        return Ok(s.clone());
+    }
+    let s = shared.store.stats()?;
+    *cached = Some((tokio::time::Instant::now(), s.clone()));
+    Ok(s)
+}
+
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let age = shared.heartbeat_age();
     let ok = age <= super::HEARTBEAT_STALE;
@@ -144,7 +164,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let mut g = Gauges {
             outbox_pending: outbox.len() as u64 - dead,
             outbox_dead: dead,
-            store: s.store.stats()?,
+            store: store_stats(&s)?,
             ..Gauges::default()
         };
         for v in sources(&s)? {
@@ -321,7 +341,7 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
         Ok((
             sources(&s)?,
             recent_findings(&s, PAGE_FINDINGS)?,
-            s.store.stats()?,
+            store_stats(&s)?,
         ))
     })
     .await;
@@ -499,6 +519,7 @@ name = "td.n"
             started: Utc::now(),
             base: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
+            store_stats: std::sync::Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
