@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
                     http_status: 200,
                     body_hash: body_hash(&body),
                     record: record.clone(),
+                    fetch: None,
                 },
                 body,
             }),

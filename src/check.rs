@@ -23,10 +23,10 @@ use crate::fetch::{
     Conditional, FetchError, FetchOptions, FetchResponse, Fetcher, Politeness, Robots, block_reason,
 };
 use crate::model::{Entity, Source};
-use crate::record::{Change, CheckStatus, Finding, Record, Snapshot};
+use crate::record::{Change, CheckStatus, FetchMeta, Finding, Record, ResponseMeta, Snapshot};
 use crate::store::blocking;
 use crate::store::{
-    Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash,
+    Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash, sha256_hex,
 };
 
 /// A record read by a check, for [`Checker::conclude`].
@@ -35,6 +35,8 @@ struct Concluded {
     body: Vec<u8>,
     hash: String,
     http_status: u16,
+    /// Each response behind `body` (evidence).
+    responses: Vec<ResponseMeta>,
     now: chrono::DateTime<Utc>,
 }
 
@@ -447,6 +449,7 @@ impl Checker {
             body,
             validators: pages,
             unmatched,
+            responses,
         } = match self
             .fetch_pages(fetcher, entity, source, &state, first, &mut reuse)
             .await?
@@ -484,6 +487,7 @@ impl Checker {
                 body,
                 hash,
                 http_status,
+                responses,
                 now,
             },
         )
@@ -546,6 +550,7 @@ impl Checker {
                 body: fetched.body,
                 hash,
                 http_status: fetched.status,
+                responses: fetched.responses,
                 now,
             },
         )
@@ -567,6 +572,7 @@ impl Checker {
             body,
             hash,
             http_status,
+            responses,
             now,
         } = read;
         let key = source.key();
@@ -589,6 +595,10 @@ impl Checker {
             fetched_at: now,
             http_status,
             body_hash: hash,
+            fetch: Some(FetchMeta {
+                body_sha256: sha256_hex(&body),
+                responses,
+            }),
             record,
         };
         let status = if previous.is_some() {
@@ -693,6 +703,7 @@ impl Checker {
         let mut record = Record::default();
         let mut body = Vec::new();
         let mut pages = Vec::new();
+        let mut responses = Vec::new();
         // Selectors no page matched (see `Unmatched::degraded`).
         let mut unmatched: Option<extract::Unmatched> = None;
         match &*source.spec {
@@ -709,6 +720,7 @@ impl Checker {
                         );
                     }
                 }
+                responses.push(first.evidence(&source.url, 0));
                 body = first.body;
             }
             ExtractSpec::Html(spec) => {
@@ -744,6 +756,7 @@ impl Checker {
                             format!("\n<!-- pivotwatch: page {n}: {} -->\n", page.url).as_bytes(),
                         );
                     }
+                    responses.push(page.evidence(&requested, body.len()));
                     body.extend_from_slice(&page.body);
                     merge(&mut record, p.record);
                     match &mut unmatched {
@@ -789,6 +802,7 @@ impl Checker {
             body,
             validators: pages,
             unmatched,
+            responses,
         }))
     }
 
@@ -1018,6 +1032,8 @@ struct Pages {
     validators: Vec<PageValidators>,
     /// Selectors no page matched (see `Unmatched::degraded`).
     unmatched: Option<extract::Unmatched>,
+    /// Each page's response, with where its body sits in `body`.
+    responses: Vec<ResponseMeta>,
 }
 
 /// What reading the pages of a check gave.

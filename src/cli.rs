@@ -73,6 +73,12 @@ pub enum Command {
     /// The read commands (history, diff, findings, explain, outbox).
     #[command(flatten)]
     Read(ReadArgs),
+    /// Restore a backup (`pivotwatch backup`) into a new or empty state folder; every
+    /// tree is verified against the backup.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Send a test mail to a subscriber now (outside the outbox) and print the server's reply.
     SendTestEmail {
         /// Subscriber name from pivotwatch.toml (`default` when none is configured).
@@ -176,6 +182,54 @@ pub enum ReadArgs {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// A snapshot's body exactly as fetched (snapshot:ID), or a finding's evidence
+    /// bundle (finding:ID --out DIR|FILE.zip: finding, alert text, before/after bodies
+    /// with their fetch metadata, manifest of SHA-256s).
+    Evidence {
+        /// snapshot:ID (`history` lists them) or finding:ID (`findings` lists them).
+        target: String,
+        /// Where to write (a snapshot: FILE, default standard output; a finding: DIR or FILE.zip).
+        #[arg(long, value_name = "FILE|DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Write a consistent copy of the store to FILE (also while `run` holds it).
+    Backup {
+        /// The backup file to write.
+        file: PathBuf,
+    },
+    /// Apply the [store] retention (keep_snapshots, keep_for) now and remove the bodies no
+    /// snapshot references; snapshots a finding names are always kept.
+    Gc,
+    /// Export the store: warc (WARC/1.1, gzip per record), ftm (FollowTheMoney JSON
+    /// lines) or csv (findings).
+    Export {
+        /// warc, ftm or csv.
+        #[arg(value_enum)]
+        format: ExportFormat,
+        /// Only this entity.
+        #[arg(long, value_name = "ID")]
+        entity: Option<String>,
+        /// Only this source (SOURCE or ENTITY/SOURCE).
+        #[arg(long, value_name = "SOURCE")]
+        source: Option<String>,
+        /// Only snapshots and findings since this long ago (24h, 7d) or this RFC 3339 time.
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Write to FILE (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `export` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// WARC/1.1, one gzip member per record (FILE.warc.gz).
+    Warc,
+    /// FollowTheMoney entities as JSON lines.
+    Ftm,
+    /// Findings as CSV.
+    Csv,
 }
 
 impl ReadArgs {
@@ -204,6 +258,31 @@ impl ReadArgs {
                 json,
             },
             ReadArgs::Explain { entity, json } => ReadCommand::Explain { entity, json },
+            ReadArgs::Evidence { target, out } => ReadCommand::Evidence {
+                target,
+                out: out.map(absolute),
+            },
+            ReadArgs::Gc => ReadCommand::Gc,
+            ReadArgs::Backup { file } => ReadCommand::Backup {
+                file: absolute(file),
+            },
+            ReadArgs::Export {
+                format,
+                entity,
+                source,
+                since,
+                out,
+            } => ReadCommand::Export {
+                format: match format {
+                    ExportFormat::Warc => crate::export::Format::Warc,
+                    ExportFormat::Ftm => crate::export::Format::Ftm,
+                    ExportFormat::Csv => crate::export::Format::Csv,
+                },
+                entity,
+                source,
+                since,
+                out: out.map(absolute),
+            },
             ReadArgs::Outbox { action } => match action {
                 None => ReadCommand::OutboxList { json: false },
                 Some(OutboxAction::List { json }) => ReadCommand::OutboxList { json },
@@ -213,6 +292,12 @@ impl ReadArgs {
             },
         }
     }
+}
+
+/// A path made absolute against the current folder (a daemon answering
+/// through its control socket writes it from its own folder).
+pub fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 /// `outbox` sub-commands.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod diff;
+pub mod export;
 pub mod extract;
 pub mod fetch;
 pub mod model;

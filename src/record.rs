@@ -147,6 +147,60 @@ pub struct Snapshot {
     pub body_hash: String,
     /// The extracted record.
     pub record: Record,
+    /// How the body was fetched: the responses it came from and the
+    /// SHA-256 of the body. `None` in snapshots written before it was
+    /// kept (they still read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchMeta>,
+}
+
+/// How a snapshot's stored body was fetched: the evidence that it is what
+/// the site served, when and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchMeta {
+    /// SHA-256 (lowercase hex) of the stored body, as decoded (after
+    /// `Content-Encoding`; the bytes `pivotwatch evidence` writes).
+    pub body_sha256: String,
+    /// One entry per page, in the order their bodies were joined (one for
+    /// a source without pagination).
+    pub responses: Vec<ResponseMeta>,
+}
+
+/// One HTTP response behind a stored body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseMeta {
+    /// The URL requested.
+    pub requested_url: String,
+    /// The URL that answered, after redirects.
+    pub final_url: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// The response headers that matter as evidence (`content-type`,
+    /// `date`, `last-modified`, `etag`, `server`, `content-length`,
+    /// `content-encoding`), names in lowercase, values as sent.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The address of the server that answered (`ip:port`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+    /// When the request was sent.
+    pub started_at: DateTime<Utc>,
+    /// When the last byte of the body was read.
+    pub finished_at: DateTime<Utc>,
+    /// Where this response's body starts in the stored body (bytes).
+    pub body_offset: u64,
+    /// Its length in the stored body (bytes, decoded).
+    pub body_len: u64,
+}
+
+impl ResponseMeta {
+    /// The IP address of [`ResponseMeta::remote_addr`], without the port.
+    pub fn remote_ip(&self) -> Option<String> {
+        let a = self.remote_addr.as_deref()?;
+        a.parse::<std::net::SocketAddr>()
+            .map(|s| s.ip().to_string())
+            .ok()
+    }
 }
 
 /// One semantic difference between two records.
@@ -392,4 +446,15 @@ pub struct Finding {
     pub escalation_keys: Vec<String>,
     /// When the finding was made.
     pub created_at: DateTime<Utc>,
+}
+
+impl Finding {
+    /// The command that writes this finding's evidence bundle (named in
+    /// its alert and on the status page).
+    pub fn evidence_command(&self) -> String {
+        format!(
+            "pivotwatch evidence finding:{} --out finding-{}.zip",
+            self.id, self.id
+        )
+    }
 }

@@ -292,6 +292,10 @@ pub fn text_body(entity_name: &str, f: &Finding) -> String {
         "{}/{}` shows the full change.\n",
         f.entity, f.source
     ));
+    s.push_str(&format!(
+        "`{}` writes the evidence bundle (pages as fetched, with SHA-256s).\n",
+        f.evidence_command()
+    ));
     s
 }
 
@@ -429,6 +433,10 @@ fn finding_html(entity_name: &str, f: &Finding, max_rows: usize) -> String {
     row(
         "Finding",
         format!("{} at {}", f.id, e(&f.created_at.to_rfc3339())),
+    );
+    row(
+        "Evidence bundle",
+        format!("<code>{}</code>", e(&f.evidence_command())),
     );
     for (k, v) in &f.evidence.facts {
         row(k, e(v));

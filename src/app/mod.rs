@@ -185,6 +185,13 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             once(config, &sources, !no_deliver, json, polite, &mut out).await
         }
         Command::Read(args) => read_or_ask(&opts, args.into_command(), &mut out).await,
+        Command::Restore { file } => {
+            let settings = Config::load_settings(&opts)?;
+            let dir = settings.state_dir.clone();
+            let r = crate::store::blocking(move || crate::store::restore(&file, &dir)).await?;
+            crate::read::print_backup(&r, "Restored and verified", &mut out)?;
+            Ok(0)
+        }
         Command::SendTestEmail { subscriber } => {
             let config = Config::load(&opts)?;
             send_test_email(&config, &subscriber, &mut out).await

@@ -20,6 +20,9 @@ pub const DEFAULT_USER_AGENT: &str = concat!(
     " (+mailto:ops@example.org)"
 );
 
+/// Default `[store] gc_interval`. [default: 6h]
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
 /// Validated settings with every default applied.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -31,6 +34,13 @@ pub struct Settings {
     /// may wait for the disk before it fails (a full or failing disk can
     /// block sled forever). [default: 10s]
     pub store_write_timeout: Duration,
+    /// `[store] keep_snapshots`, `keep_for` and their per-source
+    /// overrides (`[store.source."ENTITY/SOURCE"]` or
+    /// `[store.source."ENTITY"]`). [default: keep everything]
+    pub retention: crate::store::RetentionPolicy,
+    /// `[store] gc_interval`: how often `run` applies the retention and
+    /// collects unreferenced bodies. [default: 6h]
+    pub gc_interval: Duration,
     /// HTTP client settings.
     pub http: HttpSettings,
     /// Per-host politeness overrides (`[hosts."name"]`).
@@ -263,6 +273,18 @@ struct RawDaemon {
 struct RawStore {
     path: Option<String>,
     write_timeout: Option<Spanned<String>>,
+    keep_snapshots: Option<Spanned<usize>>,
+    keep_for: Option<Spanned<String>>,
+    gc_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    source: BTreeMap<String, RawRetention>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_snapshots: Option<Spanned<usize>>,
+    keep_for: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,6 +471,8 @@ impl Settings {
             },
             state_dir,
             store_write_timeout: crate::store::DEFAULT_WRITE_TIMEOUT,
+            retention: crate::store::RetentionPolicy::default(),
+            gc_interval: DEFAULT_GC_INTERVAL,
             http: HttpSettings::default(),
             hosts: BTreeMap::new(),
             smtp: None,
@@ -730,6 +754,33 @@ impl Settings {
         if let Some(st) = &raw.store {
             s.store_write_timeout =
                 dur(&st.write_timeout, sink, crate::store::DEFAULT_WRITE_TIMEOUT);
+            s.gc_interval = dur(&st.gc_interval, sink, DEFAULT_GC_INTERVAL);
+            let retention = |keep: &Option<Spanned<usize>>,
+                             keep_for: &Option<Spanned<String>>,
+                             sink: &mut Sink<'_>,
+                             base: crate::store::Retention| {
+                crate::store::Retention {
+                    keep_snapshots: match keep {
+                        None => base.keep_snapshots,
+                        some => Some(positive(some, sink, 1)),
+                    },
+                    keep_for: match keep_for {
+                        None => base.keep_for,
+                        some => Some(dur(some, sink, Duration::from_secs(1))),
+                    },
+                }
+            };
+            let default = retention(
+                &st.keep_snapshots,
+                &st.keep_for,
+                sink,
+                crate::store::Retention::default(),
+            );
+            s.retention.default = default;
+            for (key, r) in &st.source {
+                let one = retention(&r.keep_snapshots, &r.keep_for, sink, default);
+                s.retention.overrides.insert(key.clone(), one);
+            }
         }
         if let Some(d) = &raw.daemon {
             if d.jitter.is_some() {

@@ -1,7 +1,10 @@
 //! The local control channel: a Unix socket, `control.sock` in the state
-//! folder, through which `history`, `diff`, `findings`, `explain` and
-//! `outbox` run inside the daemon while it holds the store (sled allows one
-//! process per database).
+//! folder, through which `history`, `diff`, `findings`, `explain`,
+//! `outbox`, `evidence`, `export`, `gc` and `backup` run inside the daemon
+//! while it holds the store (sled allows one process per database). Files
+//! they write (`--out`, the backup) are written by the daemon at the
+//! absolute path the client sent; raw bytes on standard output do not
+//! pass (the answer is text), so those commands then need `--out`.
 //!
 //! Protocol: the client sends one JSON line, a [`Request`]; the daemon
 //! runs the command against its store and its running configuration and
@@ -210,6 +213,16 @@ async fn run(command: ReadCommand, shared: Arc<Shared>) -> Response {
     let config = shared.config();
     let store = shared.store.clone();
     tracing::info!(?command, "Control request.");
+    if command.writes_raw_stdout() {
+        return Response {
+            exit: crate::read::EXIT_USAGE,
+            error: Some(
+                "`pivotwatch run` holds the store and raw bytes do not pass through its control socket: give --out FILE"
+                    .into(),
+            ),
+            ..Response::default()
+        };
+    }
     let mut out = Vec::new();
     let result = crate::read::run(config, store, command, &mut out).await;
     let stdout = String::from_utf8_lossy(&out).into_owned();

@@ -86,6 +86,8 @@ pub(crate) struct Metrics {
     outbox_depth: LabelledGauge,
     sources: LabelledGauge,
     checks_in_flight: Gauge,
+    /// The store's counts and sizes, set at each scrape.
+    store: [Gauge; 5],
     /// Time per HTTP request (waiting for the host's turn excluded).
     fetch_latency: Histogram,
     /// Time per check, pagination and store commit included.
@@ -125,6 +127,7 @@ impl Default for Metrics {
             outbox_depth: LabelledGauge::new("state"),
             sources: LabelledGauge::new("health"),
             checks_in_flight: Gauge::default(),
+            store: Default::default(),
             fetch_latency: histogram(),
             check_duration: histogram(),
             in_flight: AtomicU64::new(0),
@@ -139,6 +142,24 @@ impl Default for Metrics {
     }
 }
 
+/// The store gauges' names and help, in the order of `Metrics::store`.
+const STORE_SERIES: [(&str, &str); 5] = [
+    ("pivotwatch_store_snapshots", "Snapshots in the store"),
+    (
+        "pivotwatch_store_bodies",
+        "Distinct page bodies in the store (deduplicated evidence)",
+    ),
+    (
+        "pivotwatch_store_body_bytes",
+        "Stored (compressed) size of those bodies, in bytes",
+    ),
+    ("pivotwatch_store_findings", "Findings in the store"),
+    (
+        "pivotwatch_store_disk_bytes",
+        "Size of the store's database on disk, in bytes",
+    ),
+];
+
 /// Values read from the store when `/metrics` is scraped.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Gauges {
@@ -148,6 +169,8 @@ pub(crate) struct Gauges {
     pub(crate) outbox_dead: u64,
     /// Sources by health: `ok`, `failing`, `broken`, `unchecked`.
     pub(crate) sources: std::collections::BTreeMap<&'static str, u64>,
+    /// Counts and sizes of the store.
+    pub(crate) store: crate::store::StoreStats,
 }
 
 impl Metrics {
@@ -200,6 +223,13 @@ impl Metrics {
             "Configured sources, by health",
             self.sources.family.clone(),
         );
+        for (name, help, gauge) in STORE_SERIES
+            .iter()
+            .zip(&self.store)
+            .map(|((n, h), g)| (n, h, g))
+        {
+            r.register(*name, *help, gauge.clone());
+        }
         r.register(
             "pivotwatch_checks_in_flight",
             "Checks running now",
@@ -309,6 +339,16 @@ impl Metrics {
         self.outbox_depth.set("dead", g.outbox_dead);
         for h in ["ok", "failing", "broken", "unchecked"] {
             self.sources.set(h, g.sources.get(h).copied().unwrap_or(0));
+        }
+        let st = &g.store;
+        for (gauge, v) in self.store.iter().zip([
+            st.snapshots,
+            st.blobs,
+            st.blob_bytes,
+            st.findings,
+            st.disk_bytes,
+        ]) {
+            gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
         }
         self.checks_in_flight
             .set(i64::try_from(self.checks_in_flight()).unwrap_or(i64::MAX));

@@ -122,6 +122,10 @@ pub(crate) struct Shared {
     base: Instant,
     /// Milliseconds after `base` of the scheduler's last turn.
     heartbeat_ms: AtomicU64,
+    /// The store's counts as last read, and when (`status::store_stats`):
+    /// reading them walks the evidence trees, so `/metrics` and the page
+    /// reuse them for a while.
+    pub(crate) store_stats: std::sync::Mutex<Option<(Instant, crate::store::StoreStats)>>,
 }
 
 impl Shared {
@@ -183,6 +187,7 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         started: Utc::now(),
         base: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
+        store_stats: std::sync::Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
@@ -247,6 +252,38 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         kick_delivery.clone(),
         stop_rx.clone(),
     ));
+
+    // The retention pass: `[store] keep_snapshots` / `keep_for`, then the
+    // bodies no snapshot references; every `[store] gc_interval`, the first
+    // one interval after start. Read from the running configuration each
+    // time, so a reload changes it.
+    {
+        let (s, mut rx) = (shared.clone(), stop_rx.clone());
+        background.spawn(async move {
+            loop {
+                let every = s.config().settings.gc_interval;
+                tokio::select! {
+                    _ = rx.wait_for(|v| *v) => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let policy = s.config().settings.retention.clone();
+                if !policy.is_limited() {
+                    continue;
+                }
+                let r = crate::store::run_blocking(&s.store, move |st| st.gc(&policy, Utc::now())).await;
+                match r {
+                    Ok(r) => tracing::info!(
+                        snapshots_removed = r.snapshots_removed,
+                        kept_for_findings = r.kept_for_findings,
+                        blobs_removed = r.blobs_removed,
+                        bytes_removed = r.bytes_removed,
+                        "Retention pass done."
+                    ),
+                    Err(e) => tracing::warn!(error = %crate::text::chain(&e), "Retention pass failed; it runs again at the next interval."),
+                }
+            }
+        });
+    }
 
     // The watchdog.
     if let Some(interval) = notify::watchdog_interval() {

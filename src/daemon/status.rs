@@ -112,6 +112,26 @@ fn recent_findings(shared: &Shared, n: usize) -> Result<Vec<Finding>, StoreError
     Ok(recent)
 }
 
+/// How long the store's counts are reused before they are read again.
+const STORE_STATS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The store's counts, read at most every [`STORE_STATS_TTL`] (they walk
+/// the snapshot and body trees). Call on the blocking pool.
+fn store_stats(shared: &Shared) -> Result<crate::store::StoreStats, StoreError> {
+    let mut cached = shared
+        .store_stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, s)) = &*cached
+        && at.elapsed() < STORE_STATS_TTL
+    {
+        return Ok(s.clone());
+    }
+    let s = shared.store.stats()?;
+    *cached = Some((tokio::time::Instant::now(), s.clone()));
+    Ok(s)
+}
+
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let age = shared.heartbeat_age();
     let ok = age <= super::HEARTBEAT_STALE;
@@ -144,6 +164,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let mut g = Gauges {
             outbox_pending: outbox.len() as u64 - dead,
             outbox_dead: dead,
+            store: store_stats(&s)?,
             ..Gauges::default()
         };
         for v in sources(&s)? {
@@ -310,8 +331,15 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
     let s = shared.clone();
-    let data = blocking(move || Ok((sources(&s)?, recent_findings(&s, PAGE_FINDINGS)?))).await;
-    let (views, findings) = match data {
+    let data = blocking(move || {
+        Ok((
+            sources(&s)?,
+            recent_findings(&s, PAGE_FINDINGS)?,
+            store_stats(&s)?,
+        ))
+    })
+    .await;
+    let (views, findings, stats) = match data {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -331,6 +359,15 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
         config.watchlists.len(),
         time(Some(shared.started)),
         shared.metrics.checks_in_flight()
+    );
+    let _ = write!(
+        p,
+        "<p>Store: {} snapshot(s), {} stored bodies ({}), {} finding(s), {} on disk.</p>",
+        stats.snapshots,
+        stats.blobs,
+        bytesize::ByteSize(stats.blob_bytes),
+        stats.findings,
+        bytesize::ByteSize(stats.disk_bytes)
     );
     p.push_str("<h2>Sources</h2><table><tr><th>source</th><th>health</th><th>last check</th><th>status</th><th>failures</th><th>next check</th><th>schedule</th><th>last error</th></tr>");
     for v in &views {
@@ -371,6 +408,11 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
             h(&f.rule),
             h(&f.source),
             h(&f.evidence.url)
+        );
+        let _ = write!(
+            p,
+            "<p><small>evidence: <code>{}</code></small></p>",
+            h(&f.evidence_command())
         );
         if !f.evidence.changes.is_empty() {
             p.push_str("<ul>");
@@ -471,6 +513,7 @@ name = "td.n"
             started: Utc::now(),
             base: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
+            store_stats: std::sync::Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -498,6 +541,52 @@ name = "td.n"
             "{head}"
         );
         body.to_string()
+    }
+
+    #[tokio::test]
+    async fn the_page_names_the_command_that_writes_each_findings_evidence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, store) = fixture(dir.path());
+        let id = store.findings().expect("findings")[0].id;
+        let page = get(config, store, "/").await;
+        assert!(
+            page.contains(&format!(
+                "<code>pivotwatch evidence finding:{id} --out finding-{id}.zip</code>"
+            )),
+            "{page}"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_and_the_page_show_the_stores_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, store) = fixture(dir.path());
+        let text = get(config.clone(), store.clone(), "/metrics").await;
+        let lines: Vec<std::io::Result<String>> = text.lines().map(|l| Ok(l.to_string())).collect();
+        let parsed = prometheus_parse::Scrape::parse(lines.into_iter()).expect("Prometheus text");
+        let value = |name: &str| {
+            parsed
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Gauge(v) => v,
+                    _ => -1.0,
+                })
+        };
+        assert_eq!(value("pivotwatch_store_findings"), Some(1.0), "{text}");
+        assert_eq!(value("pivotwatch_store_snapshots"), Some(0.0), "{text}");
+        assert_eq!(value("pivotwatch_store_bodies"), Some(0.0), "{text}");
+        assert!(
+            value("pivotwatch_store_disk_bytes").is_some_and(|v| v > 0.0),
+            "{text}"
+        );
+        let page = get(config, store, "/").await;
+        assert!(
+            page.contains("Store: 0 snapshot(s), 0 stored bodies"),
+            "{page}"
+        );
+        assert!(page.contains("1 finding(s)"), "{page}");
     }
 
     #[tokio::test]

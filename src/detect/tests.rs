@@ -103,6 +103,7 @@ fn snapshot(id: u64, source: &str, record: Record) -> Snapshot {
         http_status: 200,
         body_hash: String::new(),
         record,
+        fetch: None,
     }
 }
 

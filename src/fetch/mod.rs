@@ -25,8 +25,12 @@ pub mod polite;
 pub mod robots;
 mod status;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use url::Url;
@@ -157,7 +161,46 @@ pub struct FetchResponse {
     pub last_modified: Option<String>,
     /// The server answered 304 Not Modified: the previous snapshot still holds.
     pub not_modified: bool,
+    /// The response headers kept as evidence ([`EVIDENCE_HEADERS`]), names
+    /// in lowercase, values as sent (those that are not visible ASCII are
+    /// left out).
+    pub headers: BTreeMap<String, String>,
+    /// The address of the server that answered, when the connection tells.
+    pub remote_addr: Option<SocketAddr>,
+    /// When the request was sent.
+    pub started_at: DateTime<Utc>,
+    /// When the body was read to its end.
+    pub finished_at: DateTime<Utc>,
 }
+
+impl FetchResponse {
+    /// The evidence kept of this response, requested as `requested`, whose
+    /// body starts at `offset` of the stored body.
+    pub fn evidence(&self, requested: &Url, offset: usize) -> crate::record::ResponseMeta {
+        crate::record::ResponseMeta {
+            requested_url: requested.to_string(),
+            final_url: self.url.to_string(),
+            status: self.status,
+            headers: self.headers.clone(),
+            remote_addr: self.remote_addr.map(|a| a.to_string()),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            body_offset: offset as u64,
+            body_len: self.body.len() as u64,
+        }
+    }
+}
+
+/// The response headers a [`FetchResponse`] keeps as evidence.
+pub const EVIDENCE_HEADERS: [header::HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::DATE,
+    header::LAST_MODIFIED,
+    header::ETAG,
+    header::SERVER,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+];
 
 impl std::fmt::Debug for FetchResponse {
     // Bodies can be megabytes; show their size, not their bytes.
@@ -171,7 +214,9 @@ impl std::fmt::Debug for FetchResponse {
             .field("etag", &self.etag)
             .field("last_modified", &self.last_modified)
             .field("not_modified", &self.not_modified)
-            .finish()
+            .field("headers", &self.headers)
+            .field("remote_addr", &self.remote_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -326,6 +371,7 @@ impl Fetcher {
         // IP-literal hosts never reach the resolver: check them here.
         check_url(url, opts.allow_private_addresses)?;
         let host = host_of(url);
+        let started_at = Utc::now();
 
         let target = match auth {
             Auth::Query { name, value } => {
@@ -365,6 +411,14 @@ impl Fetcher {
         let content_type = header_string(headers, header::CONTENT_TYPE);
         let etag = header_string(headers, header::ETAG);
         let last_modified = header_string(headers, header::LAST_MODIFIED);
+        let kept: BTreeMap<String, String> = EVIDENCE_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let v = header_string(headers, name.clone())?;
+                Some((name.as_str().to_owned(), v))
+            })
+            .collect();
+        let remote_addr = resp.remote_addr();
 
         if status == 304 {
             return Ok(FetchResponse {
@@ -377,6 +431,10 @@ impl Fetcher {
                 etag: etag.or_else(|| cond.etag.clone()),
                 last_modified: last_modified.or_else(|| cond.last_modified.clone()),
                 not_modified: true,
+                headers: kept,
+                remote_addr,
+                started_at,
+                finished_at: Utc::now(),
             });
         }
 
@@ -438,6 +496,10 @@ impl Fetcher {
             etag,
             last_modified,
             not_modified: false,
+            headers: kept,
+            remote_addr,
+            started_at,
+            finished_at: Utc::now(),
         })
     }
 }

@@ -9,7 +9,7 @@ use crate::record::Finding;
 use crate::store::Store;
 use crate::text::for_display;
 
-fn parse_since(s: &str) -> Result<DateTime<Utc>, ReadError> {
+pub(crate) fn parse_since(s: &str) -> Result<DateTime<Utc>, ReadError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }

@@ -1,5 +1,7 @@
 //! The read side: `history`, `diff`, `findings`, `explain` and `outbox`,
-//! with their text and JSON output, over an open store and a loaded
+//! with their text and JSON output, and the commands that take evidence
+//! out of the store (`evidence`, `export`: `crate::export`; `backup`) or
+//! apply its retention (`gc`), over an open store and a loaded
 //! configuration, writing to any [`Write`]. The command line (`app`) calls
 //! [`run`] when it can open the store; the daemon's control socket
 //! (`daemon::control`) calls it with its own store and running
@@ -10,9 +12,10 @@
 //!
 //! **Architecture Invariant:** imports nothing of `app`, `cli` or
 //! `daemon`; reads the store (only `outbox retry` writes: it requeues and
-//! sends).
+//! sends; and `gc`, which removes what the retention drops).
 
 mod diff;
+mod evidence;
 mod explain;
 mod findings;
 mod history;
@@ -86,6 +89,49 @@ pub enum ReadCommand {
         /// Delivery id; `None` = all.
         id: Option<u64>,
     },
+    /// `evidence snapshot:ID|finding:ID [--out FILE|DIR|FILE.zip]`.
+    Evidence {
+        /// `snapshot:ID` or `finding:ID`.
+        target: String,
+        /// `--out`, absolute (the daemon writes it when it holds the store).
+        out: Option<std::path::PathBuf>,
+    },
+    /// `gc`: apply `[store]` retention, collect unreferenced bodies.
+    Gc,
+    /// `backup FILE`: a consistent copy of the store.
+    Backup {
+        /// The backup file, absolute.
+        file: std::path::PathBuf,
+    },
+    /// `export FORMAT [--entity] [--source] [--since] [--out FILE]`.
+    Export {
+        /// warc, ftm or csv.
+        format: crate::export::Format,
+        /// `--entity`.
+        entity: Option<String>,
+        /// `--source`.
+        source: Option<String>,
+        /// `--since`.
+        since: Option<String>,
+        /// `--out`, absolute.
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+impl ReadCommand {
+    /// Whether the command writes raw bytes to standard output, which the
+    /// control socket's text answer cannot carry.
+    pub fn writes_raw_stdout(&self) -> bool {
+        matches!(
+            self,
+            ReadCommand::Evidence { out: None, .. }
+                | ReadCommand::Export {
+                    format: crate::export::Format::Warc,
+                    out: None,
+                    ..
+                }
+        )
+    }
 }
 
 /// Errors a read command may end with.
@@ -104,6 +150,9 @@ pub enum ReadError {
     /// Writing output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// `evidence` or `export` failed.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 impl ReadError {
@@ -111,6 +160,7 @@ impl ReadError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ReadError::Usage(_) => EXIT_USAGE,
+            ReadError::Export(e) if e.is_usage() => EXIT_USAGE,
             _ => EXIT_FAILED,
         }
     }
@@ -151,7 +201,78 @@ pub async fn run(
         ReadCommand::Explain { entity, json } => explain(&config, &store, &entity, json, out),
         ReadCommand::OutboxList { json } => outbox::list(&config, &store, json, out),
         ReadCommand::OutboxRetry { id } => outbox::retry(&config, &store, id, out).await,
+        ReadCommand::Evidence { target, out: path } => {
+            evidence::evidence(&config, &store, &target, path.as_deref(), out)
+        }
+        ReadCommand::Backup { file } => {
+            let r = crate::store::run_blocking(&store, move |s| s.backup(&file)).await?;
+            print_backup(&r, "Backed up", out)?;
+            Ok(0)
+        }
+        ReadCommand::Gc => {
+            let policy = config.settings.retention.clone();
+            let r = crate::store::run_blocking(&store, move |s| s.gc(&policy, chrono::Utc::now()))
+                .await?;
+            writeln!(
+                out,
+                "Removed {} snapshot(s) and {} body(ies), {} stored; kept {} snapshot(s) beyond the retention because findings name them.",
+                r.snapshots_removed,
+                r.blobs_removed,
+                bytesize::ByteSize(r.bytes_removed),
+                r.kept_for_findings
+            )?;
+            Ok(0)
+        }
+        ReadCommand::Export {
+            format,
+            entity,
+            source,
+            since,
+            out: path,
+        } => {
+            let filter = crate::export::Filter {
+                entity,
+                source,
+                since: since.as_deref().map(findings::parse_since).transpose()?,
+            };
+            crate::export::export(&config, &store, format, &filter, path.as_deref(), out)?;
+            Ok(0)
+        }
     }
+}
+
+/// What `backup` and `restore` print: the store, then each tree's entry
+/// count and BLAKE3 digest (equal lines mean equal content).
+pub fn print_backup(
+    r: &crate::store::BackupReport,
+    verb: &str,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let entries: u64 = r.trees.iter().map(|t| t.entries).sum();
+    writeln!(
+        out,
+        "{verb} store {} (schema version {}, made {}): {} trees, {entries} entries, {}.",
+        r.header.installation_id,
+        r.header.schema_version,
+        r.header.created_at.to_rfc3339(),
+        r.trees.len(),
+        bytesize::ByteSize(r.bytes)
+    )?;
+    let rows = r
+        .trees
+        .iter()
+        .map(|t| {
+            vec![
+                format!("  {}", t.tree),
+                t.entries.to_string(),
+                t.blake3.clone(),
+            ]
+        })
+        .collect();
+    for line in table_lines(rows) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 pub(crate) fn split_target(t: &str) -> (&str, Option<&str>) {

@@ -154,6 +154,8 @@ pub struct Fetched {
     pub status: u16,
     /// Requests made.
     pub requests: u32,
+    /// Each response, with where its body sits in `body` (evidence).
+    pub responses: Vec<crate::record::ResponseMeta>,
 }
 
 /// Why an adapter could not read its record.
@@ -214,6 +216,7 @@ pub async fn fetch(
         body: Vec::new(),
         requests: 0,
         status: None,
+        responses: Vec::new(),
     };
     let record = match adapter {
         Adapter::CompaniesHouse { company_number } => {
@@ -238,6 +241,7 @@ pub async fn fetch(
         body: reader.body,
         status: reader.status.unwrap_or(200),
         requests: reader.requests,
+        responses: reader.responses,
     })
 }
 
@@ -262,6 +266,7 @@ pub(crate) struct Reader<'a> {
     body: Vec<u8>,
     requests: u32,
     status: Option<u16>,
+    responses: Vec<crate::record::ResponseMeta>,
 }
 
 impl Reader<'_> {
@@ -296,6 +301,7 @@ impl Reader<'_> {
         }
         self.body
             .extend_from_slice(format!("GET {url}\n").as_bytes());
+        self.responses.push(resp.evidence(url, self.body.len()));
         self.body.extend_from_slice(&resp.body);
         serde_json::from_slice(&resp.body)
             .map(Some)

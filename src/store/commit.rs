@@ -90,6 +90,12 @@ impl Inner {
     /// returning when it queues a delivery; otherwise at the next flush
     /// (sled's own, every 500 ms, or [`Store::flush`]).
     pub(super) fn commit(&self, mut c: Commit) -> Result<Committed, Fault> {
+        // A collection pass removes no blob while this commit, which may
+        // rely on one being stored, is under way.
+        let _gc = self
+            .gc_lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = Committed::default();
         let mut blob: Option<(String, Vec<u8>)> = None;
         if let Some(ns) = &mut c.snapshot {

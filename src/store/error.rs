@@ -198,6 +198,56 @@ pub enum StoreError {
         /// What failed.
         detail: String,
     },
+    /// A backup file cannot be written or read.
+    #[error("cannot {action} the backup {path}")]
+    BackupIo {
+        /// "write" or "read".
+        action: &'static str,
+        /// The backup file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A backup file is not one, or is damaged.
+    #[error("{path} is not a pivotwatch backup, or it is damaged: {detail}; nothing was restored")]
+    BackupFormat {
+        /// The backup file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A backup of a newer store layout.
+    #[error(
+        "the backup {path} holds a store of schema version {found}, newer than this pivotwatch reads (version {supported}): restore it with the pivotwatch that made it (or a newer one); nothing was restored"
+    )]
+    BackupSchema {
+        /// The backup file.
+        path: PathBuf,
+        /// The version the backup records.
+        found: u64,
+        /// The newest version this pivotwatch reads.
+        supported: u64,
+    },
+    /// `restore` into a state folder that is not empty.
+    #[error(
+        "{path} is not empty: restore only into a new or empty state folder (move the old one aside first, or give another --state-dir); nothing was restored"
+    )]
+    RestoreNotEmpty {
+        /// The state folder.
+        path: PathBuf,
+    },
+    /// The restored store does not hold what the backup does.
+    #[error(
+        "the store restored in {path} does not match the backup in tree {tree} ({detail}); remove {path} and try again, on another disk if it happens again"
+    )]
+    RestoreMismatch {
+        /// The state folder.
+        path: PathBuf,
+        /// The tree.
+        tree: String,
+        /// What differs.
+        detail: String,
+    },
 }
 
 impl StoreError {

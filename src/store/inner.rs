@@ -36,6 +36,9 @@ pub(super) struct Inner {
     pub(super) daemon: sled::Tree,
     /// The installation id (set once verified against the marker).
     pub(super) installation_id: String,
+    /// Held for reading by every commit and for writing by the blob
+    /// sweep of a collection pass (`retention.rs`).
+    pub(super) gc_lock: std::sync::RwLock<()>,
     /// The sequence number the marker holds; the lock orders marker writes.
     marked: Mutex<u64>,
 }
@@ -69,6 +72,7 @@ impl Inner {
             daemon: db.open_tree("daemon")?,
             db,
             installation_id: String::new(),
+            gc_lock: std::sync::RwLock::new(()),
             marked: Mutex::new(0),
         })
     }

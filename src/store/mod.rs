@@ -39,6 +39,7 @@
 //! and a damaged sled snapshot file is rebuilt from when the data is
 //! intact (`recover.rs`).
 
+mod backup;
 mod codec;
 mod commit;
 mod daemon;
@@ -47,6 +48,7 @@ mod inner;
 mod marker;
 mod outbox;
 mod recover;
+mod retention;
 mod snapshots;
 mod sources;
 
@@ -56,6 +58,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+pub use backup::{BackupHeader, BackupReport, TreeDigest, restore};
 pub use codec::SCHEMA_VERSION;
 pub use commit::{Commit, Committed};
 pub use daemon::DaemonSource;
@@ -65,6 +68,7 @@ use error::from_fault;
 use inner::Inner;
 use marker::Marker;
 pub use outbox::{Attempt, Delivery, DigestState, MAX_ATTEMPT_LOG};
+pub use retention::{GcReport, Retention, RetentionPolicy, StoreStats};
 pub use snapshots::NewSnapshot;
 pub use sources::{PageValidators, SourceState};
 
@@ -97,6 +101,9 @@ struct Handle {
     /// The last failure, while the store is failed (cleared by a reopen).
     failed: Mutex<Option<String>>,
     failed_flag: AtomicBool,
+    /// Every store operation holds it for reading; a backup for writing,
+    /// so that it copies one moment of the store.
+    pause: RwLock<()>,
 }
 
 impl Store {
@@ -124,6 +131,7 @@ impl Store {
                 inner: RwLock::new(Some(Arc::new(inner))),
                 failed: Mutex::new(None),
                 failed_flag: AtomicBool::new(false),
+                pause: RwLock::new(()),
             }),
         })
     }
@@ -242,8 +250,17 @@ impl Store {
 
     /// Runs a read or a write that does not wait for the disk.
     fn run<T>(&self, f: impl FnOnce(&Inner) -> Result<T, Fault>) -> Result<T, StoreError> {
+        let _pause = self.h.pause.read().unwrap_or_else(PoisonError::into_inner);
         let i = self.inner()?;
         f(&i).map_err(|e| self.fail(e))
+    }
+
+    /// Runs `f` with every other operation on this store paused (each
+    /// waits, with no timeout running, until `f` returns).
+    fn paused<T>(&self, f: impl FnOnce(&Inner) -> T) -> Result<T, StoreError> {
+        let _pause = self.h.pause.write().unwrap_or_else(PoisonError::into_inner);
+        let i = self.inner()?;
+        Ok(f(&i))
     }
 
     /// Runs a write that waits for the disk (a flush) on a helper thread,
@@ -254,6 +271,9 @@ impl Store {
         &self,
         f: impl FnOnce(&Inner) -> Result<T, Fault> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Taken before the timeout starts: a backup in progress is not a
+        // slow disk.
+        let _pause = self.h.pause.read().unwrap_or_else(PoisonError::into_inner);
         let i = self.inner()?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()
@@ -502,6 +522,13 @@ pub fn body_hash(body: &[u8]) -> String {
     blake3::hash(body).to_hex().to_string()
 }
 
+/// SHA-256 of a body, lowercase hex (the digest evidence files and WARC
+/// records name: what other tools check).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::codec::{ZSTD_MAGIC, enc, enc_compressed};
@@ -523,6 +550,7 @@ mod tests {
             http_status: 200,
             body_hash: "00".into(),
             record,
+            fetch: None,
         }
     }
 
@@ -556,6 +584,57 @@ mod tests {
             .expect("insert");
         let err = store.snapshot(9).expect_err("torn record");
         assert!(err.to_string().contains("does not decompress"), "{err}");
+    }
+
+    #[test]
+    fn snapshots_written_before_fetch_metadata_still_read() {
+        // The record bytes as the codec wrote them before `fetch` existed:
+        // zstd over JSON with exactly the older fields.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let inner = store.inner().expect("inner");
+        let old = serde_json::json!({
+            "id": 3, "source": "acme/registry", "url": "https://registry.example/acme",
+            "fetched_at": "2025-01-02T03:04:05Z", "http_status": 200, "body_hash": "00",
+            "record": {"fields": {"activity": "46.77"}, "items": {}}
+        });
+        let bytes =
+            zstd::bulk::compress(&serde_json::to_vec(&old).expect("json"), 1).expect("compress");
+        inner
+            .snapshots
+            .insert(3u64.to_be_bytes(), bytes)
+            .expect("insert");
+        let snap = store.snapshot(3).expect("read").expect("present");
+        assert_eq!(snap.fetch, None);
+        assert_eq!(snap.url, "https://registry.example/acme");
+        // One written now keeps its fetch metadata through the codec.
+        let mut new = snapshot(4);
+        new.fetch = Some(crate::record::FetchMeta {
+            body_sha256: sha256_hex(b"body"),
+            responses: vec![crate::record::ResponseMeta {
+                requested_url: "https://registry.example/acme".into(),
+                final_url: "https://registry.example/acme/".into(),
+                status: 200,
+                headers: [("server".to_string(), "nginx".to_string())].into(),
+                remote_addr: Some("192.0.2.7:443".into()),
+                started_at: Utc::now(),
+                finished_at: Utc::now(),
+                body_offset: 0,
+                body_len: 4,
+            }],
+        });
+        inner
+            .snapshots
+            .insert(4u64.to_be_bytes(), enc_compressed(&new))
+            .expect("insert");
+        let back = store.snapshot(4).expect("read").expect("present");
+        assert_eq!(back, new);
+        let meta = back.fetch.expect("fetch meta");
+        assert_eq!(meta.responses[0].remote_ip().as_deref(), Some("192.0.2.7"));
+        assert_eq!(
+            meta.body_sha256,
+            "230d8358dc8e8890b4c58deeb62912ee2f20357ae92a5cc861b98e68fe31acb5"
+        );
     }
 
     #[test]

@@ -28,6 +28,12 @@ impl Store {
         self.run(|i| i.history(source))
     }
 
+    /// Every snapshot id with its source (`entity/source`), by source then
+    /// oldest first.
+    pub fn all_history(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.run(|i| i.all_history())
+    }
+
     /// The latest snapshot of a source.
     pub fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>, StoreError> {
         self.run(|i| i.latest_snapshot(source))
@@ -53,6 +59,20 @@ impl Inner {
             if let Some(id) = id_from(&k) {
                 out.push(id);
             }
+        }
+        Ok(out)
+    }
+
+    /// Every snapshot id with its source, in index order.
+    pub(super) fn all_history(&self) -> Result<Vec<(String, u64)>, Fault> {
+        let mut out = Vec::new();
+        for kv in self.source_snapshots.iter() {
+            let (k, _) = kv?;
+            let Some(id) = id_from(&k) else { continue };
+            let Some(source) = k.len().checked_sub(9).and_then(|n| k.get(..n)) else {
+                continue;
+            };
+            out.push((String::from_utf8_lossy(source).into_owned(), id));
         }
         Ok(out)
     }

@@ -17,6 +17,7 @@ mod crash_delivery;
 mod daemon;
 mod delivery;
 mod edges;
+mod evidence;
 mod fetch;
 mod import;
 mod pipeline;

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["fetch", "store", "registry"],
     &["config"],
     &["alert"],
-    &["check"],
+    &["check", "export"],
     &["read"],
     &["daemon"],
     &["cli"],
