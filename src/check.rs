@@ -348,6 +348,9 @@ impl Checker {
         {
             return Ok(r);
         }
+        if source.kind == crate::model::SourceKind::Site {
+            return self.check_site(entity, source, state, now).await;
+        }
         let paginated = match &*source.spec {
             ExtractSpec::Html(h) if h.next_page.is_some() => Some(h),
             _ => None,
@@ -453,6 +456,36 @@ impl Checker {
             state.pages = pages;
         }
 
+        self.record_new(
+            entity,
+            source,
+            state,
+            previous,
+            record,
+            body,
+            hash,
+            http_status,
+            now,
+        )
+        .await
+    }
+
+    /// Diffs a new record against the previous snapshot, judges it and
+    /// commits: the end of every check that read something.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_new(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        mut state: SourceState,
+        previous: Option<Snapshot>,
+        record: Record,
+        body: Vec<u8>,
+        hash: String,
+        http_status: u16,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<CheckReport, CheckError> {
+        let key = source.key();
         // One diff: empty means the record is the same (only noise moved).
         let changes = previous
             .as_ref()
@@ -539,6 +572,11 @@ impl Checker {
             .await?
         };
         let findings = assessment.new_findings(&|k: &str| raised.contains(k));
+        let findings = if source.kind == crate::model::SourceKind::Site {
+            crate::site::weigh_findings(findings, &key, &snapshot.record)
+        } else {
+            findings
+        };
         let deliveries = findings
             .iter()
             .map(|f| route::route(&self.config.settings, entity, f))
@@ -638,6 +676,7 @@ impl Checker {
                         etag: page.etag.clone(),
                         last_modified: page.last_modified.clone(),
                         next: p.next.as_ref().map(Url::to_string),
+                        ..PageValidators::default()
                     });
                     let Some(next) = p.next else { break };
                     if n >= spec.max_pages || seen.contains(&next) {
@@ -727,6 +766,7 @@ impl Checker {
                 etag: resp.etag,
                 last_modified: resp.last_modified,
                 next: page.next.clone(),
+                ..PageValidators::default()
             });
             let Some(next) = &page.next else {
                 return Ok(Revalidated::Unchanged(out));
@@ -804,6 +844,85 @@ impl Checker {
         let key = source.key();
         blocking(move || store.put_source_state(&key, &state)).await?;
         Ok(CheckReport::of(entity, source, CheckStatus::Unchanged).with_snapshot(snapshot))
+    }
+}
+
+/// Whole-site sources (`crate::site`).
+impl Checker {
+    /// One check of a `kind = "site"` source: the walk, then the same
+    /// diff, judgement and commit as every source. A page that failed
+    /// keeps its previous mentions; the check fails only when the home
+    /// page could not be read and nothing else was.
+    async fn check_site(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        mut state: SourceState,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<CheckReport, CheckError> {
+        let key = source.key();
+        let reference = self.reference().await?.clone();
+        let scanner = crate::site::Scanner::new(&reference);
+        let default_spec = crate::model::SiteSpec::default();
+        let spec = source.site.as_deref().unwrap_or(&default_spec);
+        let crawler = crate::site::crawl::Crawler {
+            fetcher: self.fetcher(source),
+            robots: self.robots.as_deref(),
+            store: &self.store,
+            scanner: &scanner,
+        };
+        let crawl = crawler.crawl(&source.url, spec, &state.pages).await?;
+        tracing::info!(
+            pages = crawl.pages.len(),
+            read = crawl.read,
+            parsed = crawl.parsed,
+            problems = crawl.problems.len(),
+            "Site walked."
+        );
+        if crawl.read == 0 || crawl.scans.is_empty() {
+            let (msg, blocked, transient, retry_after) = match &crawl.home {
+                Some(h) => (h.message.clone(), h.blocked, h.transient, h.retry_after),
+                None => (
+                    "no page of the site could be read".to_string(),
+                    false,
+                    true,
+                    None,
+                ),
+            };
+            let mut report = self
+                .record_failure(entity, source, state, &msg, blocked)
+                .await?;
+            report.transient = transient;
+            report.retry_after = retry_after;
+            return Ok(report);
+        }
+        let problems = (!crawl.problems.is_empty()).then(|| {
+            format!(
+                "{} page problem(s), their mentions kept: {}",
+                crawl.problems.len(),
+                crawl.problems.join("; ")
+            )
+        });
+        let record = crate::site::build_record(crawl.scans.iter().map(|(u, s)| (u.as_str(), s)));
+        let body = crawl.manifest();
+        let hash = body_hash(&body);
+        state.pages = crawl.pages;
+        state.body_hash = Some(hash.clone());
+        state.etag = None;
+        state.last_modified = None;
+        let previous = {
+            let store = self.store.clone();
+            blocking(move || store.latest_snapshot(&key)).await?
+        };
+        let report = self
+            .record_new(
+                entity, source, state, previous, record, body, hash, 200, now,
+            )
+            .await?;
+        Ok(match problems {
+            Some(p) => report.with_error(p),
+            None => report,
+        })
     }
 }
 

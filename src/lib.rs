@@ -25,5 +25,6 @@ pub mod read;
 pub mod record;
 pub mod retry;
 pub mod schedule;
+pub mod site;
 pub mod store;
 pub mod text;

@@ -34,6 +34,7 @@ fn source(entity: &str, id: &str, kind: SourceKind) -> Source {
             items: None,
         })),
         allow_private_addresses: None,
+        site: None,
     }
 }
 
