@@ -19,5 +19,6 @@ mod delivery;
 mod edges;
 mod fetch;
 mod pipeline;
+mod site;
 mod store_integrity;
 mod tidy;

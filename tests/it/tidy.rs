@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["detect"],
     &["fetch", "store"],
     &["config"],
-    &["alert"],
+    &["alert", "site"],
     &["check"],
     &["read"],
     &["daemon"],
@@ -59,6 +59,12 @@ const PURE: &[&str] = &[
     "src/text.rs",
     "src/model.rs",
     "src/model/",
+    "src/site/canon.rs",
+    "src/site/mentions.rs",
+    "src/site/pdf.rs",
+    "src/site/scan.rs",
+    "src/site/sitemap.rs",
+    "src/site/mod.rs",
 ];
 
 /// What a pure module may not name.
