@@ -868,7 +868,7 @@ impl Checker {
         let crawler = crate::site::crawl::Crawler {
             fetcher: self.fetcher(source),
             robots: self.robots.as_deref(),
-            store: &self.store,
+            store: Some(&self.store),
             scanner: &scanner,
         };
         let crawl = crawler.crawl(&source.url, spec, &state.pages).await?;

@@ -103,6 +103,10 @@ pub enum Command {
         /// Print the record as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Walk the whole site from URL (no selectors): its pages and the
+        /// mentions on them, with their context.
+        #[arg(long, conflicts_with_all = ["fields", "rows", "json_format"])]
+        site: bool,
     },
 }
 

@@ -184,12 +184,24 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             allow_private_addresses,
             no_politeness,
             json,
+            site,
         } => {
             // Probe needs only the settings ([http]); no watchlist folder.
             let config = Config {
                 settings: Config::load_settings(&opts)?,
                 watchlists: vec![],
             };
+            if site {
+                return probe::probe_site(
+                    &config,
+                    &url,
+                    allow_private_addresses,
+                    !no_politeness,
+                    json,
+                    &mut out,
+                )
+                .await;
+            }
             probe::probe(
                 &config,
                 &url,

@@ -31,7 +31,8 @@ const SCAN_VERSION: &str = "site-scan-v1";
 pub(crate) struct Crawler<'a> {
     pub(crate) fetcher: &'a Fetcher,
     pub(crate) robots: Option<&'a Robots>,
-    pub(crate) store: &'a Store,
+    /// Blobs of page bodies and scans (`None`: `probe --site`, nothing kept).
+    pub(crate) store: Option<&'a Store>,
     pub(crate) scanner: &'a Scanner<'a>,
 }
 
@@ -80,7 +81,10 @@ fn scan_key(hash: &str) -> String {
     format!("{SCAN_VERSION}:{hash}")
 }
 
-async fn stored_scan(store: &Store, hash: &str) -> Result<Option<PageScan>, StoreError> {
+async fn stored_scan(store: Option<&Store>, hash: &str) -> Result<Option<PageScan>, StoreError> {
+    let Some(store) = store else {
+        return Ok(None);
+    };
     let store = store.clone();
     let key = scan_key(hash);
     let bytes = blocking(move || store.blob(&key)).await?;
@@ -417,16 +421,18 @@ impl Crawler<'_> {
             std::mem::take(&mut resp.text)
         };
         let scan = scan_page(self.scanner, &resp.url, &text, is_pdf);
-        let store = self.store.clone();
-        let body = std::mem::take(&mut resp.body);
-        let json = serde_json::to_vec(&scan).unwrap_or_default();
-        let h = hash.clone();
-        blocking(move || {
-            store.put_blob(&h, &body)?;
-            store.put_blob(&scan_key(&h), &json)?;
-            Ok(())
-        })
-        .await?;
+        if let Some(store) = self.store {
+            let store = store.clone();
+            let body = std::mem::take(&mut resp.body);
+            let json = serde_json::to_vec(&scan).unwrap_or_default();
+            let h = hash.clone();
+            blocking(move || {
+                store.put_blob(&h, &body)?;
+                store.put_blob(&scan_key(&h), &json)?;
+                Ok(())
+            })
+            .await?;
+        }
         Ok(Outcome::Read {
             scan,
             etag: resp.etag,

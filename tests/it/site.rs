@@ -566,3 +566,44 @@ name = "h1"
         "{text}"
     );
 }
+
+#[test]
+fn probe_site_lists_pages_and_mentions_with_their_context() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let site = rt
+        .block_on(pivotwatch::app::demo::Site::start())
+        .expect("site");
+    site.set(
+        "/",
+        home(r#"<a href="/electronique">Électronique</a> <a href="/blog/intel">Blog</a>"#),
+    );
+    site.set("/electronique", electronics_page());
+    site.set("/blog/intel", page("Blog", "<p>Intel results.</p>"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crate::support::process::pivotwatch(
+        dir.path(),
+        &[
+            "probe",
+            "--site",
+            &site.url("/"),
+            "--allow-private-addresses",
+        ],
+    );
+    let text = crate::support::process::stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        crate::support::process::stderr(&out)
+    );
+    assert!(
+        text.contains("pages read:") && text.contains("/electronique (3 mentions)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "[TMS320F28335PGFA] TMS320F28335PGFA (Texas Instruments): strong (price, table row"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("[intel] Intel: weak (news post)"), "{text}");
+}
