@@ -83,6 +83,9 @@ pub struct Checker {
     /// robots.txt rules, when honoured (the daemon's checker).
     robots: Option<Arc<Robots>>,
     index: Arc<std::collections::HashMap<String, (usize, usize)>>,
+    /// The mention matchers of site sources, built once from the
+    /// reference at the first site check.
+    site_scanner: Arc<tokio::sync::OnceCell<Arc<crate::site::Scanner>>>,
 }
 
 /// Errors that stop a check from being recorded at all.
@@ -142,6 +145,7 @@ impl Checker {
             private,
             robots: None,
             index,
+            site_scanner: Arc::default(),
         })
     }
 
@@ -862,14 +866,27 @@ impl Checker {
     ) -> Result<CheckReport, CheckError> {
         let key = source.key();
         let reference = self.reference().await?.clone();
-        let scanner = crate::site::Scanner::new(&reference);
+        let scanner = self
+            .site_scanner
+            .get_or_try_init(|| async {
+                match tokio::task::spawn_blocking(move || crate::site::Scanner::new(reference))
+                    .await
+                {
+                    Ok(s) => Ok(Arc::new(s)),
+                    Err(e) => Err(CheckError::Task(format!(
+                        "building the site matchers failed: {e}"
+                    ))),
+                }
+            })
+            .await?
+            .clone();
         let default_spec = crate::model::SiteSpec::default();
         let spec = source.site.as_deref().unwrap_or(&default_spec);
         let crawler = crate::site::crawl::Crawler {
             fetcher: self.fetcher(source),
             robots: self.robots.as_deref(),
             store: Some(&self.store),
-            scanner: &scanner,
+            scanner,
         };
         let crawl = crawler.crawl(&source.url, spec, &state.pages).await?;
         tracing::info!(

@@ -176,12 +176,12 @@ pub(super) async fn probe_site(
     };
     let reference = crate::classify::Reference::embedded()
         .map_err(|e| AppError::Usage(crate::text::chain(&e)))?;
-    let scanner = crate::site::Scanner::new(&reference);
+    let scanner = std::sync::Arc::new(crate::site::Scanner::new(std::sync::Arc::new(reference)));
     let crawler = crate::site::crawl::Crawler {
         fetcher: &fetcher,
         robots: robots.as_deref(),
         store: None,
-        scanner: &scanner,
+        scanner,
     };
     let spec = crate::model::SiteSpec::default();
     let crawl = crawler

@@ -33,7 +33,7 @@ pub(crate) struct Crawler<'a> {
     pub(crate) robots: Option<&'a Robots>,
     /// Blobs of page bodies and scans (`None`: `probe --site`, nothing kept).
     pub(crate) store: Option<&'a Store>,
-    pub(crate) scanner: &'a Scanner<'a>,
+    pub(crate) scanner: std::sync::Arc<Scanner>,
 }
 
 /// How the home page failed.
@@ -405,25 +405,41 @@ impl Crawler<'_> {
                 retry_after: None,
             }));
         }
-        let text = if is_pdf {
-            match pdf::text(&resp.body) {
-                Ok(t) => t,
-                Err(e) => {
-                    return Ok(Outcome::Failed(HomeFailure {
-                        message: crate::text::chain(&e),
-                        blocked: false,
-                        transient: false,
-                        retry_after: None,
-                    }));
-                }
+        // PDF text and the scan on the blocking pool: a big page costs a
+        // blocking thread's time, never a runtime worker's.
+        let scanner = self.scanner.clone();
+        let text = std::mem::take(&mut resp.text);
+        let body = std::mem::take(&mut resp.body);
+        let page_url = resp.url.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let scan = if is_pdf {
+                pdf::text(&body).map(|t| scan_page(&scanner, &page_url, &t, true))
+            } else {
+                Ok(scan_page(&scanner, &page_url, &text, false))
+            };
+            (scan, body)
+        });
+        let (scan, body) = match job.await {
+            Ok((Ok(scan), body)) => (scan, body),
+            Ok((Err(e), _)) => {
+                return Ok(Outcome::Failed(HomeFailure {
+                    message: crate::text::chain(&e),
+                    blocked: false,
+                    transient: false,
+                    retry_after: None,
+                }));
             }
-        } else {
-            std::mem::take(&mut resp.text)
+            Err(e) => {
+                return Ok(Outcome::Failed(HomeFailure {
+                    message: format!("reading the page failed: {e}"),
+                    blocked: false,
+                    transient: true,
+                    retry_after: None,
+                }));
+            }
         };
-        let scan = scan_page(self.scanner, &resp.url, &text, is_pdf);
         if let Some(store) = self.store {
             let store = store.clone();
-            let body = std::mem::take(&mut resp.body);
             let json = serde_json::to_vec(&scan).unwrap_or_default();
             let h = hash.clone();
             blocking(move || {

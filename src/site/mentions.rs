@@ -148,15 +148,15 @@ const NEWS_PATHS: &[&str] = &[
 ];
 
 /// The compiled matchers for one reference.
-pub struct Scanner<'r> {
-    reference: &'r Reference,
+pub struct Scanner {
+    reference: std::sync::Arc<Reference>,
     makers: Option<AhoCorasick>,
     maker_of: Vec<String>,
     families: Option<AhoCorasick>,
     family_of: Vec<String>,
 }
 
-impl std::fmt::Debug for Scanner<'_> {
+impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner")
             .field("makers", &self.maker_of.len())
@@ -207,9 +207,9 @@ fn phrase_pattern(phrase: &str) -> Option<String> {
     })
 }
 
-impl<'r> Scanner<'r> {
-    /// Builds the matchers (once per check).
-    pub fn new(reference: &'r Reference) -> Scanner<'r> {
+impl Scanner {
+    /// Builds the matchers (once per reference: `check` keeps one).
+    pub fn new(reference: std::sync::Arc<Reference>) -> Scanner {
         let mut pats: Vec<String> = Vec::new();
         let mut maker_of = Vec::new();
         let mut add = |name: &str, canonical: &str, skip: &[String]| {
@@ -221,7 +221,8 @@ impl<'r> Scanner<'r> {
                 maker_of.push(canonical.to_string());
             }
         };
-        for m in reference.manufacturers() {
+        let r = &*reference;
+        for m in r.manufacturers() {
             add(&m.canonical, &m.canonical, &m.brand_only);
             for a in &m.aliases {
                 add(a, &m.canonical, &m.brand_only);
@@ -234,7 +235,7 @@ impl<'r> Scanner<'r> {
             }
         }
         for (name, canonical) in ARABIC_MAKERS {
-            if reference.manufacturer(canonical).is_some() {
+            if r.manufacturer(canonical).is_some() {
                 add(name, canonical, &[]);
             }
         }
@@ -244,7 +245,7 @@ impl<'r> Scanner<'r> {
             .ok();
         let mut fpats = Vec::new();
         let mut family_of = Vec::new();
-        for f in reference.families() {
+        for f in r.families() {
             for k in &f.keywords {
                 if let Some(p) = phrase_pattern(k) {
                     fpats.push(p);
@@ -253,7 +254,7 @@ impl<'r> Scanner<'r> {
             }
         }
         for (k, id) in ARABIC_FAMILIES {
-            if reference.family(id).is_some()
+            if r.family(id).is_some()
                 && let Some(p) = phrase_pattern(k)
             {
                 fpats.push(p);
@@ -493,8 +494,8 @@ mod tests {
     use super::super::scan::scan_html;
     use super::*;
 
-    fn reference() -> Reference {
-        Reference::embedded().expect("reference")
+    fn reference() -> std::sync::Arc<Reference> {
+        std::sync::Arc::new(Reference::embedded().expect("reference"))
     }
 
     fn find<'a>(ms: &'a [Mention], key: &str) -> Option<&'a Mention> {
@@ -513,7 +514,7 @@ mod tests {
     #[test]
     fn a_priced_part_is_strong_and_a_blog_maker_weak() {
         let r = reference();
-        let s = Scanner::new(&r);
+        let s = Scanner::new(r);
         let shop = scan_html(
             "<table><tr><td>TMS320F28335PGFA</td><td>DSP</td><td>12,50 €</td></tr></table>",
         );
@@ -533,7 +534,7 @@ mod tests {
     #[test]
     fn french_russian_and_arabic_family_words() {
         let r = reference();
-        let s = Scanner::new(&r);
+        let s = Scanner::new(r);
         for (text, key) in [
             (
                 "<p>Processeurs de Texas Instruments et Intel</p>",

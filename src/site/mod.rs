@@ -75,7 +75,7 @@ pub struct PageScan {
 }
 
 /// Scans one fetched page (HTML, or a PDF's text) at `url`.
-pub fn scan_page(scanner: &Scanner<'_>, url: &Url, text: &str, pdf: bool) -> PageScan {
+pub fn scan_page(scanner: &Scanner, url: &Url, text: &str, pdf: bool) -> PageScan {
     let scanned = if pdf {
         scan::scan_text(text)
     } else {
@@ -256,8 +256,8 @@ mod tests {
 
     #[test]
     fn the_record_keeps_weak_mentions_out_of_the_items() {
-        let r = Reference::embedded().expect("reference");
-        let s = Scanner::new(&r);
+        let r = std::sync::Arc::new(Reference::embedded().expect("reference"));
+        let s = Scanner::new(r);
         let shop = Url::parse("https://e.ma/electronique").expect("url");
         let blog = Url::parse("https://e.ma/blog/intel").expect("url");
         let a = scan_page(
