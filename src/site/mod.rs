@@ -163,7 +163,12 @@ pub fn build_record<'a>(pages: impl IntoIterator<Item = (&'a str, &'a PageScan)>
         extra.insert(SNIPPET_COLUMN.to_string(), m.snippet.clone());
         let item = Item {
             key: key.clone(),
-            name: m.name.clone().or_else(|| m.family.clone()),
+            // A part's family comes from its pattern; a maker's mention
+            // carries its family word as its name.
+            name: m
+                .name
+                .clone()
+                .or_else(|| m.part.is_none().then(|| m.family.clone()).flatten()),
             manufacturer: m.maker.clone(),
             part_number: m.part.clone(),
             price: m.price.clone(),

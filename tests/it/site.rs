@@ -607,3 +607,37 @@ fn probe_site_lists_pages_and_mentions_with_their_context() {
     );
     assert!(text.contains("[intel] Intel: weak (news post)"), "{text}");
 }
+
+#[test]
+fn the_demo_shows_a_firm_watched_by_its_website_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crate::support::process::pivotwatch(dir.path(), &["demo", "--dir", "d"]);
+    let text = crate::support::process::stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        crate::support::process::stderr(&out)
+    );
+    let site_part = text
+        .split("== 7.")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        site_part.contains("kind = \"site\", zero selectors"),
+        "{site_part}"
+    );
+    assert!(
+        site_part.contains("HIGH rif-recyclage/site [profile_mismatch]"),
+        "{site_part}"
+    );
+    assert!(
+        site_part.contains("context of TMS320F28335PGFA: strong"),
+        "{site_part}"
+    );
+    let emls = std::fs::read_dir(dir.path().join("d/website/spool"))
+        .expect("spool")
+        .count();
+    assert!(emls >= 1);
+    // The first scenario's folder is left as it was.
+    assert!(dir.path().join("d/watchlists/demo.toml").exists());
+}
