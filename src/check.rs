@@ -888,7 +888,8 @@ impl Checker {
             store: Some(&self.store),
             scanner,
         };
-        let crawl = crawler.crawl(&source.url, spec, &state.pages).await?;
+        let known = crate::site::crawl::load_pages(&self.store, &state.pages).await?;
+        let crawl = crawler.crawl(&source.url, spec, &known).await?;
         tracing::info!(
             pages = crawl.pages.len(),
             read = crawl.read,
@@ -923,7 +924,7 @@ impl Checker {
         let record = crate::site::build_record(crawl.scans.iter().map(|(u, s)| (u.as_str(), s)));
         let body = crawl.manifest();
         let hash = body_hash(&body);
-        state.pages = crawl.pages;
+        state.pages = crate::site::crawl::save_pages(&self.store, &crawl.pages).await?;
         state.body_hash = Some(hash.clone());
         state.etag = None;
         state.last_modified = None;

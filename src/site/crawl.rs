@@ -77,6 +77,50 @@ impl Crawl {
     }
 }
 
+/// The URL of the one `SourceState::pages` entry of a site source: its
+/// `hash` names the blob holding the page table. An unchanged site
+/// rewrites only that entry, never 200 pages of validators.
+pub(crate) const PAGE_TABLE: &str = "pivotwatch:site-pages";
+
+/// The page table of a site source's state (the blob its one entry
+/// names; an empty table when there is none yet or it cannot be read).
+pub(crate) async fn load_pages(
+    store: &Store,
+    state: &[PageValidators],
+) -> Result<Vec<PageValidators>, StoreError> {
+    match state {
+        [one] if one.url == PAGE_TABLE => {
+            let Some(hash) = one.hash.clone() else {
+                return Ok(vec![]);
+            };
+            let store = store.clone();
+            let bytes = blocking(move || store.blob(&format!("{PAGE_TABLE}:{hash}"))).await?;
+            Ok(bytes
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default())
+        }
+        other => Ok(other.to_vec()),
+    }
+}
+
+/// Stores a page table as a blob (deduplicated by hash) and gives the
+/// state's one entry naming it.
+pub(crate) async fn save_pages(
+    store: &Store,
+    pages: &[PageValidators],
+) -> Result<Vec<PageValidators>, StoreError> {
+    let json = serde_json::to_vec(pages).unwrap_or_default();
+    let hash = body_hash(&json);
+    let store = store.clone();
+    let h = hash.clone();
+    blocking(move || store.put_blob(&format!("{PAGE_TABLE}:{h}"), &json)).await?;
+    Ok(vec![PageValidators {
+        url: PAGE_TABLE.to_string(),
+        hash: Some(hash),
+        ..PageValidators::default()
+    }])
+}
+
 fn scan_key(hash: &str) -> String {
     format!("{SCAN_VERSION}:{hash}")
 }

@@ -515,17 +515,28 @@ async fn an_unchanged_site_is_revalidated_with_304s_and_writes_no_snapshot() {
         env.store().history("atlas/site").expect("history").len(),
         history
     );
+    // The state names one page table (a blob): unchanged, nothing new.
     let state = env
         .store()
         .source_state("atlas/site")
         .expect("state")
         .expect("state");
-    assert_eq!(state.pages.len(), 31);
+    assert_eq!(state.pages.len(), 1);
+    let table = env
+        .store()
+        .blob(&format!(
+            "pivotwatch:site-pages:{}",
+            state.pages[0].hash.clone().expect("hash")
+        ))
+        .expect("blob")
+        .expect("the page table");
+    let pages: Vec<serde_json::Value> = serde_json::from_slice(&table).expect("json");
+    assert_eq!(pages.len(), 31);
     assert!(
-        state
-            .pages
+        pages
             .iter()
-            .all(|p| p.hash.is_some() && p.etag.is_some())
+            .all(|p| p["hash"].is_string() && p["etag"].is_string()),
+        "{pages:?}"
     );
 }
 
@@ -640,4 +651,35 @@ fn the_demo_shows_a_firm_watched_by_its_website_alone() {
     assert!(emls >= 1);
     // The first scenario's folder is left as it was.
     assert!(dir.path().join("d/watchlists/demo.toml").exists());
+}
+
+#[tokio::test]
+async fn explain_shows_where_each_mention_was_seen() {
+    let env = env(SCRAP, "").await;
+    let s = &env.site;
+    s.set(
+        "/",
+        home(r#"<a href="/electronique">Électronique</a> <a href="/news/intel">News</a>"#),
+    );
+    s.set("/electronique", electronics_page());
+    s.set("/news/intel", page("News", "<p>Intel results.</p>"));
+    check(&env).await;
+    let config = env.config();
+    let store = env.store();
+    let mut out = Vec::new();
+    pivotwatch::read::explain(&config, &store, "atlas", false, &mut out).expect("explain");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("website (site): 3 pages, 3 mentions"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TMS320F28335PGFA (dsp)") || text.contains("- TMS320F28335PGFA: strong"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/electronique: “TMS320F28335PGFA Texas Instruments 14,90 €”"),
+        "{text}"
+    );
+    assert!(text.contains("- weak: Intel (news post)"), "{text}");
 }
