@@ -185,6 +185,8 @@ impl Crawler<'_> {
         let mut fetched = 0u32;
         let mut disallowed = 0usize;
         let mut done: HashSet<String> = HashSet::new();
+        // Pages whose absence is real: gone (404/410), disallowed, excluded.
+        let mut dropped: HashSet<String> = HashSet::new();
         loop {
             let (url, depth) = match queue.pop_front() {
                 Some(x) => x,
@@ -205,6 +207,7 @@ impl Crawler<'_> {
             let is_home = key == home_key;
             let pq = canon::path_and_query(&url);
             if !is_home && spec.exclude.iter().any(|p| p.matches(&pq)) {
+                dropped.insert(key);
                 continue;
             }
             if let Some(robots) = self.robots {
@@ -212,6 +215,7 @@ impl Crawler<'_> {
                     Verdict::Allowed => {}
                     v @ Verdict::Disallowed { .. } => {
                         disallowed += 1;
+                        dropped.insert(key.clone());
                         if is_home {
                             out.home = Some(HomeFailure {
                                 message: v.message(&url).unwrap_or_default(),
@@ -261,6 +265,7 @@ impl Crawler<'_> {
                         && *ck != key
                         && done.contains(ck)
                     {
+                        dropped.insert(key.clone());
                         continue;
                     }
                     done.insert(key.clone());
@@ -292,7 +297,9 @@ impl Crawler<'_> {
                         out.scans.insert(url.to_string(), scan);
                     }
                 }
-                Outcome::Gone | Outcome::Skipped => {}
+                Outcome::Gone | Outcome::Skipped => {
+                    dropped.insert(key.clone());
+                }
                 Outcome::Failed(f) => {
                     out.problems.push(format!("{url}: {}", f.message));
                     // Keep what the page showed before.
@@ -309,6 +316,29 @@ impl Crawler<'_> {
                     }
                 }
             }
+        }
+        // A known page the walk did not reach this time (`max_pages`, a
+        // stop) keeps what it showed: never a removal by itself.
+        let mut carried = 0usize;
+        for p in previous {
+            let Ok(u) = Url::parse(&p.url) else { continue };
+            let key = canon::key(&u);
+            if done.contains(&key) || dropped.contains(&key) {
+                continue;
+            }
+            if let Some(h) = &p.hash
+                && let Some(scan) = stored_scan(self.store, h).await?
+            {
+                done.insert(key);
+                out.pages.push(p.clone());
+                out.scans.insert(p.url.clone(), scan);
+                carried += 1;
+            }
+        }
+        if carried > 0 {
+            out.problems.push(format!(
+                "{carried} known page(s) not read this time (max_pages or a stop), their mentions kept"
+            ));
         }
         if disallowed > 0 {
             out.problems.push(format!(

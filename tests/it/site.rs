@@ -509,8 +509,27 @@ async fn an_unchanged_site_is_revalidated_with_304s_and_writes_no_snapshot() {
     s.set("/", home(&links));
     check(&env).await;
     let history = env.store().history("atlas/site").expect("history").len();
+    let table = |env: &Env| {
+        env.store()
+            .source_state("atlas/site")
+            .expect("state")
+            .expect("state")
+            .pages[0]
+            .hash
+            .clone()
+    };
+    let before = table(&env);
+    let requests = env.site.requests();
     let r = check(&env).await;
     assert_eq!(r[0].status, CheckStatus::Unchanged, "{r:?}");
+    // robots.txt twice (the politeness cache, then its Sitemap: lines),
+    // /sitemap.xml, /about (404) and one conditional GET per page.
+    assert!(
+        env.site.requests() - requests <= 35,
+        "{}",
+        env.site.requests() - requests
+    );
+    assert_eq!(table(&env), before, "the page table is the same blob");
     assert_eq!(
         env.store().history("atlas/site").expect("history").len(),
         history
@@ -682,4 +701,37 @@ async fn explain_shows_where_each_mention_was_seen() {
         "{text}"
     );
     assert!(text.contains("- weak: Intel (news post)"), "{text}");
+}
+
+#[tokio::test]
+async fn a_known_page_the_walk_no_longer_reaches_keeps_its_mentions() {
+    let env = env(SCRAP, "").await;
+    let s = &env.site;
+    s.set(
+        "/",
+        home(r#"<a href="/a">A</a> <a href="/z-electronique">Électronique</a>"#),
+    );
+    s.set("/a", page("A", "<p>Cuivre.</p>"));
+    s.set("/z-electronique", electronics_page());
+    check(&env).await;
+    assert!(latest(&env).items.contains_key("TMS320F28335PGFA"));
+    // Now the walk stops before the electronics page (home, /a, /about).
+    env.write(SETTINGS, &watchlist(SCRAP, "max_pages = 3"));
+    let r = check(&env).await;
+    assert!(
+        !r[0]
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::ItemRemoved { .. })),
+        "{:?}",
+        r[0].changes
+    );
+    assert!(latest(&env).items.contains_key("TMS320F28335PGFA"));
+    assert!(
+        r[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not read this time"),
+        "{r:?}"
+    );
 }
