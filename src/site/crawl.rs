@@ -247,13 +247,28 @@ impl Crawler<'_> {
             let old = prev.get(&key).copied();
             match self.page(&url, old).await? {
                 Outcome::Read {
-                    scan,
+                    mut scan,
                     etag,
                     last_modified,
                     hash,
                     parsed,
                 } => {
                     out.read += 1;
+                    // A page that became a JavaScript shell is not an empty
+                    // page: what it showed before stays.
+                    if scan.javascript_only
+                        && let Some(h) = old.and_then(|p| p.hash.as_deref())
+                        && h != hash
+                        && let Some(before) = stored_scan(self.store, h).await?
+                        && !before.mentions.is_empty()
+                    {
+                        out.problems.push(format!(
+                            "{url}: the page is now only a JavaScript shell; its {} previous mention(s) kept",
+                            before.mentions.len()
+                        ));
+                        scan.mentions = before.mentions;
+                        scan.links = before.links;
+                    }
                     out.parsed += usize::from(parsed);
                     // rel=canonical to another page already read: a duplicate.
                     let canonical_key = scan

@@ -245,6 +245,43 @@ async fn a_javascript_only_page_is_reported_not_read_as_empty() {
 }
 
 #[tokio::test]
+async fn a_catalogue_turning_into_a_javascript_shell_removes_nothing() {
+    let env = env(SCRAP, "").await;
+    let s = &env.site;
+    s.set("/", home(r#"<a href="/shop">Shop</a>"#));
+    s.set("/shop", electronics_page());
+    check(&env).await;
+    s.set(
+        "/shop",
+        Page::html(r#"<html><head><title>Shop</title><script src="/app.js"></script></head><body><div id="root"></div></body></html>"#),
+    );
+    let r = check(&env).await;
+    assert!(
+        !r[0]
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::ItemRemoved { .. })),
+        "{:?}",
+        r[0].changes
+    );
+    let rec = latest(&env);
+    assert!(rec.items.contains_key("TMS320F28335PGFA"));
+    assert_eq!(
+        list(&rec, "javascript-only pages").len(),
+        1,
+        "{:?}",
+        rec.fields
+    );
+    assert!(
+        r[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("JavaScript shell"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
 async fn french_russian_and_arabic_pages_give_mentions() {
     let env = env(SCRAP, "").await;
     let s = &env.site;
