@@ -772,3 +772,41 @@ async fn a_known_page_the_walk_no_longer_reaches_keeps_its_mentions() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn makers_named_in_plain_text_weigh_less_than_a_product_page() {
+    let env = env(SCRAP, "").await;
+    let s = &env.site;
+    s.set("/", home(r#"<a href="/marques">Marques</a>"#));
+    s.set(
+        "/marques",
+        page(
+            "Nos marques",
+            "<p>Nous proposons des processeurs de fabricants américains et européens : Texas Instruments, Intel, NXP.</p>",
+        ),
+    );
+    check(&env).await;
+    let rec = latest(&env);
+    assert!(
+        rec.items.contains_key("intel|cpu"),
+        "{:?}",
+        rec.items.keys()
+    );
+    let all = findings(&env);
+    let pm: Vec<&Finding> = all
+        .iter()
+        .filter(|f| f.rule == "profile_mismatch")
+        .collect();
+    assert_eq!(pm.len(), 1, "{all:?}");
+    assert_eq!(pm[0].severity, Severity::Medium, "{:?}", pm[0]);
+    assert!(
+        pm[0].explanation.contains("Lowered to medium"),
+        "{}",
+        pm[0].explanation
+    );
+    assert!(
+        pm[0].evidence.items.iter().all(|i| i.confidence < 0.6),
+        "{:?}",
+        pm[0].evidence.items
+    );
+}
