@@ -93,6 +93,9 @@ pub struct Checker {
     /// robots.txt rules, when honoured (the daemon's checker).
     robots: Option<Arc<Robots>>,
     index: Arc<std::collections::HashMap<String, (usize, usize)>>,
+    /// The mention matchers of site sources, built once from the
+    /// reference at the first site check.
+    site_scanner: Arc<tokio::sync::OnceCell<Arc<crate::site::Scanner>>>,
 }
 
 /// Errors that stop a check from being recorded at all.
@@ -160,6 +163,7 @@ impl Checker {
             private,
             robots: None,
             index,
+            site_scanner: Arc::default(),
         })
     }
 
@@ -371,6 +375,9 @@ impl Checker {
             .await?
         {
             return Ok(r);
+        }
+        if source.kind == crate::model::SourceKind::Site {
+            return self.check_site(entity, source, state, now).await;
         }
         let paginated = match &*source.spec {
             ExtractSpec::Html(h) if h.next_page.is_some() => Some(h),
@@ -666,6 +673,11 @@ impl Checker {
             .await?
         };
         let findings = assessment.new_findings(&|k: &str| raised.contains(k));
+        let findings = if source.kind == crate::model::SourceKind::Site {
+            crate::site::weigh_findings(findings, &key, &snapshot.record)
+        } else {
+            findings
+        };
         let deliveries = findings
             .iter()
             .map(|f| route::route(&self.config.settings, entity, f))
@@ -768,6 +780,7 @@ impl Checker {
                         etag: page.etag.clone(),
                         last_modified: page.last_modified.clone(),
                         next: p.next.as_ref().map(Url::to_string),
+                        ..PageValidators::default()
                     });
                     let Some(next) = p.next else { break };
                     if n >= spec.max_pages || seen.contains(&next) {
@@ -858,6 +871,7 @@ impl Checker {
                 etag: resp.etag,
                 last_modified: resp.last_modified,
                 next: page.next.clone(),
+                ..PageValidators::default()
             });
             let Some(next) = &page.next else {
                 return Ok(Revalidated::Unchanged(out));
@@ -935,6 +949,113 @@ impl Checker {
         let key = source.key();
         blocking(move || store.put_source_state(&key, &state)).await?;
         Ok(CheckReport::of(entity, source, CheckStatus::Unchanged).with_snapshot(snapshot))
+    }
+}
+
+/// Whole-site sources (`crate::site`).
+impl Checker {
+    /// One check of a `kind = "site"` source: the walk, then the same
+    /// diff, judgement and commit as every source. A page that failed
+    /// keeps its previous mentions; the check fails only when the home
+    /// page could not be read and nothing else was.
+    async fn check_site(
+        &self,
+        entity: &Entity,
+        source: &Source,
+        mut state: SourceState,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<CheckReport, CheckError> {
+        let key = source.key();
+        let reference = self.reference().await?.clone();
+        let scanner = self
+            .site_scanner
+            .get_or_try_init(|| async {
+                match tokio::task::spawn_blocking(move || crate::site::Scanner::new(reference))
+                    .await
+                {
+                    Ok(s) => Ok(Arc::new(s)),
+                    Err(source) => Err(CheckError::Task {
+                        during: "building the site matchers",
+                        source,
+                    }),
+                }
+            })
+            .await?
+            .clone();
+        let default_spec = crate::model::SiteSpec::default();
+        let spec = source.site.as_deref().unwrap_or(&default_spec);
+        let crawler = crate::site::crawl::Crawler {
+            fetcher: self.fetcher(source),
+            robots: self.robots.as_deref(),
+            store: Some(&self.store),
+            scanner,
+        };
+        let known = crate::site::crawl::load_pages(&self.store, &state.pages).await?;
+        let crawl = crawler.crawl(&source.url, spec, &known).await?;
+        tracing::info!(
+            pages = crawl.pages.len(),
+            read = crawl.read,
+            parsed = crawl.parsed,
+            problems = crawl.problems.len(),
+            "Site walked."
+        );
+        if crawl.read == 0 || crawl.scans.is_empty() {
+            let (msg, blocked, transient, retry_after) = match &crawl.home {
+                Some(h) => (h.message.clone(), h.blocked, h.transient, h.retry_after),
+                None => (
+                    "no page of the site could be read".to_string(),
+                    false,
+                    true,
+                    None,
+                ),
+            };
+            let mut report = self
+                .record_failure(entity, source, state, &msg, blocked)
+                .await?;
+            report.transient = transient;
+            report.retry_after = retry_after;
+            return Ok(report);
+        }
+        let problems = (!crawl.problems.is_empty()).then(|| {
+            format!(
+                "{} page problem(s), their mentions kept: {}",
+                crawl.problems.len(),
+                crawl.problems.join("; ")
+            )
+        });
+        let record = crate::site::build_record(crawl.scans.iter().map(|(u, s)| (u.as_str(), s)));
+        let body = crawl.manifest();
+        let hash = body_hash(&body);
+        state.pages = crate::site::crawl::save_pages(&self.store, &crawl.pages).await?;
+        state.body_hash = Some(hash.clone());
+        state.etag = None;
+        state.last_modified = None;
+        let previous = {
+            let store = self.store.clone();
+            blocking(move || store.latest_snapshot(&key)).await?
+        };
+        let report = self
+            .conclude(
+                entity,
+                source,
+                state,
+                previous,
+                Concluded {
+                    record,
+                    body,
+                    hash,
+                    http_status: 200,
+                    // Each page's body is its own blob (`crate::site`); the
+                    // snapshot's body is the walk's page manifest.
+                    responses: Vec::new(),
+                    now,
+                },
+            )
+            .await?;
+        Ok(match problems {
+            Some(p) => report.with_error(p),
+            None => report,
+        })
     }
 }
 

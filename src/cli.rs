@@ -113,6 +113,10 @@ pub enum Command {
         /// URL is then the company number, the LEI, or JURISDICTION/NUMBER.
         #[arg(long, value_name = "ADAPTER", conflicts_with_all = ["fields", "rows", "json_format"])]
         adapter: Option<String>,
+        /// Walk the whole site from URL (no selectors): its pages and the
+        /// mentions on them, with their context.
+        #[arg(long, conflicts_with_all = ["fields", "rows", "json_format"])]
+        site: bool,
     },
     /// Watchlist entities from a spreadsheet (CSV: name, country, company number,
     /// LEI, website, tags …): registry adapter sources per row, ids derived.

@@ -28,5 +28,6 @@ pub mod record;
 pub mod registry;
 pub mod retry;
 pub mod schedule;
+pub mod site;
 pub mod store;
 pub mod text;

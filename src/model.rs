@@ -25,6 +25,8 @@ pub enum SourceKind {
     Catalogue,
     /// Any other page.
     Page,
+    /// A whole website, no selectors: discovery and mentions (`crate::site`).
+    Site,
 }
 
 /// A company being watched.
@@ -72,6 +74,8 @@ pub struct Source {
     /// URL is derived from `[registries.*]` and the record built by
     /// `crate::registry`, not by `spec`.
     pub adapter: Option<Adapter>,
+    /// The bounds of a `kind = "site"` source (`None` for the others).
+    pub site: Option<Arc<SiteSpec>>,
 }
 
 /// A built-in registry adapter and the identifier it looks up.
@@ -119,6 +123,89 @@ impl Adapter {
                 company_number,
             } => format!("{jurisdiction}/{company_number}"),
         }
+    }
+}
+
+/// The bounds of a whole-site source: how far discovery goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSpec {
+    /// Most pages read in one check (`max_pages`, default
+    /// [`SiteSpec::DEFAULT_MAX_PAGES`]).
+    pub max_pages: u32,
+    /// Most links followed from the home page (`max_depth`, default
+    /// [`SiteSpec::DEFAULT_MAX_DEPTH`]).
+    pub max_depth: u32,
+    /// `include` URL patterns: when any, only matching pages count for
+    /// mentions (others are still read for their links).
+    pub include: Vec<UrlPattern>,
+    /// `exclude` URL patterns: matching pages are never fetched.
+    pub exclude: Vec<UrlPattern>,
+}
+
+impl SiteSpec {
+    /// Default `max_pages`.
+    pub const DEFAULT_MAX_PAGES: u32 = 200;
+    /// Default `max_depth`.
+    pub const DEFAULT_MAX_DEPTH: u32 = 4;
+}
+
+impl Default for SiteSpec {
+    fn default() -> Self {
+        SiteSpec {
+            max_pages: Self::DEFAULT_MAX_PAGES,
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+            include: vec![],
+            exclude: vec![],
+        }
+    }
+}
+
+/// A URL pattern of `include`/`exclude`: matched against the path and
+/// query (`/produits/*`); `*` is any run of characters, and a pattern
+/// without `*` matches that path and everything under it.
+#[derive(Debug, Clone)]
+pub struct UrlPattern {
+    /// As written.
+    pub text: String,
+    regex: regex::Regex,
+}
+
+impl PartialEq for UrlPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+impl Eq for UrlPattern {}
+
+impl UrlPattern {
+    /// Compiles a pattern; it must start with `/`.
+    pub fn new(text: &str) -> Result<UrlPattern, String> {
+        if !text.starts_with('/') {
+            return Err(format!(
+                "URL pattern {text:?} must start with `/` (a path, like \"/produits/*\")"
+            ));
+        }
+        let mut re = String::from("^");
+        for (i, part) in text.split('*').enumerate() {
+            if i > 0 {
+                re.push_str(".*");
+            }
+            re.push_str(&regex::escape(part));
+        }
+        if !text.contains('*') {
+            re.push_str("(?:[/?#].*)?");
+        }
+        re.push('$');
+        let regex = regex::Regex::new(&re).map_err(|e| format!("URL pattern {text:?}: {e}"))?;
+        Ok(UrlPattern {
+            text: text.to_string(),
+            regex,
+        })
+    }
+
+    /// Whether `path_and_query` (`/produits/a?x=1`) matches.
+    pub fn matches(&self, path_and_query: &str) -> bool {
+        self.regex.is_match(path_and_query)
     }
 }
 

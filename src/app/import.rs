@@ -2,7 +2,7 @@
 //! (name, country, company number, LEI, website, tags, …) becomes an
 //! `[[entity]]` with the right adapter sources (Companies House for a UK
 //! number, OpenCorporates for another country's, GLEIF for an LEI) and a
-//! page source for the website that the analyst completes. Ids are
+//! `kind = "site"` source for the website (the whole site, no selectors). Ids are
 //! derived from the name and made unique against every watchlist; rows
 //! that repeat an earlier row or a watched entity are skipped, saying so.
 //! A file with any bad row writes nothing and reports every error as
@@ -561,9 +561,8 @@ fn plan(path: &Path, text: &str, watched: &mut Watched) -> Result<Plan, Vec<Diag
         }
         if let Some(u) = &website {
             t.push_str(&format!(
-                "\n# The website: complete what to watch (`pivotwatch probe {u} --field NAME=SELECTOR`).\n\
-                 [[entity.source]]\nid = \"website\"\nkind = \"page\"\nurl = {}\n\
-                 [entity.source.fields]\ntitle = \"title\"\n",
+                "\n# The whole website, no selectors (`pivotwatch probe --site {u}` shows what it finds).\n\
+                 [[entity.source]]\nid = \"website\"\nkind = \"site\"\nurl = {}\n",
                 toml_str(u.as_str())
             ));
         }

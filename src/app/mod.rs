@@ -206,6 +206,7 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
             no_politeness,
             json,
             adapter,
+            site,
         } => {
             // Probe needs only the settings ([http]); no watchlist folder.
             let config = Config {
@@ -218,6 +219,17 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
                     &adapter,
                     &url,
                     allow_private_addresses,
+                    json,
+                    &mut out,
+                )
+                .await;
+            }
+            if site {
+                return probe::probe_site(
+                    &config,
+                    &url,
+                    allow_private_addresses,
+                    !no_politeness,
                     json,
                     &mut out,
                 )

@@ -207,3 +207,104 @@ pub(super) async fn probe(
     }
     Ok(0)
 }
+
+/// `probe --site URL`: the whole-site walk a `kind = "site"` source does,
+/// with its default bounds, nothing stored: each page read and every
+/// mention with its context and the pages it was seen on.
+pub(super) async fn probe_site(
+    config: &Config,
+    url: &str,
+    allow_private: bool,
+    polite: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let url =
+        url::Url::parse(url).map_err(|e| AppError::Usage(format!("invalid URL {url:?}: {e}")))?;
+    let h = &config.settings.http;
+    let mut fetcher = Fetcher::new(FetchOptions {
+        user_agent: h.user_agent.clone(),
+        connect_timeout: h.connect_timeout,
+        timeout: h.timeout,
+        max_body: h.max_body,
+        max_redirects: h.max_redirects,
+        allow_private_addresses: allow_private || h.allow_private_addresses,
+    })?;
+    let (polite_turns, robots) = politeness(config);
+    let robots = if polite {
+        fetcher = fetcher.with_politeness(polite_turns);
+        robots
+    } else {
+        None
+    };
+    let reference = crate::classify::Reference::embedded()
+        .map_err(|e| AppError::Usage(crate::text::chain(&e)))?;
+    let scanner = std::sync::Arc::new(crate::site::Scanner::new(std::sync::Arc::new(reference)));
+    let crawler = crate::site::crawl::Crawler {
+        fetcher: &fetcher,
+        robots: robots.as_deref(),
+        store: None,
+        scanner,
+    };
+    let spec = crate::model::SiteSpec::default();
+    let crawl = crawler
+        .crawl(&url, &spec, &[])
+        .await
+        .map_err(|e| AppError::Usage(crate::text::chain(&e)))?;
+    if let Some(home) = &crawl.home
+        && crawl.scans.is_empty()
+    {
+        return Err(AppError::Blocked(home.message.clone()));
+    }
+    if json {
+        for (page, scan) in &crawl.scans {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"page": page, "javascript_only": scan.javascript_only, "mentions": scan.mentions})
+            )?;
+        }
+        return Ok(0);
+    }
+    writeln!(out, "{} pages read:", crawl.scans.len())?;
+    for (page, scan) in &crawl.scans {
+        let note = if scan.javascript_only {
+            " (JavaScript only: nothing to read without running it)".to_string()
+        } else {
+            format!(" ({} mentions)", scan.mentions.len())
+        };
+        writeln!(out, "  {}{note}", for_display(page))?;
+    }
+    for p in &crawl.problems {
+        writeln!(out, "problem: {}", for_display(p))?;
+    }
+    let mut by_key: std::collections::BTreeMap<&str, Vec<(&str, &crate::site::Mention)>> =
+        Default::default();
+    for (page, scan) in &crawl.scans {
+        for m in &scan.mentions {
+            by_key.entry(m.key.as_str()).or_default().push((page, m));
+        }
+    }
+    writeln!(out, "{} mentions:", by_key.len())?;
+    for (key, seen) in by_key {
+        let best = seen.iter().map(|(_, m)| *m).max_by_key(|m| m.weight);
+        let Some(best) = best else { continue };
+        writeln!(
+            out,
+            "  [{}] {}: {}",
+            for_display(key),
+            for_display(&best.label()),
+            best.context()
+        )?;
+        for (page, m) in seen {
+            writeln!(
+                out,
+                "      {} ({}): \u{201c}{}\u{201d}",
+                for_display(page),
+                m.weight.as_str(),
+                for_display(&m.snippet)
+            )?;
+        }
+    }
+    Ok(0)
+}

@@ -160,6 +160,11 @@ struct RawSource {
     #[serde(default)]
     fields: BTreeMap<Spanned<String>, Spanned<RawField>>,
     items: Option<Spanned<RawItems>>,
+    // kind = "site" only (crate::site).
+    max_pages: Option<Spanned<u32>>,
+    max_depth: Option<Spanned<u32>>,
+    include: Option<Vec<Spanned<String>>>,
+    exclude: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -641,7 +646,8 @@ fn compile_source(
     } else {
         SourceKind::Page
     });
-    if rs.fields.is_empty() && rs.items.is_none() {
+    let site = site_spec(rs, kind, sink);
+    if kind != SourceKind::Site && rs.fields.is_empty() && rs.items.is_none() {
         sink.error(
             Some(rs.id.span()),
             "a source needs [entity.source.fields] or [entity.source.items] to know what to extract",
@@ -669,6 +675,7 @@ fn compile_source(
         spec: interner.spec(spec?),
         allow_private_addresses: rs.allow_private_addresses,
         adapter: None,
+        site,
     })
 }
 
@@ -908,7 +915,75 @@ fn compile_adapter_source(
         })),
         allow_private_addresses: rs.allow_private_addresses,
         adapter: Some(adapter),
+        site: None,
     })
+}
+
+/// The bounds of a `kind = "site"` source; an error for each site key on
+/// another kind, and for selectors on a site.
+fn site_spec(
+    rs: &RawSource,
+    kind: SourceKind,
+    sink: &mut Sink<'_>,
+) -> Option<std::sync::Arc<crate::model::SiteSpec>> {
+    use crate::model::{SiteSpec, UrlPattern};
+    if kind != SourceKind::Site {
+        let spans = [
+            rs.max_pages.as_ref().map(|m| ("max_pages", m.span())),
+            rs.max_depth.as_ref().map(|m| ("max_depth", m.span())),
+            rs.include
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(|m| ("include", m.span())),
+            rs.exclude
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(|m| ("exclude", m.span())),
+        ];
+        for (key, span) in spans.into_iter().flatten() {
+            sink.error(
+                Some(span),
+                format!(
+                    "`{key}` is for kind = \"site\" sources (a catalogue's page limit is [entity.source.items] max_pages)"
+                ),
+            );
+        }
+        return None;
+    }
+    if let Some((k, _)) = rs.fields.iter().next() {
+        sink.error(
+            Some(k.span()),
+            "kind = \"site\" needs no selectors: it finds mentions on every page by itself; remove [entity.source.fields] (or use kind = \"page\")",
+        );
+    }
+    if let Some(i) = &rs.items {
+        sink.error(
+            Some(i.span()),
+            "kind = \"site\" needs no selectors: it finds mentions on every page by itself; remove [entity.source.items] (or use kind = \"catalogue\")",
+        );
+    }
+    let mut spec = SiteSpec::default();
+    if let Some(m) = &rs.max_pages {
+        if *m.get_ref() == 0 {
+            sink.error(Some(m.span()), "max_pages must be at least 1");
+        }
+        spec.max_pages = *m.get_ref();
+    }
+    if let Some(m) = &rs.max_depth {
+        spec.max_depth = *m.get_ref();
+    }
+    for (list, out) in [
+        (&rs.include, &mut spec.include),
+        (&rs.exclude, &mut spec.exclude),
+    ] {
+        for p in list.iter().flatten() {
+            match UrlPattern::new(p.get_ref()) {
+                Ok(u) => out.push(u),
+                Err(e) => sink.error(Some(p.span()), e),
+            }
+        }
+    }
+    Some(std::sync::Arc::new(spec))
 }
 
 /// What a URL's host is when it is a non-public address written as an IP

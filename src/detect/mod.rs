@@ -454,5 +454,6 @@ pub fn kind_noun(kind: SourceKind) -> &'static str {
         SourceKind::Registry => "registry record",
         SourceKind::Catalogue => "catalogue",
         SourceKind::Page => "page",
+        SourceKind::Site => "website",
     }
 }

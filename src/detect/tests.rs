@@ -35,6 +35,7 @@ fn source(entity: &str, id: &str, kind: SourceKind) -> Source {
         })),
         allow_private_addresses: None,
         adapter: None,
+        site: None,
     }
 }
 

@@ -113,6 +113,12 @@ pub fn explain(
                 "by_tier": profile.by_tier_at(min_conf).iter().map(|(t, n)| (t.as_str().to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
                 "by_manufacturer": profile.by_manufacturer_at(min_conf),
             },
+            "website": snaps.iter().filter(|(s, c, _)| s.kind == crate::model::SourceKind::Site && c.is_some()).map(|(s, c, _)| serde_json::json!({
+                "source": s.id,
+                "pages": c.as_ref().and_then(|c| c.record.fields.get(crate::site::PAGES_FIELD)),
+                "mentions": c.as_ref().map(|c| c.record.items.values().collect::<Vec<_>>()),
+                "weak_mentions": c.as_ref().and_then(|c| c.record.fields.get(crate::site::WEAK_FIELD)),
+            })).collect::<Vec<_>>(),
             "rules": verdicts.iter().map(|(s, v)| serde_json::json!({
                 "source": s, "rule": v.rule, "enabled": v.enabled, "fires": v.finding.is_some(),
                 "severity": v.finding.as_ref().map(|f| f.severity), "reason": v.reason,
@@ -200,6 +206,14 @@ pub fn explain(
             writeln!(out, "      {}", for_display(r))?;
         }
     }
+    // Where each mention of a whole-site source was seen.
+    for (src, cur, _) in &snaps {
+        if src.kind == crate::model::SourceKind::Site
+            && let Some(cur) = cur
+        {
+            write_site_mentions(&src.id, cur, out)?;
+        }
+    }
     writeln!(out, "rules (on the latest change of each source):")?;
     let mut rows = Vec::new();
     for (s, v) in &verdicts {
@@ -227,4 +241,41 @@ pub fn explain(
         writeln!(out, "  {line}")?;
     }
     Ok(0)
+}
+
+/// A site source's mentions: context, pages seen on, snippet; then its
+/// weak mentions.
+fn write_site_mentions(source: &str, snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()> {
+    let pages = match snap.record.fields.get(crate::site::PAGES_FIELD) {
+        Some(crate::record::FieldValue::List(l)) => l.len(),
+        _ => 0,
+    };
+    writeln!(
+        out,
+        "website ({source}): {pages} pages, {} mentions",
+        snap.record.items.len()
+    )?;
+    for item in snap.record.items.values() {
+        let get = |k: &str| item.extra.get(k).map(String::as_str).unwrap_or("");
+        writeln!(
+            out,
+            "  - {}: {}",
+            for_display(&item.label()),
+            for_display(get(crate::site::CONTEXT_COLUMN))
+        )?;
+        writeln!(
+            out,
+            "      seen on {}: \u{201c}{}\u{201d}",
+            for_display(get(crate::site::SEEN_ON_COLUMN)),
+            for_display(get(crate::site::SNIPPET_COLUMN))
+        )?;
+    }
+    if let Some(crate::record::FieldValue::List(weak)) =
+        snap.record.fields.get(crate::site::WEAK_FIELD)
+    {
+        for w in weak {
+            writeln!(out, "  - weak: {}", for_display(w))?;
+        }
+    }
+    Ok(())
 }

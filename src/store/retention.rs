@@ -204,10 +204,11 @@ impl Inner {
             let s: Snapshot = dec_compressed(&k, &v)?;
             referenced.insert(s.body_hash.into_bytes());
         }
+        self.state_blob_refs(&mut referenced)?;
         let mut candidates = Vec::new();
         for k in self.blobs.iter().keys() {
             let k = k?;
-            if !referenced.contains(&k[..]) {
+            if !is_referenced(&referenced, &k) {
                 candidates.push(k);
             }
         }
@@ -232,8 +233,11 @@ impl Inner {
             let s: Snapshot = dec_compressed(&k, &v)?;
             referenced.insert(s.body_hash.into_bytes());
         }
+        // Source states saved since the first read (a site check's page
+        // table) are read again under the lock.
+        self.state_blob_refs(&mut referenced)?;
         for k in candidates {
-            if referenced.contains(&k[..]) {
+            if is_referenced(&referenced, &k) {
                 continue;
             }
             if let Some(v) = self.blobs.remove(&k)? {
@@ -242,6 +246,36 @@ impl Inner {
             }
         }
         Ok(report)
+    }
+
+    /// The blobs source states name: a page's `hash` (a whole-site
+    /// source's raw page body), and an indirect entry whose URL is
+    /// `pivotwatch:NAME` (its blob `pivotwatch:NAME:HASH` holds more page
+    /// entries as JSON, each naming its own blob).
+    fn state_blob_refs(&self, referenced: &mut BTreeSet<Vec<u8>>) -> Result<(), Fault> {
+        for (_, state) in self.source_states()? {
+            for p in &state.pages {
+                let Some(h) = &p.hash else { continue };
+                referenced.insert(h.as_bytes().to_vec());
+                if p.url.starts_with("pivotwatch:") {
+                    let key = format!("{}:{h}", p.url);
+                    referenced.insert(key.as_bytes().to_vec());
+                    // A table that does not decode names nothing more; the
+                    // check that wrote it reads it the same way.
+                    if let Some(bytes) = self.blob(&key)?
+                        && let Ok(pages) =
+                            serde_json::from_slice::<Vec<super::PageValidators>>(&bytes)
+                    {
+                        for e in pages {
+                            if let Some(h) = e.hash {
+                                referenced.insert(h.into_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn stats(&self) -> Result<StoreStats, Fault> {
@@ -262,6 +296,15 @@ impl Inner {
             disk_bytes: self.db.size_on_disk()?,
         })
     }
+}
+
+/// Whether blob key `k` is referenced: named itself, or derived from a
+/// referenced hash as `PREFIX:HASH` (a site page's scan, a page table).
+fn is_referenced(referenced: &BTreeSet<Vec<u8>>, k: &[u8]) -> bool {
+    referenced.contains(k)
+        || k.iter()
+            .rposition(|&b| b == b':')
+            .is_some_and(|i| referenced.contains(&k[i + 1..]))
 }
 
 #[cfg(test)]

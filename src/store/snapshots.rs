@@ -43,6 +43,13 @@ impl Store {
     pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.run(|i| i.blob(hash))
     }
+
+    /// Stores a blob under `hash` outside a commit (a site's per-page
+    /// bodies and scans, deduplicated by hash); `true` when it was new.
+    /// A blob no snapshot names is harmless: blobs are never listed.
+    pub fn put_blob(&self, hash: &str, body: &[u8]) -> Result<bool, StoreError> {
+        self.run(|i| i.put_blob(hash, body))
+    }
 }
 
 impl Inner {
@@ -115,6 +122,20 @@ impl Inner {
         }
         self.snapshots.apply_batch(batch)?;
         Ok(n)
+    }
+
+    /// Stores a blob under `hash` unless one is there (zstd level 1, as
+    /// the commit's); `true` when it was new.
+    pub(super) fn put_blob(&self, hash: &str, body: &[u8]) -> Result<bool, Fault> {
+        if self.blobs.contains_key(hash.as_bytes())? {
+            return Ok(false);
+        }
+        let compressed = zstd::bulk::compress(body, 1).map_err(|e| StoreError::Blob {
+            hash: hash.to_string(),
+            detail: e.to_string(),
+        })?;
+        self.blobs.insert(hash.as_bytes(), compressed)?;
+        Ok(true)
     }
 
     /// The raw body stored under a hash.

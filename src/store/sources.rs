@@ -59,6 +59,13 @@ pub struct PageValidators {
     /// The next page it linked (`None` on the last page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// A site page: the hash of its body (its raw body and its scan are
+    /// blobs under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// A site page: links followed from the home page to reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
 }
 
 impl Store {

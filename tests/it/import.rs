@@ -98,13 +98,11 @@ id = "companies-house"
 adapter = "companies-house"
 company_number = "01234567"
 
-# The website: complete what to watch (`pivotwatch probe https://harrowgate.example/ --field NAME=SELECTOR`).
+# The whole website, no selectors (`pivotwatch probe --site https://harrowgate.example/` shows what it finds).
 [[entity.source]]
 id = "website"
-kind = "page"
+kind = "site"
 url = "https://harrowgate.example/"
-[entity.source.fields]
-title = "title"
 
 # Imported from suppliers.csv line 3.
 [[entity]]
@@ -127,13 +125,11 @@ id = "gleif"
 adapter = "gleif"
 lei = "9845001KESTREL0TR019"
 
-# The website: complete what to watch (`pivotwatch probe https://kestrel.example/ --field NAME=SELECTOR`).
+# The whole website, no selectors (`pivotwatch probe --site https://kestrel.example/` shows what it finds).
 [[entity.source]]
 id = "website"
-kind = "page"
+kind = "site"
 url = "https://kestrel.example/"
-[entity.source.fields]
-title = "title"
 "#
     );
     assert!(!d.join("watchlists/suppliers.toml").exists(), "dry run");

@@ -23,6 +23,7 @@ mod import;
 mod pipeline;
 mod registries;
 mod registry_stream;
+mod site;
 mod store_integrity;
 mod store_upgrade;
 mod tidy;

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["detect"],
     &["fetch", "store", "registry"],
     &["config"],
-    &["alert"],
+    &["alert", "site"],
     &["check", "export"],
     &["read"],
     &["daemon"],
@@ -54,6 +54,12 @@ const PURE: &[&str] = &[
     "src/text.rs",
     "src/model.rs",
     "src/model/",
+    "src/site/canon.rs",
+    "src/site/mentions.rs",
+    "src/site/pdf.rs",
+    "src/site/scan.rs",
+    "src/site/sitemap.rs",
+    "src/site/mod.rs",
 ];
 
 /// What a pure module may not name.

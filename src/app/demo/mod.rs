@@ -4,9 +4,12 @@
 //! 127.0.0.1, checks them with the real pipeline (settings, watchlist,
 //! fetch, extract, store, diff, detect, alert spool), switches the site to
 //! its "after" state, checks again, and prints what an analyst would see.
+//! Then `website.rs`: a second firm watched by its website alone
+//! (`kind = "site"`), in its own folder (`DIR/website`).
 
 mod scenario;
 mod site;
+mod website;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -230,5 +233,6 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
     writeln!(out, "\n== 6. Why (pivotwatch explain atlas-metaux)")?;
     crate::read::explain(&config, &store, "atlas-metaux", false, out)?;
     drop(store);
-    Ok(code)
+    let site_code = website::run(&dir.join("website"), out).await?;
+    Ok(code.max(site_code))
 }
