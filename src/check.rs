@@ -673,11 +673,6 @@ impl Checker {
             .await?
         };
         let findings = assessment.new_findings(&|k: &str| raised.contains(k));
-        let findings = if source.kind == crate::model::SourceKind::Site {
-            crate::site::weigh_findings(findings, &key, &snapshot.record)
-        } else {
-            findings
-        };
         let deliveries = findings
             .iter()
             .map(|f| route::route(&self.config.settings, entity, f))

@@ -12,6 +12,7 @@
 //! the explanation is the reasoning that produced the alerts. The time of
 //! the check is an argument ([`Scope::now`]); nothing here reads the clock.
 
+pub mod context;
 mod profile;
 pub mod registry;
 mod rules;
@@ -234,11 +235,17 @@ pub fn judge(
             profile: &profile,
             now: scope.now,
         };
-        verdicts.extend(
-            evaluate(&input)
-                .into_iter()
-                .map(|v| (o.source.id.clone(), v)),
-        );
+        let mut these = evaluate(&input);
+        // A whole-site source's mentions weigh by their context.
+        if o.source.kind == SourceKind::Site {
+            let key = o.source.key();
+            for v in &mut these {
+                if let Some(f) = v.finding.take() {
+                    v.finding = context::weigh_findings(vec![f], &key, &o.current.record).pop();
+                }
+            }
+        }
+        verdicts.extend(these.into_iter().map(|v| (o.source.id.clone(), v)));
     }
     Assessment {
         profile,

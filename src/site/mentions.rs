@@ -25,39 +25,7 @@ use unicode_normalization::char::is_combining_mark;
 
 use super::scan::{Block, BlockKind, Region, Scanned};
 use crate::classify::Reference;
-
-/// How much a mention says about what the firm sells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Weight {
-    /// A news post, a menu, a footer, a logo strip: not an offer.
-    Weak,
-    /// Named in the page's text, with no sign of an offer.
-    Medium,
-    /// A product page: JSON-LD `Product`, a price, a table row, "add to
-    /// cart", a part number next to its maker.
-    Strong,
-}
-
-impl Weight {
-    /// The factor a finding's classification confidence is multiplied by.
-    pub fn factor(self) -> f32 {
-        match self {
-            Weight::Strong => 1.0,
-            Weight::Medium => 0.6,
-            Weight::Weak => 0.2,
-        }
-    }
-
-    /// `strong`, `medium`, `weak`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Weight::Strong => "strong",
-            Weight::Medium => "medium",
-            Weight::Weak => "weak",
-        }
-    }
-}
+pub use crate::detect::context::Weight;
 
 /// One maker, part or family named on one page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

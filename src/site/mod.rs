@@ -35,7 +35,7 @@ use url::Url;
 
 pub use mentions::{Mention, Scanner, Weight};
 
-use crate::record::{FieldValue, Finding, Item, Record, Severity};
+use crate::record::{FieldValue, Item, Record};
 
 /// Field of the site record: every page read (its canonical URL).
 pub const PAGES_FIELD: &str = "pages";
@@ -47,12 +47,9 @@ pub const JS_ONLY_FIELD: &str = "javascript-only pages";
 /// Field: weak mentions (news posts, menus, footers, logo strips), kept
 /// out of the items.
 pub const WEAK_FIELD: &str = "weak mentions";
-/// An item's extra column: its strongest context.
-pub const CONTEXT_COLUMN: &str = "context";
-/// An item's extra column: pages it was seen on.
-pub const SEEN_ON_COLUMN: &str = "seen on";
-/// An item's extra column: the text around it.
-pub const SNIPPET_COLUMN: &str = "snippet";
+pub use crate::detect::context::{
+    CONTEXT_COLUMN, SEEN_ON_COLUMN, SNIPPET_COLUMN, item_weight, weigh_findings,
+};
 /// Most pages named in an item's `seen on`.
 const SEEN_ON_MAX: usize = 5;
 
@@ -189,69 +186,6 @@ pub fn build_record<'a>(pages: impl IntoIterator<Item = (&'a str, &'a PageScan)>
         record.fields.insert(WEAK_FIELD.into(), list(weak));
     }
     record
-}
-
-/// The context weight an item of a site record carries.
-pub fn item_weight(item: &Item) -> Option<Weight> {
-    let c = item.extra.get(CONTEXT_COLUMN)?;
-    [Weight::Strong, Weight::Medium, Weight::Weak]
-        .into_iter()
-        .find(|w| c.starts_with(w.as_str()))
-}
-
-/// Applies the context weights of a site source's record to the findings
-/// of its check: each evidence item from this source has its confidence
-/// multiplied by its weight's factor and its context stated as a fact; a
-/// finding above medium that rests on no strong (product-page) mention
-/// and on no item of another source is lowered to medium, saying why.
-pub fn weigh_findings(mut findings: Vec<Finding>, source: &str, record: &Record) -> Vec<Finding> {
-    for f in &mut findings {
-        let mut any_strong = false;
-        let mut others = false;
-        let mut weighed = 0usize;
-        for ev in &mut f.evidence.items {
-            if ev.source != source {
-                others = true;
-                continue;
-            }
-            let Some(item) = record.items.get(&ev.key) else {
-                continue;
-            };
-            let Some(w) = item_weight(item) else { continue };
-            weighed += 1;
-            any_strong |= w == Weight::Strong;
-            ev.confidence = ((ev.confidence * w.factor()) * 100.0).round() / 100.0;
-            let label = ev
-                .part_number
-                .clone()
-                .or_else(|| ev.manufacturer.clone())
-                .unwrap_or_else(|| ev.key.clone());
-            let seen = item.extra.get(SEEN_ON_COLUMN).cloned().unwrap_or_default();
-            let snippet = item.extra.get(SNIPPET_COLUMN).cloned().unwrap_or_default();
-            f.evidence.facts.insert(
-                format!("context of {label}"),
-                format!(
-                    "{} × {}; seen on {seen}: “{snippet}”",
-                    item.extra.get(CONTEXT_COLUMN).cloned().unwrap_or_default(),
-                    w.factor()
-                ),
-            );
-        }
-        if weighed > 0 {
-            f.explanation.push_str(&format!(
-                " On the website, each mention's classification confidence is weighed by its context (product page ×{}, plain text ×{}); the facts give each mention's context and pages.",
-                Weight::Strong.factor(),
-                Weight::Medium.factor()
-            ));
-            if !any_strong && !others && f.severity > Severity::Medium {
-                f.severity = Severity::Medium;
-                f.explanation.push_str(
-                    " Lowered to medium: no mention is on a product page (no price, product data, table row or add-to-cart), so the site names these makers without showing that it sells them.",
-                );
-            }
-        }
-    }
-    findings
 }
 
 #[cfg(test)]

@@ -809,6 +809,17 @@ async fn makers_named_in_plain_text_weigh_less_than_a_product_page() {
         "{:?}",
         pm[0].evidence.items
     );
+    // `explain` gives the same verdict as the stored finding: the
+    // weighing is part of the judgement, not a step after it.
+    let mut out = Vec::new();
+    pivotwatch::read::explain(&env.config(), &env.store(), "atlas", true, &mut out)
+        .expect("explain");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("explain JSON");
+    let pm = v["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["rule"] == "profile_mismatch"))
+        .unwrap_or_else(|| panic!("no profile_mismatch in {v}"));
+    assert_eq!(pm["severity"], "medium", "{v}");
 }
 
 #[tokio::test]
