@@ -27,7 +27,9 @@ fn plain_spec() -> HtmlSpec {
         items: None,
         next_page: None,
         max_pages: 1,
+        engine: Default::default(),
     }
+    .prepared()
 }
 
 fn bench(c: &mut Criterion) {

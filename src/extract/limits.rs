@@ -57,7 +57,7 @@ pub const HTML_LIMITS: HtmlLimits = HtmlLimits {
 };
 
 /// Bytes fed to html5ever between two looks at the clock.
-const SLICE: usize = 64 * 1024;
+pub(crate) const SLICE: usize = 64 * 1024;
 
 fn refused(limit: &'static str, max: String, detail: String) -> ExtractError {
     ExtractError::TooComplex { limit, max, detail }
@@ -67,6 +67,11 @@ fn refused(limit: &'static str, max: String, detail: String) -> ExtractError {
 /// tree check.
 pub fn parse(text: &str, limits: &HtmlLimits) -> Result<Html, ExtractError> {
     prescan(text, limits)?;
+    parse_scanned(text, limits)
+}
+
+/// [`parse`] of a page [`prescan`] already let through.
+pub(crate) fn parse_scanned(text: &str, limits: &HtmlLimits) -> Result<Html, ExtractError> {
     let started = Spent::start();
     let doc = if text.len() <= SLICE {
         Html::parse_document(text)
@@ -86,15 +91,7 @@ pub fn parse(text: &str, limits: &HtmlLimits) -> Result<Html, ExtractError> {
             parser.process(html5ever::tendril::StrTendril::from_slice(slice));
             rest = tail;
             if !rest.is_empty() && started.so_far() > limits.parse_time {
-                return Err(refused(
-                    "parse time",
-                    humantime::format_duration(limits.parse_time).to_string(),
-                    format!(
-                        "parsing was stopped after {} of {} bytes",
-                        text.len() - rest.len(),
-                        text.len()
-                    ),
-                ));
+                return Err(out_of_time(limits, text.len() - rest.len(), text.len()));
             }
         }
         parser.finish()
@@ -103,23 +100,55 @@ pub fn parse(text: &str, limits: &HtmlLimits) -> Result<Html, ExtractError> {
     Ok(doc)
 }
 
+/// The refusal of a page whose parse ran out of time after `done` of
+/// `total` bytes.
+pub(crate) fn out_of_time(limits: &HtmlLimits, done: usize, total: usize) -> ExtractError {
+    refused(
+        "parse time",
+        humantime::format_duration(limits.parse_time).to_string(),
+        format!("parsing was stopped after {done} of {total} bytes"),
+    )
+}
+
+/// The refusal of a parsed tree deeper than [`HtmlLimits::max_tree_depth`].
+pub(crate) fn too_deep_tree(limits: &HtmlLimits) -> ExtractError {
+    refused(
+        "depth",
+        limits.max_tree_depth.to_string(),
+        format!(
+            "the parsed page nests elements more than {} deep",
+            limits.max_tree_depth
+        ),
+    )
+}
+
+/// The refusal of a parsed tree with more than
+/// [`HtmlLimits::max_elements`] elements.
+pub(crate) fn too_many(limits: &HtmlLimits, elements: usize) -> ExtractError {
+    refused(
+        "elements",
+        limits.max_elements.to_string(),
+        format!("the parsed page has {elements} elements"),
+    )
+}
+
 /// Time spent parsing: the thread's CPU time where it can be read (so a
 /// loaded machine does not refuse a big page that is merely slow to get
 /// the processor), else wall time.
-struct Spent {
+pub(crate) struct Spent {
     wall: Instant,
     cpu: Option<Duration>,
 }
 
 impl Spent {
-    fn start() -> Spent {
+    pub(crate) fn start() -> Spent {
         Spent {
             wall: Instant::now(),
             cpu: thread_cpu_time(),
         }
     }
 
-    fn so_far(&self) -> Duration {
+    pub(crate) fn so_far(&self) -> Duration {
         match (self.cpu, thread_cpu_time()) {
             (Some(a), Some(b)) => b.saturating_sub(a),
             _ => self.wall.elapsed(),
@@ -161,14 +190,7 @@ pub fn check_tree(doc: &Html, limits: &HtmlLimits) -> Result<(), ExtractError> {
                 depth += 1;
                 elements += 1;
                 if depth > limits.max_tree_depth {
-                    return Err(refused(
-                        "depth",
-                        limits.max_tree_depth.to_string(),
-                        format!(
-                            "the parsed page nests elements more than {} deep",
-                            limits.max_tree_depth
-                        ),
-                    ));
+                    return Err(too_deep_tree(limits));
                 }
             }
             Edge::Close(n) if n.value().is_element() => depth = depth.saturating_sub(1),
@@ -176,11 +198,7 @@ pub fn check_tree(doc: &Html, limits: &HtmlLimits) -> Result<(), ExtractError> {
         }
     }
     if elements > limits.max_elements {
-        return Err(refused(
-            "elements",
-            limits.max_elements.to_string(),
-            format!("the parsed page has {elements} elements"),
-        ));
+        return Err(too_many(limits, elements));
     }
     Ok(())
 }

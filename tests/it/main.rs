@@ -20,4 +20,5 @@ mod edges;
 mod fetch;
 mod pipeline;
 mod store_integrity;
+mod stream_equal;
 mod tidy;
