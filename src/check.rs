@@ -880,6 +880,7 @@ async fn extract_page(
     url: Url,
 ) -> Result<(Result<extract::HtmlPage, ExtractError>, String), CheckError> {
     let job = tokio::task::spawn_blocking(move || {
+        tracing::trace!(url = %url, engine = %spec.engine_name(), "extracting");
         let r = extract::extract_html(&spec, &text, &url);
         (r, text)
     });

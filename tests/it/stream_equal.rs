@@ -409,3 +409,57 @@ fn generated_pages_extract_the_same() {
     );
     assert!(streamed >= n as usize / 2, "only {streamed} streamed");
 }
+
+#[test]
+fn probe_names_the_extractor_and_a_page_that_needs_the_dom() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let site = rt
+        .block_on(pivotwatch::app::demo::Site::start())
+        .expect("site");
+    site.set(
+        "/plain",
+        pivotwatch::app::demo::Page::html("<ul><li class=a>one</li><li>two</li></ul>"),
+    );
+    site.set(
+        "/select",
+        pivotwatch::app::demo::Page::html(
+            "<ul><li class=a>one</li></ul><select><option>x</select>",
+        ),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let probe = |path: &str, field: &str| {
+        let out = crate::support::process::pivotwatch(
+            dir.path(),
+            &[
+                "probe",
+                &site.url(path),
+                "--allow-private-addresses",
+                "--field",
+                field,
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let out = probe("/plain", "first=li.a");
+    assert!(out.contains("extractor: stream\n"), "{out}");
+    assert!(out.contains("field first: one"), "{out}");
+    let out = probe("/select", "first=li.a");
+    assert!(
+        out.contains("extractor: stream (this page through the DOM: select)"),
+        "{out}"
+    );
+    assert!(out.contains("field first: one"), "{out}");
+    let out = probe("/plain", "second=li + li");
+    assert!(
+        out.contains("extractor: dom (selector `li + li` needs the tree)"),
+        "{out}"
+    );
+    assert!(out.contains("field second: two"), "{out}");
+    drop(rt);
+}
