@@ -1,19 +1,22 @@
-//! HTML parse + extract per page, against bare html5ever parsing (through
-//! scraper's tree sink, the parse every extraction starts with) of the same
-//! pages. Target (issue 6): parse + extract ≥ 70 % of bare-parse throughput.
+//! HTML extraction per page: the streaming path (`stream: …`, what a
+//! check uses for these specs), the DOM path (`DOM path: …`), bare
+//! html5ever parsing into scraper's DOM, and html5ever's tokenizer alone
+//! (the floor of both), on the scale harness's pages. Targets: issue 6,
+//! DOM parse + extract ≥ 70 % of bare-parse throughput; issue 16, selector
+//! extraction ≥ 100 MB/s per core.
 //!
 //! `cargo bench --bench extract`
 //!
 //! Wall-clock figures are noisy on a shared 2-core machine, so the same
 //! workloads also run alone, once over the 16+16 pages, for instruction
-//! counts: `PW_ONLY=parse|extract|text cargo bench --bench extract` (no
+//! counts: `PW_ONLY=parse|tokenize|extract|text|dom|domtext cargo bench --bench extract` (no
 //! criterion; wrap the binary in `perf stat -e instructions:u` or
 //! `valgrind --tool=callgrind`). `PW_REPEAT` repeats the pass (default 1).
 
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group};
-use pivotwatch::extract::{ExtractSpec, HtmlField, HtmlSpec, extract_html};
+use pivotwatch::extract::{ExtractSpec, HtmlField, HtmlSpec, extract_html, extract_html_dom};
 use std::hint::black_box;
 use url::Url;
 
@@ -30,6 +33,37 @@ fn plain_spec() -> HtmlSpec {
         engine: Default::default(),
     }
     .prepared()
+}
+
+/// html5ever's tokenizer alone, into a sink that keeps nothing (switching
+/// to raw text for `script` and `style` as the tree builder would): the
+/// floor of any extractor built on it.
+fn tokenize(text: &str) {
+    use html5ever::tokenizer::{
+        BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, states::RawKind,
+    };
+    struct Nop;
+    impl TokenSink for Nop {
+        type Handle = ();
+        fn process_token(&self, t: Token, _: u64) -> TokenSinkResult<()> {
+            if let Token::TagToken(tag) = &t
+                && tag.kind == TagKind::StartTag
+            {
+                match &*tag.name {
+                    "script" => return TokenSinkResult::RawData(RawKind::ScriptData),
+                    "style" => return TokenSinkResult::RawData(RawKind::Rawtext),
+                    _ => {}
+                }
+            }
+            black_box(&t);
+            TokenSinkResult::Continue
+        }
+    }
+    let tok = Tokenizer::new(Nop, Default::default());
+    let q = BufferQueue::default();
+    q.push_back(html5ever::tendril::StrTendril::from_slice(text));
+    while !matches!(tok.feed(&q), html5ever::TokenizerResult::Done) {}
+    tok.end();
 }
 
 fn bench(c: &mut Criterion) {
@@ -52,14 +86,35 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
-        g.bench_function("parse + extract (watchlist spec)", |b| {
+        g.bench_function("bare tokenize (html5ever tokenizer, no sink)", |b| {
+            b.iter(|| {
+                for p in &pages {
+                    tokenize(black_box(p));
+                }
+            })
+        });
+        g.bench_function("DOM path: parse + extract (watchlist spec)", |b| {
+            b.iter(|| {
+                for p in &pages {
+                    black_box(extract_html_dom(spec, black_box(p), &base).expect("extracts"));
+                }
+            })
+        });
+        g.bench_function("DOM path: parse + extract (whole body text)", |b| {
+            b.iter(|| {
+                for p in &pages {
+                    black_box(extract_html_dom(&plain, black_box(p), &base).expect("extracts"));
+                }
+            })
+        });
+        g.bench_function("stream: extract (watchlist spec)", |b| {
             b.iter(|| {
                 for p in &pages {
                     black_box(extract_html(spec, black_box(p), &base).expect("extracts"));
                 }
             })
         });
-        g.bench_function("parse + extract (whole body text)", |b| {
+        g.bench_function("stream: extract (whole body text)", |b| {
             b.iter(|| {
                 for p in &pages {
                     black_box(extract_html(&plain, black_box(p), &base).expect("extracts"));
@@ -87,7 +142,7 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// `PW_ONLY=parse|extract|text|prescan|render`: one workload over every page, no
+/// `PW_ONLY=parse|tokenize|extract|text|dom|domtext|prescan|render`: one workload over every page, no
 /// criterion; `PW_ONLY=sizes` prints the page size range of 1000 pages.
 fn only(what: &str) {
     if what == "sizes" {
@@ -122,6 +177,13 @@ fn only(what: &str) {
                     "extract" => {
                         black_box(extract_html(spec, black_box(p), &base).expect("extracts"));
                     }
+                    "dom" => {
+                        black_box(extract_html_dom(spec, black_box(p), &base).expect("extracts"));
+                    }
+                    "domtext" => {
+                        black_box(extract_html_dom(&plain, black_box(p), &base).expect("extracts"));
+                    }
+                    "tokenize" => tokenize(black_box(p)),
                     "text" => {
                         black_box(extract_html(&plain, black_box(p), &base).expect("extracts"));
                     }
@@ -134,7 +196,9 @@ fn only(what: &str) {
                     }
                     "render" => {}
                     other => {
-                        panic!("PW_ONLY={other}: parse, extract, text, prescan, render or sizes")
+                        panic!(
+                            "PW_ONLY={other}: parse, tokenize, extract, text, dom, domtext, prescan, render or sizes"
+                        )
                     }
                 }
             }
