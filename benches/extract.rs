@@ -154,6 +154,9 @@ fn only(what: &str) {
         }
         return;
     }
+    if what == "diffdir" {
+        return diff_dir();
+    }
     let (cat, reg) = common::specs();
     let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
     let plain = plain_spec();
@@ -265,6 +268,56 @@ fn hostile(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// `PW_ONLY=diffdir PW_DIR=D`: both extractors over every `*.html` file
+/// in `D` (e.g. the peer harness's fixture pages, saved with curl) with the
+/// peer harness's selectors (`#products`, `#company-profile`) and the
+/// whole body; panics at the first difference.
+fn diff_dir() {
+    let dir = std::env::var("PW_DIR").expect("PW_DIR");
+    let field = |sel: &str| {
+        HtmlSpec {
+            fields: vec![(
+                "content".into(),
+                HtmlField::new(sel, None, false).expect("selector"),
+            )],
+            items: None,
+            next_page: None,
+            max_pages: 1,
+            engine: Default::default(),
+        }
+        .prepared()
+    };
+    let specs = [field("#products"), field("#company-profile"), plain_spec()];
+    let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
+    let (mut pages, mut streamed) = (0, 0);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "html"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path).expect("utf-8 page");
+        pages += 1;
+        for spec in &specs {
+            let dom = pivotwatch::extract::extract_html_dom(spec, &text, &base);
+            match pivotwatch::extract::extract_html_stream(spec, &text, &base) {
+                Ok(Some(p)) => {
+                    streamed += 1;
+                    assert_eq!(dom.as_ref().ok(), Some(&p), "{}", path.display());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    streamed += 1;
+                    assert_eq!(dom.as_ref().err(), Some(&e), "{}", path.display());
+                }
+            }
+        }
+    }
+    eprintln!("{pages} pages x 3 specs: {streamed} streamed, all equal to the DOM path");
 }
 
 /// `PW_ONLY=hostile`: each hostile page once, with its wall time and the
