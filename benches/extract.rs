@@ -1,19 +1,22 @@
-//! HTML parse + extract per page, against bare html5ever parsing (through
-//! scraper's tree sink, the parse every extraction starts with) of the same
-//! pages. Target (issue 6): parse + extract ≥ 70 % of bare-parse throughput.
+//! HTML extraction per page: the streaming path (`stream: …`, what a
+//! check uses for these specs), the DOM path (`DOM path: …`), bare
+//! html5ever parsing into scraper's DOM, and html5ever's tokenizer alone
+//! (the floor of both), on the scale harness's pages. Targets: issue 6,
+//! DOM parse + extract ≥ 70 % of bare-parse throughput; issue 16, selector
+//! extraction ≥ 100 MB/s per core.
 //!
 //! `cargo bench --bench extract`
 //!
 //! Wall-clock figures are noisy on a shared 2-core machine, so the same
 //! workloads also run alone, once over the 16+16 pages, for instruction
-//! counts: `PW_ONLY=parse|extract|text cargo bench --bench extract` (no
+//! counts: `PW_ONLY=parse|tokenize|extract|text|dom|domtext cargo bench --bench extract` (no
 //! criterion; wrap the binary in `perf stat -e instructions:u` or
 //! `valgrind --tool=callgrind`). `PW_REPEAT` repeats the pass (default 1).
 
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group};
-use pivotwatch::extract::{ExtractSpec, HtmlField, HtmlSpec, extract_html};
+use pivotwatch::extract::{ExtractSpec, HtmlField, HtmlSpec, extract_html, extract_html_dom};
 use std::hint::black_box;
 use url::Url;
 
@@ -27,7 +30,40 @@ fn plain_spec() -> HtmlSpec {
         items: None,
         next_page: None,
         max_pages: 1,
+        engine: Default::default(),
     }
+    .prepared()
+}
+
+/// html5ever's tokenizer alone, into a sink that keeps nothing (switching
+/// to raw text for `script` and `style` as the tree builder would): the
+/// floor of any extractor built on it.
+fn tokenize(text: &str) {
+    use html5ever::tokenizer::{
+        BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, states::RawKind,
+    };
+    struct Nop;
+    impl TokenSink for Nop {
+        type Handle = ();
+        fn process_token(&self, t: Token, _: u64) -> TokenSinkResult<()> {
+            if let Token::TagToken(tag) = &t
+                && tag.kind == TagKind::StartTag
+            {
+                match &*tag.name {
+                    "script" => return TokenSinkResult::RawData(RawKind::ScriptData),
+                    "style" => return TokenSinkResult::RawData(RawKind::Rawtext),
+                    _ => {}
+                }
+            }
+            black_box(&t);
+            TokenSinkResult::Continue
+        }
+    }
+    let tok = Tokenizer::new(Nop, Default::default());
+    let q = BufferQueue::default();
+    q.push_back(html5ever::tendril::StrTendril::from_slice(text));
+    while !matches!(tok.feed(&q), html5ever::TokenizerResult::Done) {}
+    tok.end();
 }
 
 fn bench(c: &mut Criterion) {
@@ -50,14 +86,39 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
-        g.bench_function("parse + extract (watchlist spec)", |b| {
+        g.bench_function("bare tokenize (html5ever tokenizer, no sink)", |b| {
+            b.iter(|| {
+                for p in &pages {
+                    tokenize(black_box(p));
+                }
+            })
+        });
+        g.bench_function("DOM path: parse + extract (watchlist spec)", |b| {
+            b.iter(|| {
+                for p in &pages {
+                    black_box(
+                        extract_html_dom(spec, black_box(p), &base, &wall()).expect("extracts"),
+                    );
+                }
+            })
+        });
+        g.bench_function("DOM path: parse + extract (whole body text)", |b| {
+            b.iter(|| {
+                for p in &pages {
+                    black_box(
+                        extract_html_dom(&plain, black_box(p), &base, &wall()).expect("extracts"),
+                    );
+                }
+            })
+        });
+        g.bench_function("stream: extract (watchlist spec)", |b| {
             b.iter(|| {
                 for p in &pages {
                     black_box(extract_html(spec, black_box(p), &base, &wall()).expect("extracts"));
                 }
             })
         });
-        g.bench_function("parse + extract (whole body text)", |b| {
+        g.bench_function("stream: extract (whole body text)", |b| {
             b.iter(|| {
                 for p in &pages {
                     black_box(
@@ -87,7 +148,7 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// `PW_ONLY=parse|extract|text|prescan|render`: one workload over every page, no
+/// `PW_ONLY=parse|tokenize|extract|text|dom|domtext|prescan|render`: one workload over every page, no
 /// criterion; `PW_ONLY=sizes` prints the page size range of 1000 pages.
 fn only(what: &str) {
     if what == "sizes" {
@@ -98,6 +159,9 @@ fn only(what: &str) {
             eprintln!("{name}: 1000 pages, bytes min {min:?} mean {mean} max {max:?}");
         }
         return;
+    }
+    if what == "diffdir" {
+        return diff_dir();
     }
     let (cat, reg) = common::specs();
     let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
@@ -124,6 +188,18 @@ fn only(what: &str) {
                             extract_html(spec, black_box(p), &base, &wall()).expect("extracts"),
                         );
                     }
+                    "dom" => {
+                        black_box(
+                            extract_html_dom(spec, black_box(p), &base, &wall()).expect("extracts"),
+                        );
+                    }
+                    "domtext" => {
+                        black_box(
+                            extract_html_dom(&plain, black_box(p), &base, &wall())
+                                .expect("extracts"),
+                        );
+                    }
+                    "tokenize" => tokenize(black_box(p)),
                     "text" => {
                         black_box(
                             extract_html(&plain, black_box(p), &base, &wall()).expect("extracts"),
@@ -138,7 +214,9 @@ fn only(what: &str) {
                     }
                     "render" => {}
                     other => {
-                        panic!("PW_ONLY={other}: parse, extract, text, prescan, render or sizes")
+                        panic!(
+                            "PW_ONLY={other}: parse, tokenize, extract, text, dom, domtext, prescan, render or sizes"
+                        )
                     }
                 }
             }
@@ -205,6 +283,56 @@ fn hostile(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// `PW_ONLY=diffdir PW_DIR=D`: both extractors over every `*.html` file
+/// in `D` (e.g. the peer harness's fixture pages, saved with curl) with the
+/// peer harness's selectors (`#products`, `#company-profile`) and the
+/// whole body; panics at the first difference.
+fn diff_dir() {
+    let dir = std::env::var("PW_DIR").expect("PW_DIR");
+    let field = |sel: &str| {
+        HtmlSpec {
+            fields: vec![(
+                "content".into(),
+                HtmlField::new(sel, None, false).expect("selector"),
+            )],
+            items: None,
+            next_page: None,
+            max_pages: 1,
+            engine: Default::default(),
+        }
+        .prepared()
+    };
+    let specs = [field("#products"), field("#company-profile"), plain_spec()];
+    let base = Url::parse("http://127.0.0.1:9/c/0.html").expect("url");
+    let (mut pages, mut streamed) = (0, 0);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "html"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path).expect("utf-8 page");
+        pages += 1;
+        for spec in &specs {
+            let dom = pivotwatch::extract::extract_html_dom(spec, &text, &base, &wall());
+            match pivotwatch::extract::extract_html_stream(spec, &text, &base, &wall()) {
+                Ok(Some(p)) => {
+                    streamed += 1;
+                    assert_eq!(dom.as_ref().ok(), Some(&p), "{}", path.display());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    streamed += 1;
+                    assert_eq!(dom.as_ref().err(), Some(&e), "{}", path.display());
+                }
+            }
+        }
+    }
+    eprintln!("{pages} pages x 3 specs: {streamed} streamed, all equal to the DOM path");
 }
 
 /// `PW_ONLY=hostile`: each hostile page once, with its wall time and the

@@ -1119,14 +1119,39 @@ impl CheckReport {
     }
 }
 
-/// Extracts one HTML page on the blocking pool; gives the text back (a
-/// failure looks in it for a block page).
+/// Page text under extraction at once, across the process, in KiB: the
+/// checks in flight are bounded by count (`[http] concurrency`), and this
+/// bounds them by size as well (a DOM-path page holds ~10× its text while
+/// it is read). A page bigger than the whole budget is read alone.
+const EXTRACT_BUDGET_KIB: u32 = 32 * 1024;
+static EXTRACT_BUDGET: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(EXTRACT_BUDGET_KIB as usize);
+
+/// Waits until `len` bytes of page text fit in `budget` (of `total_kib`).
+async fn budget_permit(
+    budget: &'static tokio::sync::Semaphore,
+    total_kib: u32,
+    len: usize,
+) -> Option<tokio::sync::SemaphorePermit<'static>> {
+    let kib = u32::try_from(len.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, total_kib.max(1));
+    budget.acquire_many(kib).await.ok()
+}
+
+/// Extracts one HTML page on the blocking pool, within the byte budget;
+/// gives the text back (a failure looks in it for a block page). The
+/// page's tree (DOM path) lives and dies inside the blocking task: none
+/// is held across an await.
 async fn extract_page(
     spec: Arc<extract::HtmlSpec>,
     text: String,
     url: Url,
 ) -> Result<(Result<extract::HtmlPage, ExtractError>, String), CheckError> {
+    let permit = budget_permit(&EXTRACT_BUDGET, EXTRACT_BUDGET_KIB, text.len()).await;
     let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        tracing::trace!(url = %url, engine = %spec.engine_name(), "extracting");
         let clock = ParseClock::start();
         let r = extract::extract_html(&spec, &text, &url, &|| clock.so_far());
         (r, text)
@@ -1280,4 +1305,36 @@ fn thread_cpu_time() -> Option<std::time::Duration> {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn thread_cpu_time() -> Option<Duration> {
     None
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::budget_permit;
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    #[tokio::test]
+    async fn pages_under_extraction_are_bounded_by_bytes() {
+        static B: Semaphore = Semaphore::const_new(1024);
+        let first = budget_permit(&B, 1024, 600 * 1024).await.expect("permit");
+        // A second 600 KiB page waits while the first is read...
+        let second = tokio::time::timeout(
+            Duration::from_millis(200),
+            budget_permit(&B, 1024, 600 * 1024),
+        )
+        .await;
+        assert!(second.is_err(), "two 600 KiB pages were read at once");
+        // ...but a small one fits beside it.
+        let small = budget_permit(&B, 1024, 100 * 1024).await.expect("permit");
+        drop((first, small));
+        // A page bigger than the whole budget is read, alone.
+        let big = tokio::time::timeout(
+            Duration::from_secs(5),
+            budget_permit(&B, 1024, 10 * 1024 * 1024),
+        )
+        .await
+        .expect("the budget was free");
+        assert!(big.is_some());
+        assert_eq!(B.available_permits(), 0);
+    }
 }

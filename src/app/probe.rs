@@ -189,6 +189,16 @@ pub(super) async fn probe(
         resp.body.len(),
         resp.charset
     )?;
+    if let ExtractSpec::Html(s) = &spec {
+        let engine = s.engine_name();
+        let clock = crate::check::ParseClock::start();
+        match extract::stream_fallback_reason(s, &resp.text, &resp.url, &|| clock.so_far()) {
+            Some(why) if engine == "stream" => {
+                writeln!(out, "extractor: stream (this page through the DOM: {why})")?
+            }
+            _ => writeln!(out, "extractor: {engine}")?,
+        }
+    }
     for (k, v) in &record.fields {
         writeln!(out, "field {k}: {}", for_display(&v.display()))?;
     }

@@ -116,7 +116,7 @@ impl SpecBuilder {
 
     /// The spec.
     pub(crate) fn build(self) -> ExtractSpec {
-        self.spec
+        self.spec.prepared()
     }
 }
 

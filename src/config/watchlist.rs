@@ -59,7 +59,7 @@ impl Interner {
         let key = spec_key(&spec);
         self.specs
             .entry(key)
-            .or_insert_with(|| Arc::new(spec))
+            .or_insert_with(|| Arc::new(spec.prepared()))
             .clone()
     }
 }

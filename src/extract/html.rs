@@ -72,10 +72,12 @@ pub struct HtmlSpec {
     pub next_page: Option<HtmlField>,
     /// Pages to follow at most (including the first).
     pub max_pages: u32,
+    /// The extractor its pages go through ([`HtmlSpec::prepared`]).
+    pub engine: Engine,
 }
 
 /// What one page yields: its part of the record and the next page's URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HtmlPage {
     /// Fields and items found on this page.
     pub record: Record,
@@ -85,21 +87,161 @@ pub struct HtmlPage {
     pub unmatched: Unmatched,
 }
 
+/// Which extractor a spec's pages go through, chosen once when the spec
+/// is compiled ([`HtmlSpec::prepared`]).
+#[derive(Debug, Clone, Default)]
+pub enum Engine {
+    /// The DOM path (scraper); the default of a spec never prepared.
+    #[default]
+    Dom,
+    /// The DOM path, because this selector needs the tree.
+    DomBecause(String),
+    /// The streaming path ([`super::stream`]), with the DOM for the pages
+    /// it cannot mirror.
+    Stream(std::sync::Arc<super::stream::Plan>),
+}
+
+impl HtmlSpec {
+    /// The spec with its extractor chosen: streaming when every selector
+    /// is in the subset of [`super::simple`], else the DOM.
+    pub fn prepared(mut self) -> HtmlSpec {
+        self.engine = match super::stream::Plan::new(&self) {
+            Ok(p) => Engine::Stream(std::sync::Arc::new(p)),
+            Err(sel) => Engine::DomBecause(sel),
+        };
+        self
+    }
+
+    /// The extractor, as `probe` and the check's trace show it.
+    pub fn engine_name(&self) -> String {
+        match &self.engine {
+            Engine::Dom => "dom".to_string(),
+            Engine::DomBecause(sel) => format!("dom (selector `{sel}` needs the tree)"),
+            Engine::Stream(_) => "stream".to_string(),
+        }
+    }
+}
+
+/// A selector's reading: its value, and whether it matched any element.
+pub(crate) type Read = (Option<FieldValue>, bool);
+
+/// What the selectors read on one page, before it becomes an
+/// [`HtmlPage`]: the same from both extractors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Raw {
+    /// One per field of the spec.
+    pub(crate) fields: Vec<Read>,
+    /// One per row matched, one reading per column.
+    pub(crate) rows: Vec<Vec<Read>>,
+    /// The next-page link.
+    pub(crate) next: Read,
+}
+
 /// Extracts one page. `base` resolves relative links; `elapsed` is the
-/// parse's time so far, as the caller measures it ([`super::limits::parse`]).
+/// extraction's time so far, as the caller measures it (the bound of
+/// [`super::limits::HtmlLimits::parse_time`] covers both paths). A
+/// prepared spec goes through the streaming extractor, and a page it
+/// cannot mirror through the DOM.
 pub fn extract_html(
     spec: &HtmlSpec,
     text: &str,
     base: &Url,
     elapsed: super::limits::Elapsed<'_>,
 ) -> Result<HtmlPage, ExtractError> {
-    let doc = super::limits::parse(text, &super::limits::HTML_LIMITS, elapsed)?;
-    let root = doc.root_element();
-    let mut page = HtmlPage::default();
+    let lim = &super::limits::HTML_LIMITS;
+    if let Engine::Stream(plan) = &spec.engine {
+        super::limits::prescan(text, lim)?;
+        match super::stream::extract(plan, spec, text, base, lim, elapsed)? {
+            super::stream::Outcome::Done(raw) => return assemble(spec, raw, base),
+            super::stream::Outcome::Fallback(why) => {
+                tracing::debug!(why, "page needs the DOM");
+                let doc = super::limits::parse_scanned(text, lim, elapsed)?;
+                return assemble(spec, read_dom(spec, &doc, base), base);
+            }
+        }
+    }
+    extract_html_dom(spec, text, base, elapsed)
+}
 
+/// Extracts one page through the DOM (scraper), whatever the spec's
+/// engine.
+pub fn extract_html_dom(
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    elapsed: super::limits::Elapsed<'_>,
+) -> Result<HtmlPage, ExtractError> {
+    let doc = super::limits::parse(text, &super::limits::HTML_LIMITS, elapsed)?;
+    assemble(spec, read_dom(spec, &doc, base), base)
+}
+
+/// Extracts one page through the streaming path only: `Ok(None)` when
+/// the page needs the DOM (or the spec is not prepared for streaming).
+/// For the differential test and the benches.
+pub fn extract_html_stream(
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    elapsed: super::limits::Elapsed<'_>,
+) -> Result<Option<HtmlPage>, ExtractError> {
+    let lim = &super::limits::HTML_LIMITS;
+    let Engine::Stream(plan) = &spec.engine else {
+        return Ok(None);
+    };
+    super::limits::prescan(text, lim)?;
+    match super::stream::extract(plan, spec, text, base, lim, elapsed)? {
+        super::stream::Outcome::Done(raw) => assemble(spec, raw, base).map(Some),
+        super::stream::Outcome::Fallback(_) => Ok(None),
+    }
+}
+
+/// Why the streaming path hands `text` to the DOM, if it does.
+pub fn stream_fallback_reason(
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    elapsed: super::limits::Elapsed<'_>,
+) -> Option<&'static str> {
+    let Engine::Stream(plan) = &spec.engine else {
+        return Some("spec not streamable");
+    };
+    match super::stream::extract(plan, spec, text, base, &super::limits::HTML_LIMITS, elapsed) {
+        Ok(super::stream::Outcome::Fallback(why)) => Some(why),
+        _ => None,
+    }
+}
+
+fn read_dom(spec: &HtmlSpec, doc: &scraper::Html, base: &Url) -> Raw {
+    let root = doc.root_element();
+    let fields = spec
+        .fields
+        .iter()
+        .map(|(_, f)| read_field(root, f, f.all, base))
+        .collect();
+    let rows = match &spec.items {
+        Some(items) => root
+            .select(&items.row.selector)
+            .map(|row| {
+                items
+                    .columns
+                    .iter()
+                    .map(|(_, f)| read_field(row, f, false, base))
+                    .collect()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let next = match &spec.next_page {
+        Some(f) => read_field(root, f, false, base),
+        None => (None, false),
+    };
+    Raw { fields, rows, next }
+}
+
+fn assemble(spec: &HtmlSpec, raw: Raw, base: &Url) -> Result<HtmlPage, ExtractError> {
+    let mut page = HtmlPage::default();
     let mut any_field = false;
-    for (name, field) in &spec.fields {
-        let (v, matched) = read_field(root, field, field.all, base);
+    for ((name, field), (v, matched)) in spec.fields.iter().zip(raw.fields) {
         if let Some(v) = v {
             any_field = true;
             page.record.fields.insert(name.clone(), v);
@@ -122,15 +264,18 @@ pub fn extract_html(
     }
 
     if let Some(items) = &spec.items {
-        let mut rows = 0usize;
+        let rows = raw.rows.len();
         let mut found = Vec::new();
         // Columns whose selector matched an element in some row.
         let mut matched_columns = vec![false; items.columns.len()];
-        for row in root.select(&items.row.selector) {
-            rows += 1;
+        for row in raw.rows {
             let mut values = BTreeMap::new();
-            for ((col, f), seen) in items.columns.iter().zip(matched_columns.iter_mut()) {
-                let (v, matched) = read_field(row, f, false, base);
+            for (((col, _), seen), (v, matched)) in items
+                .columns
+                .iter()
+                .zip(matched_columns.iter_mut())
+                .zip(row)
+            {
                 *seen |= matched;
                 if let Some(FieldValue::Text(t)) = v {
                     values.insert(col.clone(), t);
@@ -159,8 +304,7 @@ pub fn extract_html(
         insert_items(&mut page.record, found);
     }
 
-    if let Some(next) = &spec.next_page
-        && let (Some(FieldValue::Text(href)), _) = read_field(root, next, false, base)
+    if let (Some(FieldValue::Text(href)), _) = raw.next
         && let Ok(u) = base.join(&href)
         && matches!(u.scheme(), "http" | "https")
     {

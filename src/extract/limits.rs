@@ -58,7 +58,7 @@ pub const HTML_LIMITS: HtmlLimits = HtmlLimits {
 };
 
 /// Bytes fed to html5ever between two looks at the clock.
-const SLICE: usize = 64 * 1024;
+pub(crate) const SLICE: usize = 64 * 1024;
 
 fn refused(limit: &'static str, max: String, detail: String) -> ExtractError {
     ExtractError::TooComplex { limit, max, detail }
@@ -72,6 +72,15 @@ pub type Elapsed<'a> = &'a dyn Fn() -> Duration;
 /// tree check. `elapsed` is looked at between slices.
 pub fn parse(text: &str, limits: &HtmlLimits, elapsed: Elapsed<'_>) -> Result<Html, ExtractError> {
     prescan(text, limits)?;
+    parse_scanned(text, limits, elapsed)
+}
+
+/// [`parse`] of a page [`prescan`] already let through.
+pub(crate) fn parse_scanned(
+    text: &str,
+    limits: &HtmlLimits,
+    elapsed: Elapsed<'_>,
+) -> Result<Html, ExtractError> {
     let doc = if text.len() <= SLICE {
         Html::parse_document(text)
     } else {
@@ -90,21 +99,45 @@ pub fn parse(text: &str, limits: &HtmlLimits, elapsed: Elapsed<'_>) -> Result<Ht
             parser.process(html5ever::tendril::StrTendril::from_slice(slice));
             rest = tail;
             if !rest.is_empty() && elapsed() > limits.parse_time {
-                return Err(refused(
-                    "parse time",
-                    humantime::format_duration(limits.parse_time).to_string(),
-                    format!(
-                        "parsing was stopped after {} of {} bytes",
-                        text.len() - rest.len(),
-                        text.len()
-                    ),
-                ));
+                return Err(out_of_time(limits, text.len() - rest.len(), text.len()));
             }
         }
         parser.finish()
     };
     check_tree(&doc, limits)?;
     Ok(doc)
+}
+
+/// The refusal of a page whose parse ran out of time after `done` of
+/// `total` bytes.
+pub(crate) fn out_of_time(limits: &HtmlLimits, done: usize, total: usize) -> ExtractError {
+    refused(
+        "parse time",
+        humantime::format_duration(limits.parse_time).to_string(),
+        format!("parsing was stopped after {done} of {total} bytes"),
+    )
+}
+
+/// The refusal of a parsed tree deeper than [`HtmlLimits::max_tree_depth`].
+pub(crate) fn too_deep_tree(limits: &HtmlLimits) -> ExtractError {
+    refused(
+        "depth",
+        limits.max_tree_depth.to_string(),
+        format!(
+            "the parsed page nests elements more than {} deep",
+            limits.max_tree_depth
+        ),
+    )
+}
+
+/// The refusal of a parsed tree with more than
+/// [`HtmlLimits::max_elements`] elements.
+pub(crate) fn too_many(limits: &HtmlLimits, elements: usize) -> ExtractError {
+    refused(
+        "elements",
+        limits.max_elements.to_string(),
+        format!("the parsed page has {elements} elements"),
+    )
 }
 
 /// The parsed tree's depth and element count, in one walk.
@@ -117,14 +150,7 @@ pub fn check_tree(doc: &Html, limits: &HtmlLimits) -> Result<(), ExtractError> {
                 depth += 1;
                 elements += 1;
                 if depth > limits.max_tree_depth {
-                    return Err(refused(
-                        "depth",
-                        limits.max_tree_depth.to_string(),
-                        format!(
-                            "the parsed page nests elements more than {} deep",
-                            limits.max_tree_depth
-                        ),
-                    ));
+                    return Err(too_deep_tree(limits));
                 }
             }
             Edge::Close(n) if n.value().is_element() => depth = depth.saturating_sub(1),
@@ -132,11 +158,7 @@ pub fn check_tree(doc: &Html, limits: &HtmlLimits) -> Result<(), ExtractError> {
         }
     }
     if elements > limits.max_elements {
-        return Err(refused(
-            "elements",
-            limits.max_elements.to_string(),
-            format!("the parsed page has {elements} elements"),
-        ));
+        return Err(too_many(limits, elements));
     }
     Ok(())
 }

@@ -12,11 +12,14 @@ mod html;
 mod json;
 pub mod limits;
 mod normalize;
+mod simple;
+mod stream;
 
 use std::collections::BTreeMap;
 
 pub use html::{
-    HtmlField, HtmlItems, HtmlPage, HtmlSpec, compile_selector, element_text, extract_html,
+    Engine, HtmlField, HtmlItems, HtmlPage, HtmlSpec, compile_selector, element_text, extract_html,
+    extract_html_dom, extract_html_stream, stream_fallback_reason,
 };
 pub use json::{JsonField, JsonItems, JsonSpec, check_pointer, extract_json, extract_json_page};
 pub use normalize::{clean_text, fold, item_key, normalise_part_number};
@@ -61,6 +64,17 @@ pub enum ExtractSpec {
     Html(HtmlSpec),
     /// JSON with RFC 6901 pointers.
     Json(JsonSpec),
+}
+
+impl ExtractSpec {
+    /// The spec with its HTML extractor chosen ([`HtmlSpec::prepared`]);
+    /// called once per distinct spec when a configuration loads.
+    pub fn prepared(self) -> ExtractSpec {
+        match self {
+            ExtractSpec::Html(h) => ExtractSpec::Html(h.prepared()),
+            json => json,
+        }
+    }
 }
 
 /// Why a body did not yield a record.

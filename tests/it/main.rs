@@ -26,4 +26,5 @@ mod registry_stream;
 mod site;
 mod store_integrity;
 mod store_upgrade;
+mod stream_equal;
 mod tidy;

@@ -236,3 +236,20 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
     let site_code = website::run(&dir.join("website"), out).await?;
     Ok(code.max(site_code))
 }
+
+/// Every HTML page the demo serves (both states), for the extractors'
+/// differential test (`tests/it/stream_equal.rs`).
+#[doc(hidden)]
+pub fn html_pages() -> Vec<String> {
+    let mut v = Vec::new();
+    for after in [false, true] {
+        v.push(scenario::registry(if after { "2" } else { "1" }));
+        v.push(scenario::catalogue(1, after, "1"));
+        v.push(scenario::catalogue(2, after, "1"));
+    }
+    v
+}
+
+/// The demo's watchlist text, `{BASE}` standing for the site's address.
+#[doc(hidden)]
+pub const WATCHLIST: &str = scenario::WATCHLIST;
