@@ -139,7 +139,7 @@ impl Checker {
         };
         let reference = Arc::new(tokio::sync::OnceCell::new_with(
             match config.settings.reference_dir.as_deref() {
-                Some(dir) => Some(Arc::new(Reference::load(Some(dir))?)),
+                Some(dir) => Some(Arc::new(crate::config::load_reference(Some(dir))?)),
                 None => None,
             },
         ));

@@ -11,7 +11,7 @@ pub(super) fn check(opts: &LoadOptions, out: &mut impl Write) -> Result<u8, AppE
         note!("{w}");
     }
     // Reference data (shipped, plus `[reference] dir`) is configuration too.
-    if let Err(e) = crate::classify::Reference::load(config.settings.reference_dir.as_deref()) {
+    if let Err(e) = crate::config::load_reference(config.settings.reference_dir.as_deref()) {
         return Err(AppError::Config(ConfigErrors(vec![
             crate::config::Diagnostic {
                 path: config.settings.reference_dir.clone().unwrap_or_default(),

@@ -5,16 +5,17 @@
 //! The reference data are data files under `data/reference/` (CHPL tiers, activity codes,
 //! manufacturers with aliases and part-number patterns, product families with keywords in
 //! English, French and Russian). They are compiled into the binary with `include_str!`, so
-//! [`Reference::embedded`] works with no file on disk; [`Reference::load`] then reads files of
-//! the same names from a settings directory that add or override entries, so analysts extend
+//! [`Reference::embedded`] works with no file on disk; [`Reference::with_files`] then merges files
+//! of the same names from a settings directory (read by `config::load_reference`) that add or
+//! override entries, so analysts extend
 //! the data without recompiling. Every invalid entry is reported as `path:line:col: message`.
 //!
 //! A [`Reference`] is built once (every regex compiled at load), is `Send + Sync`, and is
 //! meant to be shared behind an `Arc`. Classifying an item does no regex compilation and no
 //! table building; it only folds the item's own text.
 //!
-//! **Boundary:** pure. Reads files only in [`Reference::load`]; no network, no store, and no
-//! knowledge of sources or watchlists.
+//! **Boundary:** pure. No I/O (the caller reads the settings files), no network, no store,
+//! and no knowledge of sources or watchlists.
 
 mod activity;
 mod data;
@@ -25,11 +26,11 @@ mod normalize;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use data::ExtraFile;
 pub use error::RefDataError;
 
 use keywords::{KeywordSet, PhraseMatcher};
@@ -566,7 +567,7 @@ pub(crate) struct ActivityTable {
 }
 
 /// The compiled reference data. Build once with [`Reference::embedded`] or
-/// [`Reference::load`] and share it (`Arc<Reference>`); it is `Send + Sync`.
+/// `config::load_reference` and share it (`Arc<Reference>`); it is `Send + Sync`.
 #[derive(Debug)]
 pub struct Reference {
     pub(crate) chpl: BTreeMap<String, ChplEntry>,
@@ -594,19 +595,19 @@ pub struct Reference {
 impl Reference {
     /// The reference data shipped with pivotwatch (compiled into the binary).
     pub fn embedded() -> Result<Reference, RefDataError> {
-        Self::load(None)
+        Self::with_files(Vec::new())
     }
 
-    /// The shipped data, then the files of the same names in `extra_dir` (`chpl.csv`,
-    /// `activity_codes.csv`, `manufacturers.toml`, `families.toml`), each of which adds
-    /// entries or overrides entries with the same key. Missing files are skipped; a missing
-    /// directory is an error. Every invalid entry of every file is reported, each with its
-    /// `path:line:col` (or `path:line` for CSV).
-    pub fn load(extra_dir: Option<&Path>) -> Result<Reference, RefDataError> {
-        data::load(extra_dir)
+    /// The shipped data, then `extra`: settings files of the same names
+    /// (`chpl.csv`, `activity_codes.csv`, `manufacturers.toml`, `families.toml`, …, as
+    /// `config::load_reference` reads them from `[reference] dir`), each of which adds
+    /// entries or overrides entries with the same key. Every invalid entry of every file
+    /// is reported, each with its `path:line:col` (or `path:line` for CSV).
+    pub fn with_files(extra: Vec<data::ExtraFile>) -> Result<Reference, RefDataError> {
+        data::load(extra)
     }
 
-    /// The names of the data files that [`Reference::load`] reads from a settings directory.
+    /// The names of the data files `config::load_reference` reads from a settings directory.
     pub fn file_names() -> &'static [&'static str] {
         data::FILE_NAMES
     }

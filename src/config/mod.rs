@@ -7,6 +7,7 @@
 //! half-loaded configuration.
 
 mod diag;
+mod reference;
 pub mod settings;
 mod spec;
 mod watchlist;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{ConfigErrors, Diagnostic};
+pub use reference::load_reference;
 pub use settings::{DeliveryMode, HttpSettings, Settings, SmtpSecurity, SmtpSettings, Subscriber};
 pub(crate) use spec::SpecBuilder;
 pub use watchlist::{ADAPTERS, parse_adapter};

@@ -23,7 +23,7 @@ pub fn explain(
             "no entity {entity:?} in the watchlists"
         )));
     };
-    let reference = crate::classify::Reference::load(config.settings.reference_dir.as_deref())
+    let reference = crate::config::load_reference(config.settings.reference_dir.as_deref())
         .map_err(|e| ReadError::Usage(crate::text::chain(&e)))?;
     let mut snaps: Vec<(&crate::model::Source, Option<Snapshot>, Option<Snapshot>)> = Vec::new();
     for s in &ent.sources {

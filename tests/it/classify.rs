@@ -799,7 +799,7 @@ fn invalid_csv_row_names_path_and_line() {
         "chpl.csv",
         "# analyst additions\nhs6,tier,description\n854231,1,Processors\n854290,7,Parts of ICs\n",
     );
-    let err = match Reference::load(Some(dir.path())) {
+    let err = match pivotwatch::config::load_reference(Some(dir.path())) {
         Ok(_) => panic!("tier 7 must be rejected"),
         Err(e) => e,
     };
@@ -833,7 +833,7 @@ fn csv_quote_errors_name_path_and_line() {
          NACE,47.77,scrap_metals,\"Retail\" sale,,,\n\
          NACE,47.76,scrap_metals,Retail sale,,,\n",
     );
-    let err = match Reference::load(Some(dir.path())) {
+    let err = match pivotwatch::config::load_reference(Some(dir.path())) {
         Ok(_) => panic!("quote errors must be rejected"),
         Err(e) => e,
     };
@@ -880,7 +880,7 @@ pattern = 'ACX\d'
 family = "widget"
 "#,
     );
-    let err = match Reference::load(Some(dir.path())) {
+    let err = match pivotwatch::config::load_reference(Some(dir.path())) {
         Ok(_) => panic!("a bad regex and an unknown family must be rejected"),
         Err(e) => e,
     };
@@ -905,7 +905,7 @@ fn toml_syntax_error_and_unknown_key_have_locations() {
         "families.toml",
         "[[family]]\nid = \"widget\"\nhs6 = \"854239\"\ncolour = \"red\"\n",
     );
-    let err = match Reference::load(Some(dir.path())) {
+    let err = match pivotwatch::config::load_reference(Some(dir.path())) {
         Ok(_) => panic!("unknown key must be rejected"),
         Err(e) => e,
     };
@@ -936,7 +936,7 @@ fn alias_claimed_by_two_manufacturers_is_an_error() {
         "manufacturers.toml",
         "[[manufacturer]]\ncanonical = \"Acme\"\ncountry = \"US\"\naliases = [\"Xilinx\"]\n",
     );
-    let err = match Reference::load(Some(dir.path())) {
+    let err = match pivotwatch::config::load_reference(Some(dir.path())) {
         Ok(_) => panic!("duplicate alias must be rejected"),
         Err(e) => e,
     };
@@ -958,7 +958,7 @@ fn every_error_of_every_file_is_reported() {
         "activity_codes.csv",
         "scheme,code,sector,label_en,label_fr,keywords,note\nNACE,46.77,scrapyard,Wholesale of waste and scrap,,,\n",
     );
-    let err = match Reference::load(Some(dir.path())) {
+    let err = match pivotwatch::config::load_reference(Some(dir.path())) {
         Ok(_) => panic!("two bad files"),
         Err(e) => e,
     };
@@ -975,7 +975,7 @@ fn every_error_of_every_file_is_reported() {
 fn missing_settings_directory_is_an_error() {
     let dir = tempdir();
     let missing = dir.path().join("nope");
-    let err = Reference::load(Some(&missing)).err();
+    let err = pivotwatch::config::load_reference(Some(&missing)).err();
     assert!(matches!(err, Some(RefDataError::Read { .. })), "{err:?}");
 }
 
@@ -1015,7 +1015,7 @@ extend = true
 aliases = ["Texas Instruments Deutschland"]
 "#,
     );
-    let r = match Reference::load(Some(dir.path())) {
+    let r = match pivotwatch::config::load_reference(Some(dir.path())) {
         Ok(r) => r,
         Err(e) => panic!("{e}"),
     };

@@ -13,7 +13,7 @@
 //! **Invariants:** every error names its file and line (`path:line:col` for TOML values,
 //! `path:line` for CSV rows); one load reports every error of every file, not just the
 //! first; compiling starts only when every file parsed, so compile errors never repeat a
-//! syntax error; the only I/O is reading the settings directory in [`load`].
+//! syntax error; no I/O: the settings directory is read by `config::load_reference`.
 
 mod compile;
 mod csv;
@@ -168,42 +168,26 @@ fn hs6_of(s: &str) -> Option<String> {
     (digits.len() == 6).then_some(digits)
 }
 
-/// Reads the shipped files and the optional override directory, then compiles.
-pub(crate) fn load(extra_dir: Option<&Path>) -> Result<Reference, RefDataError> {
+/// A settings file of reference data, as the caller read it: its name (one
+/// of [`FILE_NAMES`]), where it is, and its text or the error reading it.
+pub type ExtraFile = (&'static str, PathBuf, std::io::Result<String>);
+
+/// Merges the shipped files and the caller's settings files (read by
+/// `config::load_reference`; this module does no I/O), then compiles.
+pub(crate) fn load(extra: Vec<ExtraFile>) -> Result<Reference, RefDataError> {
     let mut errs = Vec::new();
     let mut merged = merge::Merged::default();
     for (name, text) in EMBEDDED {
         let file = File::new(Path::new(EMBEDDED_DIR).join(name), text);
         merged.add_file(name, &file, &mut errs);
     }
-    if let Some(dir) = extra_dir {
-        if let Err(source) = std::fs::metadata(dir).and_then(|m| {
-            if m.is_dir() {
-                Ok(())
-            } else {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::NotADirectory,
-                    "not a directory",
-                ))
+    for (name, path, text) in extra {
+        match text {
+            Ok(text) => {
+                let file = File::new(path, &text);
+                merged.add_file(name, &file, &mut errs);
             }
-        }) {
-            return Err(RefDataError::Read {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-        for name in FILE_NAMES {
-            let path = dir.join(name);
-            if !path.exists() {
-                continue;
-            }
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    let file = File::new(path, &text);
-                    merged.add_file(name, &file, &mut errs);
-                }
-                Err(source) => errs.push(RefDataError::Read { path, source }),
-            }
+            Err(source) => errs.push(RefDataError::Read { path, source }),
         }
     }
     if !errs.is_empty() {
