@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use scraper::{ElementRef, Node, Selector};
 use url::Url;
 
+use super::reading::Raw;
 use super::{Column, ExtractError, Unmatched, build_item, clean_text, insert_items};
 use crate::record::{FieldValue, Record};
 
@@ -120,21 +121,6 @@ impl HtmlSpec {
             Engine::Stream(_) => "stream".to_string(),
         }
     }
-}
-
-/// A selector's reading: its value, and whether it matched any element.
-pub(crate) type Read = (Option<FieldValue>, bool);
-
-/// What the selectors read on one page, before it becomes an
-/// [`HtmlPage`]: the same from both extractors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Raw {
-    /// One per field of the spec.
-    pub(crate) fields: Vec<Read>,
-    /// One per row matched, one reading per column.
-    pub(crate) rows: Vec<Vec<Read>>,
-    /// The next-page link.
-    pub(crate) next: Read,
 }
 
 /// Extracts one page. `base` resolves relative links; `elapsed` is the

@@ -12,6 +12,7 @@ mod html;
 mod json;
 pub mod limits;
 mod normalize;
+mod reading;
 mod simple;
 mod stream;
 

@@ -32,8 +32,8 @@ use html5ever::tokenizer::{
 use html5ever::{Attribute, LocalName, TokenizerResult};
 use url::Url;
 
-use super::html::{Raw, Read};
 use super::limits::{self, HtmlLimits};
+use super::reading::{Raw, Read};
 use super::simple::{El, Simple};
 use super::{ExtractError, HtmlSpec, clean_text};
 use crate::record::FieldValue;
