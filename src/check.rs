@@ -129,14 +129,7 @@ impl Checker {
     /// Builds the HTTP clients from the settings.
     pub fn new(config: Arc<Config>, store: Store) -> Result<Checker, CheckError> {
         let h = &config.settings.http;
-        let opts = FetchOptions {
-            user_agent: h.user_agent.clone(),
-            connect_timeout: h.connect_timeout,
-            timeout: h.timeout,
-            max_body: h.max_body,
-            max_redirects: h.max_redirects,
-            allow_private_addresses: false,
-        };
+        let opts = h.fetch_options(false);
         let reference = Arc::new(tokio::sync::OnceCell::new_with(
             match config.settings.reference_dir.as_deref() {
                 Some(dir) => Some(Arc::new(crate::config::load_reference(Some(dir))?)),

@@ -5,7 +5,7 @@ use std::io::Write;
 use super::{AppError, politeness};
 use crate::config::{Config, SpecBuilder};
 use crate::extract::{self, ExtractSpec};
-use crate::fetch::{Conditional, FetchOptions, Fetcher};
+use crate::fetch::{Conditional, Fetcher};
 use crate::text::for_display;
 
 fn split_kv(s: &str) -> Result<(String, String), AppError> {
@@ -82,14 +82,7 @@ pub(super) async fn probe_adapter(
 ) -> Result<u8, AppError> {
     let adapter = crate::config::parse_adapter(name, id).map_err(AppError::Usage)?;
     let h = &config.settings.http;
-    let fetcher = Fetcher::new(FetchOptions {
-        user_agent: h.user_agent.clone(),
-        connect_timeout: h.connect_timeout,
-        timeout: h.timeout,
-        max_body: h.max_body,
-        max_redirects: h.max_redirects,
-        allow_private_addresses: allow_private || h.allow_private_addresses,
-    })?;
+    let fetcher = Fetcher::new(h.fetch_options(allow_private || h.allow_private_addresses))?;
     let registries = &config.settings.registries;
     let fetched = crate::registry::fetch(&fetcher, registries, &adapter).await?;
     if json {
@@ -147,14 +140,7 @@ pub(super) async fn probe(
         url::Url::parse(url).map_err(|e| AppError::Usage(format!("invalid URL {url:?}: {e}")))?;
     let spec = spec(fields, rows, cols, json_format)?;
     let h = &config.settings.http;
-    let fetcher = Fetcher::new(FetchOptions {
-        user_agent: h.user_agent.clone(),
-        connect_timeout: h.connect_timeout,
-        timeout: h.timeout,
-        max_body: h.max_body,
-        max_redirects: h.max_redirects,
-        allow_private_addresses: allow_private || h.allow_private_addresses,
-    })?;
+    let fetcher = Fetcher::new(h.fetch_options(allow_private || h.allow_private_addresses))?;
     // As `once` and `run`: robots.txt first (one request to a host
     // needs no spacing).
     if polite && let (_, Some(robots)) = politeness(config) {
@@ -232,14 +218,7 @@ pub(super) async fn probe_site(
     let url =
         url::Url::parse(url).map_err(|e| AppError::Usage(format!("invalid URL {url:?}: {e}")))?;
     let h = &config.settings.http;
-    let mut fetcher = Fetcher::new(FetchOptions {
-        user_agent: h.user_agent.clone(),
-        connect_timeout: h.connect_timeout,
-        timeout: h.timeout,
-        max_body: h.max_body,
-        max_redirects: h.max_redirects,
-        allow_private_addresses: allow_private || h.allow_private_addresses,
-    })?;
+    let mut fetcher = Fetcher::new(h.fetch_options(allow_private || h.allow_private_addresses))?;
     let (polite_turns, robots) = politeness(config);
     let robots = if polite {
         fetcher = fetcher.with_politeness(polite_turns);

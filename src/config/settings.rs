@@ -119,6 +119,22 @@ pub struct HttpSettings {
     pub robots_txt: bool,
 }
 
+impl HttpSettings {
+    /// The fetch options these settings give, private addresses allowed
+    /// when `allow_private` (a per-source or command-line override) or
+    /// `allow_private_addresses` says so.
+    pub fn fetch_options(&self, allow_private: bool) -> crate::fetch::FetchOptions {
+        crate::fetch::FetchOptions {
+            user_agent: self.user_agent.clone(),
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            max_body: self.max_body,
+            max_redirects: self.max_redirects,
+            allow_private_addresses: allow_private,
+        }
+    }
+}
+
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::fetch::{Auth, FetchError, FetchOptions, Fetcher};
+use crate::fetch::{Auth, FetchError, Fetcher};
 use crate::model::Adapter;
 use crate::registry::stream::{STREAMS, parse_event};
 
@@ -93,14 +93,7 @@ async fn follow(
             return; // turned off by a reload
         };
         let h = &config.settings.http;
-        let fetcher = match Fetcher::new(FetchOptions {
-            user_agent: h.user_agent.clone(),
-            connect_timeout: h.connect_timeout,
-            timeout: h.timeout,
-            max_body: h.max_body,
-            max_redirects: h.max_redirects,
-            allow_private_addresses: h.allow_private_addresses,
-        }) {
+        let fetcher = match Fetcher::new(h.fetch_options(h.allow_private_addresses)) {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(stream = name, error = %crate::text::chain(&e), "Cannot build the stream's HTTP client.");

@@ -369,25 +369,7 @@ fn collect_text(node: ego_tree::NodeRef<'_, Node>, out: &mut String) {
                 if matches!(name, "script" | "style" | "template" | "noscript") {
                     continue;
                 }
-                let block = matches!(
-                    name,
-                    "br" | "p"
-                        | "div"
-                        | "li"
-                        | "td"
-                        | "th"
-                        | "tr"
-                        | "h1"
-                        | "h2"
-                        | "h3"
-                        | "h4"
-                        | "h5"
-                        | "h6"
-                        | "dd"
-                        | "dt"
-                        | "section"
-                        | "article"
-                );
+                let block = super::reading::is_block(name);
                 if block {
                     out.push(' ');
                 }

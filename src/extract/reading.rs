@@ -18,3 +18,27 @@ pub(crate) struct Raw {
     /// The next-page link.
     pub(crate) next: Read,
 }
+
+/// The elements whose text is set apart by spaces when an element's text
+/// is read (the DOM path and the streaming path alike).
+pub(crate) fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "br" | "p"
+            | "div"
+            | "li"
+            | "td"
+            | "th"
+            | "tr"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "dd"
+            | "dt"
+            | "section"
+            | "article"
+    )
+}

@@ -398,25 +398,7 @@ fn special(n: &str) -> bool {
 
 /// The elements whose text `element_text` surrounds with spaces.
 fn block(n: &str) -> bool {
-    matches!(
-        n,
-        "br" | "p"
-            | "div"
-            | "li"
-            | "td"
-            | "th"
-            | "tr"
-            | "h1"
-            | "h2"
-            | "h3"
-            | "h4"
-            | "h5"
-            | "h6"
-            | "dd"
-            | "dt"
-            | "section"
-            | "article"
-    )
+    super::reading::is_block(n)
 }
 
 /// The elements whose content `element_text` skips.
