@@ -151,6 +151,7 @@ fn walk() {
                 config: Some(dir.path().join("pivotwatch.toml")),
                 watchlists: Some(dir.path().join("watchlists")),
                 state_dir: None,
+                check_address: Some(pivotwatch::alert::check_address),
             })
             .expect("config"),
         );

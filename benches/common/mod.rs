@@ -24,6 +24,7 @@ pub fn specs() -> (Source, Source) {
         config: Some(cfg),
         watchlists: Some(wl),
         state_dir: Some(dir.path().join("state")),
+        check_address: Some(pivotwatch::alert::check_address),
     })
     .expect("bench watchlist loads");
     let mut it = config.sources().map(|(_, s)| s.clone());

@@ -33,6 +33,17 @@ pub use transport::{SendFailure, SendOk, Transport, classify_smtp_error};
 use crate::config::{Config, Watchlist};
 use crate::store::StoreError;
 
+/// Validates a mail address (`desk@example.org` or `Desk <desk@example.org>`)
+/// with lettre's own parser, the one alert sends with: the
+/// [`crate::config::LoadOptions::check_address`] the binary loads with.
+pub fn check_address(s: &str) -> Result<(), String> {
+    s.parse::<lettre::message::Mailbox>().map(|_| ()).map_err(|e| {
+        format!(
+            "invalid mail address {s:?} ({e}); write e.g. \"desk@example.org\" or \"Desk <desk@example.org>\""
+        )
+    })
+}
+
 /// Test hook: when this environment variable holds a number of
 /// milliseconds, `pivotwatch once` sleeps that long after its checks are
 /// committed and before it delivers, announcing the pause on stderr. The

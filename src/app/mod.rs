@@ -135,6 +135,7 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
         config: cli.config.clone(),
         watchlists: cli.watchlists.clone(),
         state_dir: cli.state_dir.clone(),
+        check_address: Some(crate::alert::check_address),
     };
     let mut out = std::io::stdout().lock();
     match cli.command {

@@ -58,6 +58,7 @@ pub(crate) struct Sink<'a> {
     path: &'a Path,
     lines: LineIndex<'a>,
     pub(crate) out: Vec<Diagnostic>,
+    check_address: Option<super::AddressCheck>,
 }
 
 impl<'a> Sink<'a> {
@@ -66,6 +67,26 @@ impl<'a> Sink<'a> {
             path,
             lines: LineIndex::new(text),
             out: Vec::new(),
+            check_address: None,
+        }
+    }
+
+    /// The sink, validating mail addresses with `check`
+    /// ([`super::LoadOptions::check_address`]).
+    pub(crate) fn with_address_check(mut self, check: Option<super::AddressCheck>) -> Self {
+        self.check_address = check;
+        self
+    }
+
+    /// Validates a mail address written at `span`; `false` (and an error
+    /// recorded there) when the check refuses it.
+    pub(crate) fn address(&mut self, span: Range<usize>, address: &str) -> bool {
+        match self.check_address.map(|check| check(address)) {
+            Some(Err(msg)) => {
+                self.error(Some(span), msg);
+                false
+            }
+            _ => true,
         }
     }
 

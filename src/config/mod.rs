@@ -56,7 +56,17 @@ pub struct LoadOptions {
     pub watchlists: Option<PathBuf>,
     /// `--state-dir`; wins over `[store] path`.
     pub state_dir: Option<PathBuf>,
+    /// How mail addresses (`[email] from`, subscribers' `to`, watchlists'
+    /// `maintainers`) are validated while loading: the binary passes
+    /// `alert::check_address`, lettre's own parser, so what `check`
+    /// accepts is what alert can send (config knows no mail crate).
+    /// `None` checks no address at load; alert still refuses a bad one
+    /// when it builds the mail.
+    pub check_address: Option<AddressCheck>,
 }
+
+/// Validates one mail address; the error says why and how to write one.
+pub type AddressCheck = fn(&str) -> Result<(), String>;
 
 /// Settings and every watchlist, validated.
 #[derive(Debug, Clone)]
@@ -189,7 +199,12 @@ fn load_parts(opts: &LoadOptions) -> Parts {
     // Without valid settings, whether private addresses are allowed is
     // unknown: that check waits until the settings are fixed.
     let allow_private = settings.as_ref().map(|s| s.http.allow_private_addresses);
-    let (mut watchlists, known) = load_watchlists(&dir, allow_private, &mut watchlist_errors);
+    let (mut watchlists, known) = load_watchlists(
+        &dir,
+        allow_private,
+        opts.check_address,
+        &mut watchlist_errors,
+    );
     release_parse_memory();
     // Adapter sources' URLs come from `[registries.*] base_url`.
     if let Some(s) = &settings {
@@ -360,7 +375,7 @@ fn load_settings(
         }
     };
     let text = read(&path, errors)?;
-    let mut sink = diag::Sink::new(&path, &text);
+    let mut sink = diag::Sink::new(&path, &text).with_address_check(opts.check_address);
     let s = Settings::parse(&path, &text, opts.state_dir.as_deref(), &mut sink, refs);
     errors.extend(sink.out);
     s
@@ -374,6 +389,7 @@ fn load_settings(
 fn load_watchlists(
     dir: &Path,
     allow_private: Option<bool>,
+    check_address: Option<AddressCheck>,
     errors: &mut Vec<Diagnostic>,
 ) -> (Vec<Watchlist>, Option<Known>) {
     let entries = match std::fs::read_dir(dir) {
@@ -405,7 +421,7 @@ fn load_watchlists(
             known = None;
             continue;
         };
-        let mut sink = diag::Sink::new(&path, &text);
+        let mut sink = diag::Sink::new(&path, &text).with_address_check(check_address);
         let wl = watchlist::parse(&path, &text, &mut sink, &mut interner, allow_private);
         match &wl {
             None => known = None,
@@ -494,6 +510,7 @@ name = "h1"
             config: Some(dir.join("pivotwatch.toml")),
             watchlists: Some(dir.join("w")),
             state_dir: None,
+            check_address: None,
         }
     }
 

@@ -458,12 +458,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("invalid size {s:?} ({e}); write e.g. \"8MiB\" or \"500KB\""))
 }
 
-/// Whether a string is a plausible mail address (`Name <a@b>` or `a@b`).
-pub fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
-    s.parse::<lettre::message::Mailbox>()
-        .map_err(|e| format!("invalid mail address {s:?} ({e}); write e.g. \"desk@example.org\" or \"Desk <desk@example.org>\""))
-}
-
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -592,9 +586,8 @@ impl Settings {
         }
         if let Some(e) = &raw.email {
             if let Some(from) = &e.from {
-                match parse_mailbox(from.get_ref()) {
-                    Ok(_) => s.email.from = from.get_ref().clone(),
-                    Err(msg) => sink.error(Some(from.span()), msg),
+                if sink.address(from.span(), from.get_ref()) {
+                    s.email.from = from.get_ref().clone();
                 }
             }
             if let Some(d) = &e.spool_dir {
@@ -683,9 +676,7 @@ impl Settings {
                 );
             }
             for a in sub.to.get_ref() {
-                if let Err(e) = parse_mailbox(a.get_ref()) {
-                    sink.error(Some(a.span()), e);
-                }
+                sink.address(a.span(), a.get_ref());
             }
             let min_severity = match &sub.min_severity {
                 None => Severity::Medium,

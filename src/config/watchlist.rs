@@ -333,9 +333,7 @@ pub(crate) fn parse(
             .ok(),
     };
     for m in &meta.maintainers {
-        if let Err(e) = super::settings::parse_mailbox(m.get_ref()) {
-            sink.error(Some(m.span()), e);
-        }
+        sink.address(m.span(), m.get_ref());
     }
 
     let rules = compile_rules(&overrides, &customs, sink);

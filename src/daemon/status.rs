@@ -481,6 +481,7 @@ name = "td.n"
             config: Some(dir.join("pivotwatch.toml")),
             watchlists: Some(dir.join("watchlists")),
             state_dir: None,
+            check_address: None,
         })
         .expect("config");
         let store = Store::open(&dir.join("state")).expect("store");

@@ -863,6 +863,7 @@ fn retention_settings_read_with_overrides_and_bad_values_name_their_place() {
             config: Some(path.clone()),
             watchlists: None,
             state_dir: None,
+            check_address: Some(pivotwatch::alert::check_address),
         })
     };
     let s = load(

@@ -711,6 +711,7 @@ fn registry_hosts_get_their_published_rate_limits() {
             config: Some(dir.path().join("pivotwatch.toml")),
             watchlists: Some(dir.path().join("watchlists")),
             state_dir: None,
+            check_address: Some(pivotwatch::alert::check_address),
         })
         .expect("settings")
     };

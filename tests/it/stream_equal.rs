@@ -27,6 +27,7 @@ fn load(watchlist: &str) -> Vec<HtmlSpec> {
         config: Some(cfg),
         watchlists: Some(wl),
         state_dir: Some(dir.path().join("state")),
+        check_address: Some(pivotwatch::alert::check_address),
     })
     .expect("watchlist loads");
     config

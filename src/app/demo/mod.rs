@@ -130,6 +130,7 @@ pub async fn run(dir: Option<&Path>, out: &mut impl Write) -> Result<u8, AppErro
         config: Some(settings),
         watchlists: Some(wl_dir),
         state_dir: None,
+        check_address: Some(crate::alert::check_address),
     })?);
 
     writeln!(

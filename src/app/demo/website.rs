@@ -134,6 +134,7 @@ pub(super) async fn run(dir: &Path, out: &mut impl Write) -> Result<u8, AppError
         config: Some(settings),
         watchlists: Some(wl_dir),
         state_dir: None,
+        check_address: Some(crate::alert::check_address),
     })?);
     let all: Vec<(String, String)> = config
         .sources()

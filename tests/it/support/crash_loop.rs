@@ -124,6 +124,7 @@ fn queue(dir: &Path, n: usize) -> BTreeMap<u64, String> {
         config: Some(dir.join("pivotwatch.toml")),
         watchlists: Some(dir.join("watchlists")),
         state_dir: None,
+        check_address: Some(pivotwatch::alert::check_address),
     })
     .expect("config");
     let store = Store::open(&dir.join("state")).expect("store");

@@ -67,6 +67,7 @@ impl Env {
             config: Some(self.dir.path().join("pivotwatch.toml")),
             watchlists: Some(self.dir.path().join("watchlists")),
             state_dir: None,
+            check_address: Some(pivotwatch::alert::check_address),
         }
     }
 
