@@ -979,7 +979,7 @@ impl Checker {
             scanner,
         };
         let known = crate::site::crawl::load_pages(&self.store, &state.pages).await?;
-        let crawl = crawler.crawl(&source.url, spec, &known).await?;
+        let mut crawl = crawler.crawl(&source.url, spec, &known).await?;
         tracing::info!(
             pages = crawl.pages.len(),
             read = crawl.read,
@@ -1033,9 +1033,9 @@ impl Checker {
                     body,
                     hash,
                     http_status: 200,
-                    // Each page's body is its own blob (`crate::site`); the
-                    // snapshot's body is the walk's page manifest.
-                    responses: Vec::new(),
+                    // The snapshot's body is the walk's page manifest; each
+                    // page read this time is its own blob (`body_blob`).
+                    responses: std::mem::take(&mut crawl.responses),
                     now,
                 },
             )

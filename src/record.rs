@@ -191,6 +191,10 @@ pub struct ResponseMeta {
     pub body_offset: u64,
     /// Its length in the stored body (bytes, decoded).
     pub body_len: u64,
+    /// A whole-site page: its body is the store blob under this hash (kept
+    /// as long as the snapshot), not a range of the snapshot's own body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_blob: Option<String>,
 }
 
 impl ResponseMeta {

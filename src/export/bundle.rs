@@ -70,7 +70,22 @@ pub(crate) fn bundle_files(
         let Some(sid) = sid else { continue };
         let s = snapshot(store, sid)?;
         let b = body(store, &s)?;
-        files.push((format!("{dir}/body.{}", extension(&s)), b));
+        let responses = s.fetch.as_ref().map_or(&[][..], |m| &m.responses[..]);
+        if responses.iter().any(|r| r.body_blob.is_some()) {
+            // A whole-site snapshot: its body is the page manifest; each
+            // page read in that check is its own blob, as fetched.
+            files.push((format!("{dir}/pages.txt"), b));
+            for (n, r) in responses.iter().enumerate() {
+                let Some(h) = &r.body_blob else { continue };
+                let page = store.blob(h)?.ok_or_else(|| ExportError::MissingBody {
+                    snapshot: s.id,
+                    hash: h.clone(),
+                })?;
+                files.push((format!("{dir}/page-{n:03}.{}", extension_of(r)), page));
+            }
+        } else {
+            files.push((format!("{dir}/body.{}", extension(&s)), b));
+        }
         files.push((format!("{dir}/snapshot.json"), pretty(&s)));
     }
     let manifest = Manifest {
@@ -169,13 +184,22 @@ fn pretty<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// A file extension for a snapshot's body, from its `Content-Type`.
 fn extension(s: &Snapshot) -> &'static str {
-    let ct = s
-        .fetch
-        .as_ref()
-        .and_then(|m| m.responses.first())
-        .and_then(|r| r.headers.get("content-type"))
+    match s.fetch.as_ref().and_then(|m| m.responses.first()) {
+        Some(r) => extension_of(r),
+        None => "bin",
+    }
+}
+
+/// A file extension for one response's body, from its `Content-Type`.
+fn extension_of(r: &crate::record::ResponseMeta) -> &'static str {
+    let ct = r
+        .headers
+        .get("content-type")
         .map(|c| c.to_ascii_lowercase())
         .unwrap_or_default();
+    if ct.contains("pdf") {
+        return "pdf";
+    }
     if ct.contains("json") {
         "json"
     } else if ct.contains("html") {

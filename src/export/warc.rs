@@ -64,7 +64,7 @@ pub(super) fn export(store: &Store, filter: &Filter, w: &mut dyn Write) -> Resul
             continue;
         }
         let stored = body(store, &snap)?;
-        let rid = write_snapshot(w, inst, &info_id, &snap, &stored)?;
+        let rid = write_snapshot(w, store, inst, &info_id, &snap, &stored)?;
         first_record.insert(snap.id, rid);
     }
     for f in store.findings()? {
@@ -80,6 +80,7 @@ pub(super) fn export(store: &Store, filter: &Filter, w: &mut dyn Write) -> Resul
 /// Writes a snapshot's records; returns the id of the first.
 fn write_snapshot(
     w: &mut dyn Write,
+    store: &Store,
     inst: &str,
     info_id: &str,
     snap: &Snapshot,
@@ -88,7 +89,18 @@ fn write_snapshot(
     let responses = snap.fetch.as_ref().map(|m| &m.responses[..]).unwrap_or(&[]);
     let mut first = None;
     for (n, r) in responses.iter().enumerate() {
-        let payload = page_of(stored, r);
+        // A whole-site page's body is its own blob.
+        let own;
+        let payload = match &r.body_blob {
+            Some(h) => {
+                own = store.blob(h)?.ok_or_else(|| ExportError::MissingBody {
+                    snapshot: snap.id,
+                    hash: h.clone(),
+                })?;
+                &own[..]
+            }
+            None => page_of(stored, r),
+        };
         let rid = record_id(inst, "snapshot", snap.id, n as u64);
         let block = http_block(r, payload);
         let mut h: Headers = vec![

@@ -187,6 +187,7 @@ impl FetchResponse {
             finished_at: self.finished_at,
             body_offset: offset as u64,
             body_len: self.body.len() as u64,
+            body_blob: None,
         }
     }
 }

@@ -20,6 +20,7 @@ use super::{PageScan, Scanner, canon, pdf, scan_page, sitemap};
 use crate::fetch::robots::Verdict;
 use crate::fetch::{Conditional, FetchError, Fetcher, Robots, looks_blocked};
 use crate::model::SiteSpec;
+use crate::record::ResponseMeta;
 use crate::store::{PageValidators, Store, StoreError, blocking, body_hash};
 
 /// Most sitemap files read in one check.
@@ -60,6 +61,9 @@ pub(crate) struct Crawl {
     pub(crate) problems: Vec<String>,
     /// The home page could not be read.
     pub(crate) home: Option<HomeFailure>,
+    /// How each body read this time was fetched, the body being the blob
+    /// under its hash (`ResponseMeta::body_blob`): the snapshot's evidence.
+    pub(crate) responses: Vec<ResponseMeta>,
 }
 
 impl Crawl {
@@ -143,6 +147,8 @@ enum Outcome {
         last_modified: Option<String>,
         hash: String,
         parsed: bool,
+        /// How the body was fetched, when one was (not on a 304).
+        evidence: Option<Box<ResponseMeta>>,
     },
     /// 404 / 410.
     Gone,
@@ -252,8 +258,10 @@ impl Crawler<'_> {
                     last_modified,
                     hash,
                     parsed,
+                    evidence,
                 } => {
                     out.read += 1;
+                    out.responses.extend(evidence.map(|e| *e));
                     // A page that became a JavaScript shell is not an empty
                     // page: what it showed before stays.
                     if scan.javascript_only
@@ -455,6 +463,7 @@ impl Crawler<'_> {
                     last_modified: resp.last_modified,
                     hash: h.clone(),
                     parsed: false,
+                    evidence: None,
                 });
             }
             resp = match self.fetcher.fetch(url, &Conditional::default()).await {
@@ -463,6 +472,8 @@ impl Crawler<'_> {
             };
         }
         let hash = body_hash(&resp.body);
+        let mut evidence = resp.evidence(url, 0);
+        evidence.body_blob = Some(hash.clone());
         if old_hash.as_deref() == Some(hash.as_str())
             && let Some(scan) = stored_scan(self.store, &hash).await?
         {
@@ -472,6 +483,7 @@ impl Crawler<'_> {
                 last_modified: resp.last_modified,
                 hash,
                 parsed: false,
+                evidence: Some(Box::new(evidence)),
             });
         }
         let ct = resp
@@ -544,6 +556,7 @@ impl Crawler<'_> {
             last_modified: resp.last_modified,
             hash,
             parsed: true,
+            evidence: Some(Box::new(evidence)),
         })
     }
 }

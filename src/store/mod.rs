@@ -621,6 +621,7 @@ mod tests {
                 finished_at: Utc::now(),
                 body_offset: 0,
                 body_len: 4,
+                body_blob: None,
             }],
         });
         inner

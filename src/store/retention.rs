@@ -202,7 +202,7 @@ impl Inner {
         for kv in self.snapshots.iter() {
             let (k, v) = kv?;
             let s: Snapshot = dec_compressed(&k, &v)?;
-            referenced.insert(s.body_hash.into_bytes());
+            snapshot_refs(s, &mut referenced);
         }
         self.state_blob_refs(&mut referenced)?;
         let mut candidates = Vec::new();
@@ -231,7 +231,7 @@ impl Inner {
         for kv in since {
             let (k, v) = kv?;
             let s: Snapshot = dec_compressed(&k, &v)?;
-            referenced.insert(s.body_hash.into_bytes());
+            snapshot_refs(s, &mut referenced);
         }
         // Source states saved since the first read (a site check's page
         // table) are read again under the lock.
@@ -295,6 +295,17 @@ impl Inner {
             outbox: count(&self.outbox),
             disk_bytes: self.db.size_on_disk()?,
         })
+    }
+}
+
+/// The blobs a snapshot names: its body, and each whole-site page body
+/// its evidence points at (`ResponseMeta::body_blob`).
+fn snapshot_refs(s: Snapshot, referenced: &mut BTreeSet<Vec<u8>>) {
+    referenced.insert(s.body_hash.into_bytes());
+    for r in s.fetch.into_iter().flat_map(|f| f.responses) {
+        if let Some(h) = r.body_blob {
+            referenced.insert(h.into_bytes());
+        }
     }
 }
 

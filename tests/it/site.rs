@@ -873,3 +873,77 @@ async fn gc_keeps_the_blobs_a_site_state_names() {
     let r = check(&env).await;
     assert_eq!(r[0].status, CheckStatus::Unchanged, "{r:?}");
 }
+
+/// Evidence per page: the snapshot of a site check keeps how each page
+/// read in it was fetched, the page's body being its own blob; the
+/// finding's bundle and the WARC export give the page exactly as served,
+/// and a retention pass keeps it while the snapshot lives.
+#[tokio::test]
+async fn a_site_findings_evidence_holds_the_product_page_as_served() {
+    let env = env(SCRAP, "").await;
+    let s = &env.site;
+    s.set("/", home(r#"<a href="/about">About</a>"#));
+    s.set("/about", page("About", "<p>Ferraille et métaux.</p>"));
+    check(&env).await;
+    s.set(
+        "/",
+        home(r#"<a href="/about">About</a> <a href="/electronique">Électronique</a>"#),
+    );
+    let served = electronics_page().body;
+    s.set("/electronique", electronics_page());
+    check(&env).await;
+    let high = findings(&env)
+        .into_iter()
+        .find(|f| f.severity >= Severity::High)
+        .expect("a high finding");
+    let config = env.config();
+    // Retention first: the page bodies stay while their snapshot does.
+    env.store()
+        .gc(
+            &pivotwatch::store::RetentionPolicy::default(),
+            chrono::Utc::now(),
+        )
+        .expect("gc");
+    let dir = env.dir.path().join("bundle");
+    pivotwatch::export::evidence_bundle(&config, &env.store(), high.id, &dir).expect("bundle");
+    let snap = env
+        .store()
+        .snapshot(high.evidence.snapshot.expect("snapshot"))
+        .expect("read")
+        .expect("snapshot");
+    let responses = snap.fetch.expect("fetch metadata").responses;
+    let (n, meta) = responses
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.final_url.ends_with("/electronique"))
+        .unwrap_or_else(|| panic!("no evidence of /electronique in {responses:?}"));
+    assert_eq!(meta.status, 200);
+    assert!(meta.body_blob.is_some(), "{meta:?}");
+    let file = dir.join(format!("after/page-{n:03}.html"));
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert_eq!(bytes, served, "the page as served");
+    assert!(dir.join("after/pages.txt").exists());
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).expect("sums");
+    assert!(sums.contains(&format!("after/page-{n:03}.html")), "{sums}");
+    // The WARC export has a response record for the page, payload intact.
+    let warc = env.dir.path().join("site.warc.gz");
+    let mut out = Vec::new();
+    pivotwatch::export::export(
+        &config,
+        &env.store(),
+        pivotwatch::export::Format::Warc,
+        &pivotwatch::export::Filter::default(),
+        Some(&warc),
+        &mut out,
+    )
+    .expect("export");
+    let gz = std::fs::read(&warc).expect("warc");
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut text)
+        .expect("gunzip");
+    let text = String::from_utf8_lossy(&text);
+    let at = text
+        .find(&format!("WARC-Target-URI: {}", meta.final_url))
+        .unwrap_or_else(|| panic!("no response record for {}", meta.final_url));
+    assert!(text[at..].contains(&String::from_utf8_lossy(&served).into_owned()));
+}
