@@ -155,6 +155,12 @@ fn parse(token: &str, body: &[u8]) -> Option<texting_robots::Robot> {
         .flatten()
 }
 
+/// The `Sitemap:` URLs of a robots.txt body (any user agent's), read by
+/// the same parser as the rules.
+pub fn sitemaps_in(body: &[u8]) -> Vec<String> {
+    parse("*", body).map(|r| r.sitemaps).unwrap_or_default()
+}
+
 impl Robots {
     /// A cache for the crawler named by `user_agent`, telling `polite`
     /// about `Crawl-delay`s.
@@ -166,12 +172,14 @@ impl Robots {
         }
     }
 
-    /// Whether `url` may be fetched, fetching the origin's robots.txt with
-    /// `fetcher` when it is not cached.
-    pub async fn check(&self, fetcher: &Fetcher, url: &Url) -> Verdict {
-        let Ok(robots_url) = url.join("/robots.txt") else {
-            return Verdict::Allowed;
-        };
+    /// The origin's cache entry, fetched with `fetcher` when it is not
+    /// cached or has gone stale.
+    async fn entry(
+        &self,
+        fetcher: &Fetcher,
+        url: &Url,
+        robots_url: &Url,
+    ) -> tokio::sync::OwnedMutexGuard<Option<Entry>> {
         let origin = url.origin().ascii_serialization();
         let slot = self
             .cache
@@ -180,14 +188,41 @@ impl Robots {
             .entry(origin)
             .or_default()
             .clone();
-        let mut entry = slot.lock().await;
+        let mut entry = slot.lock_owned().await;
         if !entry.as_ref().is_some_and(Entry::fresh) {
-            let rules = self.fetch(fetcher, &robots_url).await;
+            let rules = self.fetch(fetcher, robots_url).await;
             *entry = Some(Entry {
                 at: Instant::now(),
                 rules,
             });
         }
+        entry
+    }
+
+    /// The `Sitemap:` URLs of `url`'s origin's robots.txt, from the same
+    /// cached copy [`Robots::check`] reads (no second fetch).
+    pub async fn sitemaps(&self, fetcher: &Fetcher, url: &Url) -> Vec<String> {
+        let Ok(robots_url) = url.join("/robots.txt") else {
+            return Vec::new();
+        };
+        match self
+            .entry(fetcher, url, &robots_url)
+            .await
+            .as_ref()
+            .map(|e| &e.rules)
+        {
+            Some(Rules::Parsed(r)) => r.sitemaps.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `url` may be fetched, fetching the origin's robots.txt with
+    /// `fetcher` when it is not cached.
+    pub async fn check(&self, fetcher: &Fetcher, url: &Url) -> Verdict {
+        let Ok(robots_url) = url.join("/robots.txt") else {
+            return Verdict::Allowed;
+        };
+        let entry = self.entry(fetcher, url, &robots_url).await;
         match entry.as_ref().map(|e| &e.rules) {
             None | Some(Rules::AllowAll) => Verdict::Allowed,
             Some(Rules::Parsed(r)) => {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::{PageScan, Scanner, canon, pdf, scan_page, sitemap};
-use crate::fetch::robots::Verdict;
+use crate::fetch::robots::{Verdict, sitemaps_in};
 use crate::fetch::{Conditional, FetchError, Fetcher, Robots, looks_blocked};
 use crate::model::SiteSpec;
 use crate::record::ResponseMeta;
@@ -377,16 +377,23 @@ impl Crawler<'_> {
     async fn sitemap_pages(&self, home: &Url, problems: &mut Vec<String>) -> Vec<Url> {
         let site = canon::site_of(home);
         let mut files: VecDeque<(Url, bool)> = VecDeque::new();
-        if let Ok(robots_url) = home.join("/robots.txt")
-            && let Ok(r) = self
-                .fetcher
-                .fetch(&robots_url, &Conditional::default())
-                .await
-        {
-            for s in sitemap::robots_sitemaps(&r.text) {
-                if let Some(u) = canon::resolve(home, &s) {
-                    files.push_back((u, true));
-                }
+        // The politeness cache's copy of robots.txt when there is one
+        // (fetched once per check), else a read of our own.
+        let listed = match self.robots {
+            Some(robots) => robots.sitemaps(self.fetcher, home).await,
+            None => match home.join("/robots.txt") {
+                Ok(robots_url) => self
+                    .fetcher
+                    .fetch(&robots_url, &Conditional::default())
+                    .await
+                    .map(|r| sitemaps_in(&r.body))
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            },
+        };
+        for s in listed {
+            if let Some(u) = canon::resolve(home, &s) {
+                files.push_back((u, true));
             }
         }
         if let Ok(u) = home.join("/sitemap.xml")

@@ -104,21 +104,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<Sitemap, SitemapError> {
     Ok(out)
 }
 
-/// The `Sitemap:` lines of a robots.txt.
-pub(crate) fn robots_sitemaps(robots_txt: &str) -> Vec<String> {
-    robots_txt
-        .lines()
-        .filter_map(|l| {
-            let l = l.split('#').next().unwrap_or("").trim();
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("sitemap")
-                .then(|| v.trim().to_string())
-        })
-        .filter(|v| !v.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,8 +122,8 @@ mod tests {
         assert_eq!(s.pages, vec!["http://e.ma/a?x=1&y=2"]);
         assert!(parse(&[0x1f, 0x8b, 0, 1, 2]).is_err());
         assert_eq!(
-            robots_sitemaps(
-                "User-agent: *\nSitemap: http://e.ma/s.xml # main\nsitemap:http://e.ma/b.xml"
+            crate::fetch::robots::sitemaps_in(
+                b"User-agent: *\nSitemap: http://e.ma/s.xml # main\nsitemap:http://e.ma/b.xml"
             ),
             vec!["http://e.ma/s.xml", "http://e.ma/b.xml"]
         );

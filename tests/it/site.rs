@@ -557,15 +557,22 @@ async fn an_unchanged_site_is_revalidated_with_304s_and_writes_no_snapshot() {
     };
     let before = table(&env);
     let requests = env.site.requests();
+    let logged = env.site.request_log().len();
     let r = check(&env).await;
     assert_eq!(r[0].status, CheckStatus::Unchanged, "{r:?}");
-    // robots.txt twice (the politeness cache, then its Sitemap: lines),
-    // /sitemap.xml, /about (404) and one conditional GET per page.
+    // robots.txt once (its Sitemap: lines come from the politeness
+    // cache's copy), /sitemap.xml, /about (404) and one conditional GET
+    // per page.
     assert!(
         env.site.requests() - requests <= 35,
         "{}",
         env.site.requests() - requests
     );
+    let robots = env.site.request_log()[logged..]
+        .iter()
+        .filter(|(p, _)| p == "/robots.txt")
+        .count();
+    assert_eq!(robots, 1, "robots.txt fetched {robots} times in one check");
     assert_eq!(table(&env), before, "the page table is the same blob");
     assert_eq!(
         env.store().history("atlas/site").expect("history").len(),
