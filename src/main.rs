@@ -15,7 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 /// pivotwatch's warnings and errors are shown, each with the spans it
 /// happened in (`check{entity=… source=… host=…}`), so a line always says
 /// which source it is about.
-fn init_logging(json: bool) {
+fn init_logging(json: bool, rust_log: Option<&str>) {
     let ansi = pivotwatch::cli::colours_wanted(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -28,14 +28,23 @@ fn init_logging(json: bool) {
     } else {
         layer.boxed()
     };
-    let layer = match EnvFilter::try_from_default_env() {
-        Ok(filter) => layer.with_filter(filter).boxed(),
-        Err(_) => layer
-            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-                m.target().starts_with("pivotwatch")
-                    && (*m.level() <= tracing::Level::WARN
-                        || (m.is_span() && *m.level() <= tracing::Level::INFO))
-            }))
+    let layer = match rust_log.map(EnvFilter::try_new) {
+        Some(Ok(filter)) => layer.with_filter(filter).boxed(),
+        // An unset or unreadable RUST_LOG means the default below.
+        Some(Err(_)) | None => layer
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|m| {
+                    m.target().starts_with("pivotwatch")
+                        && (*m.level() <= tracing::Level::WARN
+                            || (m.is_span() && *m.level() <= tracing::Level::INFO))
+                })
+                // The hint lets `debug!`/`trace!` call sites (ours, and the
+                // `log` records of html5ever and sled, which the bridge
+                // installed by `try_init` would otherwise forward one by
+                // one) be skipped at a static level compare: without it
+                // they were a third of a first pass's CPU.
+                .with_max_level_hint(tracing::level_filters::LevelFilter::INFO),
+            )
             .boxed(),
     };
     let _ = Registry::default().with(layer).try_init();
@@ -43,7 +52,7 @@ fn init_logging(json: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    init_logging(cli.log_json, std::env::var("RUST_LOG").ok().as_deref());
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,5 +94,22 @@ fn main() -> ExitCode {
             }
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// html5ever and sled emit a `log` record per token or page; with the
+    /// default filter they must stop at `log`'s static level compare, not
+    /// be forwarded to tracing one by one.
+    #[test]
+    fn by_default_debug_records_stop_at_the_level_compare() {
+        super::init_logging(false, None);
+        assert!(
+            log::max_level() <= log::LevelFilter::Info,
+            "log's max level is {}",
+            log::max_level()
+        );
+        assert!(tracing::level_filters::LevelFilter::current() <= tracing::Level::INFO);
     }
 }
