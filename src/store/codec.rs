@@ -43,7 +43,27 @@ pub(super) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// still read.
 pub(super) fn enc_compressed<T: Serialize>(v: &T) -> Vec<u8> {
     let json = enc(v);
-    zstd::bulk::compress(&json, 1).unwrap_or(json)
+    compress(&json).unwrap_or(json)
+}
+
+/// zstd level 1 with the size known up front, on this thread's own
+/// compression context: `zstd::bulk::compress` makes (and zeroes) a new
+/// context per call, which was a third of the compression's cost on a
+/// first pass (BENCHMARKS.md, issue 16).
+pub(super) fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::cell::RefCell;
+    thread_local! {
+        static CONTEXT: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    CONTEXT.with(|c| {
+        let mut c = c.borrow_mut();
+        let z = match &mut *c {
+            Some(z) => z,
+            None => c.insert(zstd::bulk::Compressor::new(1)?),
+        };
+        z.compress(bytes)
+    })
 }
 
 pub(super) fn dec_compressed<T: DeserializeOwned>(

@@ -109,7 +109,7 @@ impl Inner {
             // ~3 % more bytes (BENCHMARKS.md, "What changed").
             if !self.blobs.contains_key(ns.snapshot.body_hash.as_bytes())? {
                 let compressed =
-                    zstd::bulk::compress(&ns.body, 1).map_err(|e| StoreError::Blob {
+                    super::codec::compress(&ns.body).map_err(|e| StoreError::Blob {
                         hash: ns.snapshot.body_hash.clone(),
                         detail: e.to_string(),
                     })?;

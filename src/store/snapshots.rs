@@ -130,7 +130,7 @@ impl Inner {
         if self.blobs.contains_key(hash.as_bytes())? {
             return Ok(false);
         }
-        let compressed = zstd::bulk::compress(body, 1).map_err(|e| StoreError::Blob {
+        let compressed = super::codec::compress(body).map_err(|e| StoreError::Blob {
             hash: hash.to_string(),
             detail: e.to_string(),
         })?;
