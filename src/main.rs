@@ -50,7 +50,30 @@ fn init_logging(json: bool, rust_log: Option<&str>) {
     let _ = Registry::default().with(layer).try_init();
 }
 
+/// glibc's malloc, tuned for a process whose threads each read pages of
+/// 20–500 KB: at most two arenas (one per core; by default up to eight
+/// per core, each keeping its own freed pages), and allocations of 64 KiB
+/// and more (page bodies, decompressed text) mapped and unmapped on their
+/// own rather than left in an arena after the page is done. A 1000-page
+/// first pass peaks at ~52 MiB instead of ~80 (BENCHMARKS.md, issue 16).
+/// `MALLOC_ARENA_MAX` / `MALLOC_MMAP_THRESHOLD_` in the environment win.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt only sets a parameter of the allocator; it is
+            // called before any other thread exists.
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+        }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            // SAFETY: as above.
+            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024) };
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     init_logging(cli.log_json, std::env::var("RUST_LOG").ok().as_deref());
 
