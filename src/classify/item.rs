@@ -322,11 +322,7 @@ pub(crate) fn classify(
             if !c.column && !p.text {
                 continue;
             }
-            let len = p
-                .regex
-                .find(c.text.as_bytes())
-                .map(|m| m.end())
-                .unwrap_or(0);
+            let len = p.match_len(c.text.as_bytes());
             hits.push(Hit {
                 pattern: pi,
                 candidate: ci,

@@ -542,7 +542,11 @@ pub(crate) struct Owner {
 /// A compiled part-number pattern.
 #[derive(Debug)]
 pub(crate) struct CompiledPattern {
-    pub(crate) regex: regex::bytes::Regex,
+    /// The pattern anchored at the start (`^(?:…)`), as in the regex set.
+    pub(crate) anchored: String,
+    /// Built on first use: `None` if it cannot be (the regex set, with the same
+    /// options and limit, was built from it, so this is not expected).
+    pub(crate) regex: std::sync::OnceLock<Option<regex::bytes::Regex>>,
     /// `None` for generic patterns.
     pub(crate) owner: Option<Owner>,
     pub(crate) family: usize,
@@ -550,6 +554,32 @@ pub(crate) struct CompiledPattern {
     pub(crate) shared: bool,
     pub(crate) text: bool,
     pub(crate) priority: i32,
+}
+
+impl CompiledPattern {
+    /// The options of every part-number regex (those of the regex set).
+    pub(crate) fn build(anchored: &str) -> Result<regex::bytes::Regex, regex::Error> {
+        regex::bytes::RegexBuilder::new(anchored)
+            .unicode(false)
+            .case_insensitive(true)
+            .size_limit(128 << 20)
+            .build()
+    }
+
+    /// Where this pattern's leftmost match in `text` ends (0: none).
+    pub(crate) fn match_len(&self, text: &[u8]) -> usize {
+        let re = self.regex.get_or_init(|| match Self::build(&self.anchored) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                tracing::warn!(pattern = %self.anchored, error = %e, "A part-number pattern cannot be built on its own; its match counts as empty.");
+                None
+            }
+        });
+        re.as_ref()
+            .and_then(|re| re.find(text))
+            .map(|m| m.end())
+            .unwrap_or(0)
+    }
 }
 
 /// Compiled activity table.

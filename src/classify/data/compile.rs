@@ -130,28 +130,43 @@ pub(super) fn compile(m: Merged, errs: &mut Vec<RefDataError>) -> Option<Referen
     })
 }
 
-/// Anchors a pattern at the start and compiles it for normalised (ASCII) part numbers.
-fn compile_pattern(p: &str) -> Result<(String, regex::bytes::Regex), String> {
+/// Anchors a pattern at the start and checks it for normalised (ASCII) part numbers: its
+/// syntax is parsed here (with the position of an error); the engine itself is built on
+/// first use ([`CompiledPattern::match_len`]), since the regex set finds which patterns match
+/// and only those need their own regex. Building all ~1600 up front was a third of a
+/// recheck's CPU and ~6 MB (BENCHMARKS.md, issue 16).
+fn compile_pattern(p: &str) -> Result<String, String> {
     let body = p.trim().trim_start_matches('^');
     if body.is_empty() {
         return Err("empty pattern".into());
     }
     let anchored = format!("^(?:{body})");
-    let re = regex::bytes::RegexBuilder::new(&anchored)
+    let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
+        .utf8(false)
         .case_insensitive(true)
         .build()
+        .parse(&anchored)
         .map_err(|e| {
             let msg = e.to_string();
             let last = msg.lines().last().unwrap_or("").trim().to_string();
             format!("invalid regex '{p}': {last}")
         })?;
-    if re.is_match(b"") {
-        return Err(format!(
-            "pattern '{p}' matches an empty part number; start it with at least one letter or digit"
-        ));
+    // A pattern that may match nothing is asked the engine, which knows what `\b` and its
+    // kin make of an empty text.
+    if hir.properties().minimum_len() == Some(0) {
+        let re = CompiledPattern::build(&anchored).map_err(|e| {
+            let msg = e.to_string();
+            let last = msg.lines().last().unwrap_or("").trim().to_string();
+            format!("invalid regex '{p}': {last}")
+        })?;
+        if re.is_match(b"") {
+            return Err(format!(
+                "pattern '{p}' matches an empty part number; start it with at least one letter or digit"
+            ));
+        }
     }
-    Ok((anchored, re))
+    Ok(anchored)
 }
 
 /// Builder state for manufacturer names.
@@ -314,10 +329,11 @@ impl Patterns {
             None => fams.list[family].hs6.clone(),
         };
         match compile_pattern(&p.pattern.v) {
-            Ok((anchored, regex)) => {
-                self.anchored.push(anchored);
+            Ok(anchored) => {
+                self.anchored.push(anchored.clone());
                 self.compiled.push(CompiledPattern {
-                    regex,
+                    anchored,
+                    regex: std::sync::OnceLock::new(),
                     owner,
                     family,
                     hs6,
@@ -516,4 +532,36 @@ fn compile_activities(
         t.rows.push(row);
     }
     (t, kw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CompiledPattern, compile_pattern};
+
+    #[test]
+    fn patterns_are_checked_at_load_and_built_on_first_use() {
+        let e = compile_pattern("TMS320(").unwrap_err();
+        assert!(
+            e.starts_with("invalid regex 'TMS320(': error: unclosed group"),
+            "{e}"
+        );
+        let e = compile_pattern("[0-9]*").unwrap_err();
+        assert!(e.contains("matches an empty part number"), "{e}");
+        // May match nothing by its syntax, but not an empty text.
+        assert_eq!(compile_pattern(r"\bX?").as_deref(), Ok(r"^(?:\bX?)"));
+
+        let p = CompiledPattern {
+            anchored: compile_pattern("TMS320F28[0-9]{3}").expect("valid"),
+            regex: std::sync::OnceLock::new(),
+            owner: None,
+            family: 0,
+            hs6: String::new(),
+            shared: false,
+            text: false,
+            priority: 0,
+        };
+        assert!(p.regex.get().is_none(), "nothing built at load");
+        assert_eq!(p.match_len(b"TMS320F28335PGFA"), 12);
+        assert_eq!(p.match_len(b"XTMS320F28335"), 0);
+    }
 }
