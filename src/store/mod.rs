@@ -104,6 +104,60 @@ struct Handle {
     /// Every store operation holds it for reading; a backup for writing,
     /// so that it copies one moment of the store.
     pause: RwLock<()>,
+    /// The thread that runs bounded writes ([`Store::bounded`]).
+    writer: Writer,
+}
+
+/// One write for the writer thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread kept for the writes that wait for the disk, so that a commit
+/// does not start (and end) a thread of its own: on a first pass that was
+/// a mapped stack, a clone and a join per page. A write that times out
+/// leaves its thread behind (it may hang in sled forever): the next write
+/// starts a fresh one.
+#[derive(Default)]
+struct Writer {
+    tx: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    /// Hands `job` to the writer thread, starting one if there is none.
+    fn run(&self, job: Job) -> std::io::Result<()> {
+        let mut tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let job = match tx.as_ref() {
+            Some(t) => match t.send(job) {
+                Ok(()) => return Ok(()),
+                // The thread is gone (it cannot be, short of a panic in
+                // sled): start another and give it the job.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (new_tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("pivotwatch-store-write".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })?;
+        // A send on a fresh channel whose receiver is alive cannot fail.
+        let _ = new_tx.send(job);
+        *tx = Some(new_tx);
+        Ok(())
+    }
+
+    /// Forgets the current thread: it is stuck in a write (or gone).
+    fn abandon(&self) {
+        *self.tx.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 impl Store {
@@ -132,6 +186,7 @@ impl Store {
                 failed: Mutex::new(None),
                 failed_flag: AtomicBool::new(false),
                 pause: RwLock::new(()),
+                writer: Writer::default(),
             }),
         })
     }
@@ -276,11 +331,9 @@ impl Store {
         let _pause = self.h.pause.read().unwrap_or_else(PoisonError::into_inner);
         let i = self.inner()?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new()
-            .name("pivotwatch-store-write".into())
-            .spawn(move || {
-                let _ = tx.send(f(&i));
-            });
+        let spawned = self.h.writer.run(Box::new(move || {
+            let _ = tx.send(f(&i));
+        }));
         if let Err(e) = spawned {
             return Err(StoreError::Internal {
                 path: self.h.path.clone(),
@@ -295,10 +348,12 @@ impl Store {
                     after_s: self.h.write_timeout.as_secs().max(1),
                 };
                 tracing::error!(path = %self.h.path.display(), timeout_s = self.h.write_timeout.as_secs(), "A store write did not finish in time; the store is treated as failed until it can be reopened.");
+                self.h.writer.abandon();
                 self.mark_failed(&e);
                 Err(e)
             }
             Err(RecvTimeoutError::Disconnected) => {
+                self.h.writer.abandon();
                 let e = StoreError::Internal {
                     path: self.h.path.clone(),
                     detail: "a store write stopped without an answer".into(),
