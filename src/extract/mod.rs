@@ -15,6 +15,9 @@ mod normalize;
 mod reading;
 mod simple;
 mod stream;
+mod tokens;
+#[doc(hidden)]
+pub use tokens::{token_trace, token_trace_html5ever};
 
 use std::collections::BTreeMap;
 

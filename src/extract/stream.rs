@@ -1,7 +1,14 @@
-//! DOM-free extraction: html5ever's tokenizer, the tree builder's rules
-//! for well-formed-enough pages re-enacted on a stack of open elements,
-//! and the selectors of [`super::simple`] matched as each element opens.
+//! DOM-free extraction: a tokenizer, the tree builder's rules for
+//! well-formed-enough pages re-enacted on a stack of open elements, and
+//! the selectors of [`super::simple`] matched as each element opens.
 //! Nothing is built for the parts of a page that no selector reads.
+//!
+//! The tokenizer is the byte-level one of [`super::tokens`]; a page it
+//! gives up on ([`tokens::GiveUp`]: NUL bytes, `<!--` in a script, a
+//! BOM inside the page) is read again from the start by html5ever's
+//! tokenizer through a thin adapter ([`Sink`]). Both feed the same
+//! [`Builder`] the same [`Tok`]s, and both look at the clock every
+//! [`limits::SLICE`] bytes.
 //!
 //! The rules re-enacted are those of the insertion modes before the body,
 //! "in body", "in table", "in table body", "in row" and "in cell":
@@ -22,15 +29,18 @@
 //! **Architecture Invariant:** for every page, [`extract`] returns
 //! exactly what the DOM path returns, or `Fallback`.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
+use html5ever::TokenizerResult;
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
-    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
-use html5ever::{Attribute, LocalName, TokenizerResult};
 use url::Url;
+
+use super::tokens::{self, Attr, Flow, Tag, Tok};
 
 use super::limits::{self, HtmlLimits};
 use super::reading::{Raw, Read};
@@ -45,6 +55,9 @@ pub struct Plan {
     row: Option<Simple>,
     columns: Vec<Simple>,
     next: Option<Simple>,
+    /// The attributes the selectors test or the fields read: the only
+    /// ones kept on the stack.
+    attrs: Vec<String>,
 }
 
 impl Plan {
@@ -67,11 +80,32 @@ impl Plan {
             .as_ref()
             .map(|f| one(&f.source))
             .transpose()?;
+        let mut attrs: Vec<String> = Vec::new();
+        let mut want = |a: &str| {
+            if !attrs.iter().any(|x| x == a) {
+                attrs.push(a.to_string());
+            }
+        };
+        for sel in fields.iter().chain(&row).chain(&columns).chain(&next) {
+            sel.attr_names(&mut want);
+        }
+        for (_, f) in &spec.fields {
+            f.attr.as_deref().map(&mut want);
+        }
+        if let Some(items) = &spec.items {
+            for (_, f) in &items.columns {
+                f.attr.as_deref().map(&mut want);
+            }
+        }
+        if let Some(a) = spec.next_page.as_ref().and_then(|f| f.attr.as_deref()) {
+            want(a);
+        }
         Ok(Plan {
             fields,
             row,
             columns,
             next,
+            attrs,
         })
     }
 }
@@ -85,9 +119,79 @@ pub(crate) enum Outcome {
     Fallback(&'static str),
 }
 
-/// Reads one page: pre-scan (the same refusals as the DOM path), then
-/// the tokenizer fed in slices under the same time bound.
+/// Reads one page (the pre-scan has let it through): the byte-level
+/// tokenizer of [`super::tokens`] first; a page it gives up on goes
+/// through html5ever's tokenizer, fed in slices under the same time
+/// bound. Both feed the same [`Builder`].
 pub(crate) fn extract(
+    plan: &Plan,
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    lim: &HtmlLimits,
+    elapsed: limits::Elapsed<'_>,
+) -> Result<Outcome, ExtractError> {
+    match extract_fast(plan, spec, text, base, lim, elapsed) {
+        Ok(done) => done,
+        Err(why) => {
+            tracing::trace!(
+                why = why.0,
+                "fast tokenizer gave up; html5ever tokenizes the page"
+            );
+            extract_html5ever(plan, spec, text, base, lim, elapsed)
+        }
+    }
+}
+
+/// The streaming path on the byte-level tokenizer only: `Err` when it
+/// gives the page up.
+pub(crate) fn extract_fast(
+    plan: &Plan,
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    lim: &HtmlLimits,
+    elapsed: limits::Elapsed<'_>,
+) -> Result<Result<Outcome, ExtractError>, tokens::GiveUp> {
+    let mut fast = Fast {
+        b: Builder::new(plan, spec, base, lim),
+        elapsed,
+        next_look: limits::SLICE,
+        total: text.len(),
+    };
+    tokens::tokenize(text, &mut fast)?;
+    Ok(fast.b.outcome())
+}
+
+/// The byte-level tokenizer's sink: the builder, and the clock looked
+/// at every [`limits::SLICE`] bytes.
+struct Fast<'a, 'e> {
+    b: Builder<'a>,
+    elapsed: limits::Elapsed<'e>,
+    next_look: usize,
+    total: usize,
+}
+
+impl tokens::Sink for Fast<'_, '_> {
+    fn token(&mut self, tok: Tok<'_>, pos: usize) -> Flow {
+        let flow = self.b.token(tok);
+        if pos >= self.next_look && pos < self.total {
+            if (self.elapsed)() > self.b.lim.parse_time {
+                self.b.error = Some(limits::out_of_time(self.b.lim, pos, self.total));
+            }
+            while self.next_look <= pos {
+                self.next_look += limits::SLICE;
+            }
+        }
+        if self.b.fallback.is_some() || self.b.error.is_some() {
+            return Flow::Stop;
+        }
+        flow
+    }
+}
+
+/// The streaming path on html5ever's tokenizer.
+pub(crate) fn extract_html5ever(
     plan: &Plan,
     spec: &HtmlSpec,
     text: &str,
@@ -126,17 +230,7 @@ pub(crate) fn extract(
         }
     }
     tok.end();
-    let b = tok.sink.b.into_inner();
-    if let Some(e) = b.error {
-        return Err(e);
-    }
-    if let Some(why) = b.fallback {
-        return Ok(Outcome::Fallback(why));
-    }
-    if b.elements > lim.max_elements {
-        return Err(limits::too_many(lim, b.elements));
-    }
-    Ok(Outcome::Done(b.finish()))
+    tok.sink.b.into_inner().outcome()
 }
 
 struct Sink<'a> {
@@ -151,14 +245,50 @@ impl TokenSink for Sink<'_> {
         if b.fallback.is_some() || b.error.is_some() {
             return TokenSinkResult::Continue;
         }
-        b.token(token)
+        let flow = match token {
+            Token::ParseError(_) => b.token(Tok::Error),
+            Token::DoctypeToken(d) => b.token(Tok::Doctype(tokens::Doctype {
+                name: d.name.map(|s| s.to_string()),
+                public_id: d.public_id.map(|s| s.to_string()),
+                system_id: d.system_id.map(|s| s.to_string()),
+                force_quirks: d.force_quirks,
+            })),
+            Token::CommentToken(c) => b.token(Tok::Comment(Cow::Borrowed(&c))),
+            Token::NullCharacterToken => b.token(Tok::Null),
+            Token::EOFToken => b.token(Tok::Eof),
+            Token::CharacterTokens(t) => b.token(Tok::Text(&t)),
+            Token::TagToken(t) => {
+                let attrs: Vec<Attr<'_>> = t
+                    .attrs
+                    .iter()
+                    .map(|a| Attr {
+                        name: Cow::Borrowed(&*a.name.local),
+                        value: Cow::Borrowed(&*a.value),
+                    })
+                    .collect();
+                b.token(Tok::Tag(Tag {
+                    end: t.kind == TagKind::EndTag,
+                    name: Cow::Borrowed(&*t.name),
+                    attrs: Cow::Owned(attrs),
+                    self_closing: t.self_closing,
+                }))
+            }
+        };
+        match flow {
+            Flow::Go | Flow::Stop => TokenSinkResult::Continue,
+            Flow::Rcdata => TokenSinkResult::RawData(RawKind::Rcdata),
+            Flow::Rawtext => TokenSinkResult::RawData(RawKind::Rawtext),
+            Flow::Script => TokenSinkResult::RawData(RawKind::ScriptData),
+            Flow::Plaintext => TokenSinkResult::Plaintext,
+        }
     }
 }
 
-/// One open element.
+/// One open element: its name (interned when known) and the attributes
+/// the plan reads.
 struct Open {
-    name: LocalName,
-    attrs: Vec<Attribute>,
+    name: Cow<'static, str>,
+    attrs: Vec<(Box<str>, Box<str>)>,
     id: u64,
 }
 
@@ -167,10 +297,7 @@ impl El for Open {
         &self.name
     }
     fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|a| &*a.name.local == name)
-            .map(|a| &*a.value)
+        self.attrs.iter().find(|a| &*a.0 == name).map(|a| &*a.1)
     }
 }
 
@@ -267,7 +394,7 @@ enum Fmt {
     Marker,
     El {
         id: u64,
-        name: LocalName,
+        name: Cow<'static, str>,
         on_stack: bool,
     },
 }
@@ -436,18 +563,161 @@ fn implied_end(n: &str) -> bool {
     )
 }
 
-fn tag(name: &str) -> Tag {
-    Tag {
-        kind: TagKind::StartTag,
-        name: LocalName::from(name),
-        self_closing: false,
-        attrs: Vec::new(),
-        had_duplicate_attributes: false,
+/// The names the builder and real pages use, sorted: an element's
+/// name is kept as one of these when it is one.
+const KNOWN: &[&str] = &[
+    "a",
+    "abbr",
+    "address",
+    "applet",
+    "area",
+    "article",
+    "aside",
+    "audio",
+    "b",
+    "base",
+    "basefont",
+    "bdi",
+    "bdo",
+    "bgsound",
+    "big",
+    "blockquote",
+    "body",
+    "br",
+    "button",
+    "canvas",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "data",
+    "datalist",
+    "dd",
+    "del",
+    "details",
+    "dfn",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "embed",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "font",
+    "footer",
+    "form",
+    "frame",
+    "frameset",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "i",
+    "iframe",
+    "image",
+    "img",
+    "input",
+    "ins",
+    "kbd",
+    "keygen",
+    "label",
+    "legend",
+    "li",
+    "link",
+    "listing",
+    "main",
+    "map",
+    "mark",
+    "marquee",
+    "math",
+    "menu",
+    "meta",
+    "meter",
+    "nav",
+    "nobr",
+    "noembed",
+    "noframes",
+    "noscript",
+    "object",
+    "ol",
+    "optgroup",
+    "option",
+    "output",
+    "p",
+    "param",
+    "picture",
+    "plaintext",
+    "pre",
+    "progress",
+    "q",
+    "rb",
+    "rp",
+    "rt",
+    "rtc",
+    "ruby",
+    "s",
+    "samp",
+    "script",
+    "search",
+    "section",
+    "select",
+    "slot",
+    "small",
+    "source",
+    "span",
+    "strike",
+    "strong",
+    "style",
+    "sub",
+    "summary",
+    "sup",
+    "svg",
+    "table",
+    "tbody",
+    "td",
+    "template",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "time",
+    "title",
+    "tr",
+    "track",
+    "tt",
+    "u",
+    "ul",
+    "var",
+    "video",
+    "wbr",
+    "xmp",
+];
+
+fn intern(name: &str) -> Cow<'static, str> {
+    match KNOWN.binary_search(&name) {
+        Ok(i) => Cow::Borrowed(KNOWN[i]),
+        Err(_) => Cow::Owned(name.to_string()),
     }
 }
 
-type Res = TokenSinkResult<()>;
-const GO: Res = TokenSinkResult::Continue;
+fn tag(name: &'static str) -> Tag<'static> {
+    Tag::start(name)
+}
+
+type Res = Flow;
+const GO: Res = Flow::Go;
 
 impl<'a> Builder<'a> {
     fn new(plan: &'a Plan, spec: &'a HtmlSpec, base: &'a Url, lim: &'a HtmlLimits) -> Self {
@@ -495,11 +765,11 @@ impl<'a> Builder<'a> {
         self.stack.last().map(|e| &*e.name).unwrap_or("")
     }
 
-    fn token(&mut self, token: Token) -> Res {
+    fn token(&mut self, token: Tok<'_>) -> Res {
         let ignore_lf = std::mem::take(&mut self.ignore_lf);
         match token {
-            Token::ParseError(_) => GO,
-            Token::DoctypeToken(d) => {
+            Tok::Error => GO,
+            Tok::Doctype(d) => {
                 if !self.seen_doctype_or_content {
                     self.seen_doctype_or_content = true;
                     let html = d.name.as_deref() == Some("html");
@@ -517,8 +787,8 @@ impl<'a> Builder<'a> {
                 }
                 GO
             }
-            Token::CommentToken(_) => GO,
-            Token::NullCharacterToken => {
+            Tok::Comment(_) => GO,
+            Tok::Null => {
                 if self.text_mode {
                     // The tokenizer turns NUL into U+FFFD in raw text.
                     return GO;
@@ -528,7 +798,7 @@ impl<'a> Builder<'a> {
                 }
                 GO
             }
-            Token::EOFToken => {
+            Tok::Eof => {
                 self.first_content();
                 // The tree builder creates what is missing up to `body`.
                 if self.phase == Phase::BeforeHtml {
@@ -552,32 +822,31 @@ impl<'a> Builder<'a> {
                 }
                 GO
             }
-            Token::CharacterTokens(mut t) => {
-                if ignore_lf && t.starts_with('\n') {
-                    t.pop_front(1);
-                }
+            Tok::Text(t) => {
+                let t = if ignore_lf {
+                    t.strip_prefix('\n').unwrap_or(t)
+                } else {
+                    t
+                };
                 if t.is_empty() {
                     return GO;
                 }
                 if self.text_mode {
-                    self.text(&t);
+                    self.text(t);
                     return GO;
                 }
-                self.chars(&t)
+                self.chars(t)
             }
-            Token::TagToken(t) => {
+            Tok::Tag(t) => {
                 if self.text_mode {
-                    if t.kind == TagKind::EndTag {
+                    if t.end {
                         self.text_mode = false;
                         self.pop();
                     }
                     return GO;
                 }
                 self.first_content();
-                match t.kind {
-                    TagKind::StartTag => self.start(t),
-                    TagKind::EndTag => self.end(t),
-                }
+                if t.end { self.end(t) } else { self.start(t) }
             }
         }
     }
@@ -768,7 +1037,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Inserts an element as a child of the current node and opens it.
-    fn insert(&mut self, t: Tag) {
+    fn insert(&mut self, t: Tag<'_>) {
         self.elements += 1;
         let id = self.next_id;
         self.next_id += 1;
@@ -778,9 +1047,16 @@ impl<'a> Builder<'a> {
                 c.buf.push(' ');
             }
         }
+        let plan = self.plan;
+        let attrs = t
+            .attrs
+            .iter()
+            .filter(|a| plan.attrs.iter().any(|w| *w == a.name))
+            .map(|a| (Box::from(&*a.name), Box::from(&*a.value)))
+            .collect();
         self.stack.push(Open {
-            name: t.name,
-            attrs: t.attrs,
+            name: intern(&t.name),
+            attrs,
             id,
         });
         if self.stack.len() > self.lim.max_tree_depth {
@@ -790,15 +1066,15 @@ impl<'a> Builder<'a> {
         self.matches(depth);
     }
 
-    fn insert_void(&mut self, t: Tag) {
+    fn insert_void(&mut self, t: Tag<'_>) {
         self.insert(t);
         self.pop();
     }
 
-    fn insert_raw(&mut self, t: Tag, kind: RawKind) -> Res {
+    fn insert_raw(&mut self, t: Tag<'_>, kind: Flow) -> Res {
         self.insert(t);
         self.text_mode = true;
-        TokenSinkResult::RawData(kind)
+        kind
     }
 
     fn matches(&mut self, depth: usize) {
@@ -932,7 +1208,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start(&mut self, mut t: Tag) -> Res {
+    fn start(&mut self, mut t: Tag<'_>) -> Res {
         loop {
             match self.phase {
                 Phase::BeforeHtml => {
@@ -987,7 +1263,7 @@ impl<'a> Builder<'a> {
                 },
                 Phase::Body => {
                     if &*t.name == "image" {
-                        t.name = LocalName::from("img");
+                        t.name = Cow::Borrowed("img");
                     }
                     return match self.mode() {
                         Mode::Body => self.start_body(t),
@@ -1001,7 +1277,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn html_attrs(&mut self, t: &Tag) -> Res {
+    fn html_attrs(&mut self, t: &Tag<'_>) -> Res {
         if t.attrs.is_empty() {
             GO
         } else {
@@ -1011,11 +1287,11 @@ impl<'a> Builder<'a> {
 
     /// The "in head" rules for the elements that may also appear in the
     /// body (inserted into the current node).
-    fn head_element(&mut self, t: Tag) -> Res {
+    fn head_element(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
-            "title" => self.insert_raw(t, RawKind::Rcdata),
-            "noscript" | "noframes" | "style" => self.insert_raw(t, RawKind::Rawtext),
-            "script" => self.insert_raw(t, RawKind::ScriptData),
+            "title" => self.insert_raw(t, Flow::Rcdata),
+            "noscript" | "noframes" | "style" => self.insert_raw(t, Flow::Rawtext),
+            "script" => self.insert_raw(t, Flow::Script),
             "template" => self.bail("template"),
             _ => {
                 self.insert_void(t);
@@ -1024,7 +1300,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_body(&mut self, t: Tag) -> Res {
+    fn start_body(&mut self, t: Tag<'_>) -> Res {
         let name = t.name.clone();
         match &*name {
             "html" => self.html_attrs(&t),
@@ -1173,16 +1449,16 @@ impl<'a> Builder<'a> {
             }
             "textarea" => {
                 self.ignore_lf = true;
-                self.insert_raw(t, RawKind::Rcdata)
+                self.insert_raw(t, Flow::Rcdata)
             }
             "xmp" => {
                 self.close_p();
                 if !self.reconstruct() {
                     return GO;
                 }
-                self.insert_raw(t, RawKind::Rawtext)
+                self.insert_raw(t, Flow::Rawtext)
             }
-            "iframe" | "noembed" | "noscript" => self.insert_raw(t, RawKind::Rawtext),
+            "iframe" | "noembed" | "noscript" => self.insert_raw(t, Flow::Rawtext),
             "select" => self.bail("select"),
             "optgroup" | "option" => {
                 if self.cur() == "option" {
@@ -1208,7 +1484,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_table(&mut self, t: Tag) -> Res {
+    fn start_table(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "caption" | "colgroup" | "col" => self.bail("caption or column group"),
             "tbody" | "tfoot" | "thead" => {
@@ -1231,10 +1507,8 @@ impl<'a> Builder<'a> {
             "style" | "script" | "template" => self.head_element(t),
             "input" => {
                 let hidden = t
-                    .attrs
-                    .iter()
-                    .find(|a| &*a.name.local == "type")
-                    .is_some_and(|a| a.value.eq_ignore_ascii_case("hidden"));
+                    .attr("type")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("hidden"));
                 if hidden {
                     self.insert_void(t);
                     GO
@@ -1252,7 +1526,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_table_body(&mut self, t: Tag) -> Res {
+    fn start_table_body(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "tr" => {
                 self.clear_to(&["tbody", "tfoot", "thead", "template", "html"]);
@@ -1279,7 +1553,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_row(&mut self, t: Tag) -> Res {
+    fn start_row(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "th" | "td" => {
                 self.clear_to(&["tr", "template", "html"]);
@@ -1299,7 +1573,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_cell(&mut self, t: Tag) -> Res {
+    fn start_cell(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "caption" | "col" | "colgroup" | "tbody" | "td" | "tfoot" | "th" | "thead" | "tr" => {
                 if !(self.in_table_scope("td") || self.in_table_scope("th")) {
@@ -1318,7 +1592,7 @@ impl<'a> Builder<'a> {
         self.clear_fmt_to_marker();
     }
 
-    fn end(&mut self, t: Tag) -> Res {
+    fn end(&mut self, t: Tag<'_>) -> Res {
         match self.phase {
             Phase::BeforeHtml => {
                 if !matches!(&*t.name, "head" | "body" | "html" | "br") {
@@ -1367,7 +1641,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_body(&mut self, t: Tag) -> Res {
+    fn end_body(&mut self, t: Tag<'_>) -> Res {
         let name = t.name.clone();
         let n = &*name;
         match n {
@@ -1521,7 +1795,7 @@ impl<'a> Builder<'a> {
         GO
     }
 
-    fn end_table(&mut self, t: Tag) -> Res {
+    fn end_table(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "table" => {
                 if self.in_table_scope("table") {
@@ -1535,7 +1809,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_table_body(&mut self, t: Tag) -> Res {
+    fn end_table_body(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "tbody" | "tfoot" | "thead" => {
                 if self.in_table_scope(&t.name) {
@@ -1560,7 +1834,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_row(&mut self, t: Tag) -> Res {
+    fn end_row(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "tr" => {
                 if self.in_table_scope("tr") {
@@ -1590,7 +1864,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_cell(&mut self, t: Tag) -> Res {
+    fn end_cell(&mut self, t: Tag<'_>) -> Res {
         let name = t.name.clone();
         match &*name {
             "td" | "th" => {
@@ -1611,6 +1885,20 @@ impl<'a> Builder<'a> {
             }
             _ => self.end_body(t),
         }
+    }
+
+    /// What the page came to once the tokens are all in.
+    fn outcome(self) -> Result<Outcome, ExtractError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(why) = self.fallback {
+            return Ok(Outcome::Fallback(why));
+        }
+        if self.elements > self.lim.max_elements {
+            return Err(limits::too_many(self.lim, self.elements));
+        }
+        Ok(Outcome::Done(self.finish()))
     }
 
     fn finish(self) -> Raw {

@@ -7,7 +7,7 @@
 //! handled by it (a test that streamed nothing would prove nothing).
 
 #[path = "../../benches/scale/pages.rs"]
-mod pages;
+pub(crate) mod pages;
 
 use pivotwatch::config::{Config, LoadOptions};
 use pivotwatch::extract::{
