@@ -17,7 +17,7 @@ mod simple;
 mod stream;
 mod tokens;
 #[doc(hidden)]
-pub use tokens::{token_trace, token_trace_html5ever};
+pub use tokens::{token_count, token_trace, token_trace_html5ever};
 
 use std::collections::BTreeMap;
 

@@ -288,6 +288,10 @@ impl TokenSink for Sink<'_> {
 /// the plan reads.
 struct Open {
     name: Cow<'static, str>,
+    /// The name's index in [`KNOWN`] ([`OTHER`] when it is not there).
+    k: u16,
+    /// The name's `F_*` flags.
+    f: u16,
     attrs: Vec<(Box<str>, Box<str>)>,
     id: u64,
 }
@@ -705,10 +709,112 @@ const KNOWN: &[&str] = &[
     "xmp",
 ];
 
-fn intern(name: &str) -> Cow<'static, str> {
-    match KNOWN.binary_search(&name) {
-        Ok(i) => Cow::Borrowed(KNOWN[i]),
-        Err(_) => Cow::Owned(name.to_string()),
+/// The index of a name not in [`KNOWN`].
+const OTHER: u16 = u16::MAX;
+
+// What the tree builder's rules ask of an element's name, computed once
+// per name from the lists below (the lists stay the one definition).
+const F_BLOCK: u16 = 1;
+const F_SPECIAL: u16 = 1 << 1;
+const F_FORMATTING: u16 = 1 << 2;
+const F_HIDDEN: u16 = 1 << 3;
+const F_SCOPE: u16 = 1 << 4;
+const F_IMPLIED: u16 = 1 << 5;
+const F_CELL: u16 = 1 << 6;
+const F_ROW: u16 = 1 << 7;
+const F_TBODY: u16 = 1 << 8;
+const F_TABLE: u16 = 1 << 9;
+const F_BODY_HTML: u16 = 1 << 10;
+const F_TABLE_SCOPE: u16 = 1 << 11;
+const F_BUTTON: u16 = 1 << 12;
+
+fn flags_of(n: &str) -> u16 {
+    let mut f = 0;
+    for (yes, bit) in [
+        (block(n), F_BLOCK),
+        (special(n), F_SPECIAL),
+        (formatting(n), F_FORMATTING),
+        (hidden(n), F_HIDDEN),
+        (SCOPE.contains(&n), F_SCOPE),
+        (implied_end(n), F_IMPLIED),
+        (matches!(n, "td" | "th"), F_CELL),
+        (n == "tr", F_ROW),
+        (matches!(n, "tbody" | "thead" | "tfoot"), F_TBODY),
+        (n == "table", F_TABLE),
+        (matches!(n, "body" | "html"), F_BODY_HTML),
+        (matches!(n, "html" | "table" | "template"), F_TABLE_SCOPE),
+        (n == "button", F_BUTTON),
+    ] {
+        if yes {
+            f |= bit;
+        }
+    }
+    f
+}
+
+/// A name of at most 16 bytes as one integer (names hold no NUL).
+fn pack(n: &[u8]) -> Option<u128> {
+    if n.is_empty() || n.len() > 16 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    b[..n.len()].copy_from_slice(n);
+    Some(u128::from_le_bytes(b))
+}
+
+struct Known {
+    /// Packed names, sorted, with their index in [`KNOWN`].
+    keys: Vec<(u128, u16)>,
+    flags: Vec<u16>,
+}
+
+fn known() -> &'static Known {
+    static K: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
+    K.get_or_init(|| {
+        let mut keys: Vec<(u128, u16)> = KNOWN
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((pack(n.as_bytes())?, i as u16)))
+            .collect();
+        keys.sort_unstable();
+        Known {
+            keys,
+            flags: KNOWN.iter().map(|n| flags_of(n)).collect(),
+        }
+    })
+}
+
+/// A name's index in [`KNOWN`], or [`OTHER`].
+fn known_id(name: &str) -> u16 {
+    let Some(p) = pack(name.as_bytes()) else {
+        return OTHER;
+    };
+    let k = known();
+    match k.keys.binary_search_by_key(&p, |e| e.0) {
+        Ok(i) => k.keys[i].1,
+        Err(_) => OTHER,
+    }
+}
+
+/// A name as kept on the stack: interned, its index and its flags.
+fn intern(name: &str) -> (Cow<'static, str>, u16, u16) {
+    match known_id(name) {
+        OTHER => (Cow::Owned(name.to_string()), OTHER, flags_of(name)),
+        k => (
+            Cow::Borrowed(KNOWN[k as usize]),
+            k,
+            known().flags[k as usize],
+        ),
+    }
+}
+
+impl Open {
+    fn is(&self, name: &str, k: u16) -> bool {
+        if k == OTHER {
+            &*self.name == name
+        } else {
+            self.k == k
+        }
     }
 }
 
@@ -915,15 +1021,22 @@ impl<'a> Builder<'a> {
 
     /// The insertion mode the stack implies (html5ever's reset).
     fn mode(&self) -> Mode {
+        const ANY: u16 = F_CELL | F_ROW | F_TBODY | F_TABLE | F_BODY_HTML;
         for e in self.stack.iter().rev() {
-            match &*e.name {
-                "td" | "th" => return Mode::Cell,
-                "tr" => return Mode::Row,
-                "tbody" | "thead" | "tfoot" => return Mode::TableBody,
-                "table" => return Mode::Table,
-                "body" | "html" => return Mode::Body,
-                _ => {}
+            if e.f & ANY == 0 {
+                continue;
             }
+            return if e.f & F_CELL != 0 {
+                Mode::Cell
+            } else if e.f & F_ROW != 0 {
+                Mode::Row
+            } else if e.f & F_TBODY != 0 {
+                Mode::TableBody
+            } else if e.f & F_TABLE != 0 {
+                Mode::Table
+            } else {
+                Mode::Body
+            };
         }
         Mode::Body
     }
@@ -933,7 +1046,22 @@ impl<'a> Builder<'a> {
             if target(&e.name) {
                 return true;
             }
-            if SCOPE.contains(&&*e.name) || extra.contains(&&*e.name) {
+            if e.f & F_SCOPE != 0 || extra.contains(&&*e.name) {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Whether an element named `name` is open above the first element
+    /// with one of the `stop` flags.
+    fn scope_hit(&self, name: &str, stop: u16) -> bool {
+        let k = known_id(name);
+        for e in self.stack.iter().rev() {
+            if e.is(name, k) {
+                return true;
+            }
+            if e.f & stop != 0 {
                 return false;
             }
         }
@@ -941,27 +1069,22 @@ impl<'a> Builder<'a> {
     }
 
     fn in_scope(&self, name: &str) -> bool {
-        self.in_scope_with(&|n| n == name, &[])
+        self.scope_hit(name, F_SCOPE)
     }
 
     fn in_button_scope(&self, name: &str) -> bool {
-        self.in_scope_with(&|n| n == name, &["button"])
+        self.scope_hit(name, F_SCOPE | F_BUTTON)
     }
 
     fn in_table_scope(&self, name: &str) -> bool {
-        for e in self.stack.iter().rev() {
-            if &*e.name == name {
-                return true;
-            }
-            if matches!(&*e.name, "html" | "table" | "template") {
-                return false;
-            }
-        }
-        false
+        self.scope_hit(name, F_TABLE_SCOPE)
     }
 
     fn generate_implied(&mut self, except: &str) {
-        while implied_end(self.cur()) && self.cur() != except {
+        while let Some(e) = self.stack.last() {
+            if e.f & F_IMPLIED == 0 || &*e.name == except {
+                break;
+            }
             self.pop();
         }
     }
@@ -1042,7 +1165,8 @@ impl<'a> Builder<'a> {
         let id = self.next_id;
         self.next_id += 1;
         let depth = self.stack.len();
-        if block(&t.name) {
+        let (name, k, f) = intern(&t.name);
+        if f & F_BLOCK != 0 {
             for c in &mut self.captures {
                 c.buf.push(' ');
             }
@@ -1055,7 +1179,9 @@ impl<'a> Builder<'a> {
             .map(|a| (Box::from(&*a.name), Box::from(&*a.value)))
             .collect();
         self.stack.push(Open {
-            name: intern(&t.name),
+            name,
+            k,
+            f,
             attrs,
             id,
         });
@@ -1165,7 +1291,7 @@ impl<'a> Builder<'a> {
 
     fn text(&mut self, t: &str) {
         let top = self.stack.len().saturating_sub(1);
-        let hide = hidden(self.cur());
+        let hide = self.stack.last().is_some_and(|e| e.f & F_HIDDEN != 0);
         for c in &mut self.captures {
             if hide && c.depth < top {
                 continue;
@@ -1191,12 +1317,12 @@ impl<'a> Builder<'a> {
                 break;
             }
         }
-        if block(&e.name) {
+        if e.f & F_BLOCK != 0 {
             for c in &mut self.captures {
                 c.buf.push(' ');
             }
         }
-        if formatting(&e.name) {
+        if e.f & F_FORMATTING != 0 {
             for f in self.fmt.iter_mut().rev() {
                 if let Fmt::El { id, on_stack, .. } = f
                     && *id == e.id
@@ -1359,7 +1485,7 @@ impl<'a> Builder<'a> {
                         self.pop_until(&|x| x == n);
                         break;
                     }
-                    if special(n) && !matches!(n, "address" | "div" | "p") {
+                    if self.stack[i].f & F_SPECIAL != 0 && !matches!(n, "address" | "div" | "p") {
                         break;
                     }
                 }
@@ -1727,7 +1853,7 @@ impl<'a> Builder<'a> {
             if e.id == id {
                 return true;
             }
-            if SCOPE.contains(&&*e.name) {
+            if e.f & F_SCOPE != 0 {
                 return false;
             }
         }
@@ -1743,7 +1869,7 @@ impl<'a> Builder<'a> {
                 }
                 return;
             }
-            if special(&self.stack[i].name) {
+            if self.stack[i].f & F_SPECIAL != 0 {
                 return;
             }
         }
@@ -1779,7 +1905,7 @@ impl<'a> Builder<'a> {
         let Some(si) = self.stack.iter().rposition(|e| e.id == id) else {
             return GO;
         };
-        if self.stack[si + 1..].iter().any(|e| special(&e.name)) {
+        if self.stack[si + 1..].iter().any(|e| e.f & F_SPECIAL != 0) {
             return self.bail("misnested formatting element (adoption agency)");
         }
         while self.stack.len() > si {

@@ -1016,3 +1016,23 @@ pub fn token_trace_html5ever(text: &str) -> Vec<String> {
     t.flush();
     t.lines
 }
+
+/// Bench hook: tokenizes `text` into a sink that counts the tokens and
+/// keeps nothing (with the raw-text feedback of the tree builder): the
+/// floor of the streaming extractor.
+#[doc(hidden)]
+pub fn token_count(text: &str) -> Result<usize, &'static str> {
+    struct Count(usize);
+    impl Sink for Count {
+        fn token(&mut self, tok: Tok<'_>, _pos: usize) -> Flow {
+            self.0 += 1;
+            match &tok {
+                Tok::Tag(t) if !t.end => feedback(&t.name),
+                _ => Flow::Go,
+            }
+        }
+    }
+    let mut c = Count(0);
+    tokenize(text, &mut c).map_err(|g| g.0)?;
+    Ok(c.0)
+}
