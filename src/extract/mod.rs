@@ -15,7 +15,7 @@ mod normalize;
 mod reading;
 mod simple;
 mod stream;
-mod tokens;
+pub(crate) mod tokens;
 #[doc(hidden)]
 pub use tokens::{token_count, token_trace, token_trace_html5ever};
 
