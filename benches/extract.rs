@@ -9,7 +9,7 @@
 //!
 //! Wall-clock figures are noisy on a shared 2-core machine, so the same
 //! workloads also run alone, once over the 16+16 pages, for instruction
-//! counts: `PW_ONLY=parse|tokenize|extract|text|dom|domtext cargo bench --bench extract` (no
+//! counts: `PW_ONLY=parse|tokenize|fasttok|extract|text|dom|domtext cargo bench --bench extract` (no
 //! criterion; wrap the binary in `perf stat -e instructions:u` or
 //! `valgrind --tool=callgrind`). `PW_REPEAT` repeats the pass (default 1).
 
@@ -93,6 +93,13 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
+        g.bench_function("bare tokenize (byte-level tokenizer, no sink)", |b| {
+            b.iter(|| {
+                for p in &pages {
+                    black_box(pivotwatch::extract::token_count(black_box(p)).expect("tokenizes"));
+                }
+            })
+        });
         g.bench_function("DOM path: parse + extract (watchlist spec)", |b| {
             b.iter(|| {
                 for p in &pages {
@@ -148,7 +155,7 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// `PW_ONLY=parse|tokenize|extract|text|dom|domtext|prescan|render`: one workload over every page, no
+/// `PW_ONLY=parse|tokenize|fasttok|extract|text|dom|domtext|prescan|render`: one workload over every page, no
 /// criterion; `PW_ONLY=sizes` prints the page size range of 1000 pages.
 fn only(what: &str) {
     if what == "sizes" {
@@ -200,6 +207,11 @@ fn only(what: &str) {
                         );
                     }
                     "tokenize" => tokenize(black_box(p)),
+                    "fasttok" => {
+                        black_box(
+                            pivotwatch::extract::token_count(black_box(p)).expect("tokenizes"),
+                        );
+                    }
                     "text" => {
                         black_box(
                             extract_html(&plain, black_box(p), &base, &wall()).expect("extracts"),
@@ -215,7 +227,7 @@ fn only(what: &str) {
                     "render" => {}
                     other => {
                         panic!(
-                            "PW_ONLY={other}: parse, tokenize, extract, text, dom, domtext, prescan, render or sizes"
+                            "PW_ONLY={other}: parse, tokenize, fasttok, extract, text, dom, domtext, prescan, render or sizes"
                         )
                     }
                 }

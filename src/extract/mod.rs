@@ -15,6 +15,9 @@ mod normalize;
 mod reading;
 mod simple;
 mod stream;
+pub(crate) mod tokens;
+#[doc(hidden)]
+pub use tokens::{token_count, token_trace, token_trace_html5ever};
 
 use std::collections::BTreeMap;
 

@@ -91,6 +91,24 @@ impl Simple {
         Some(Simple { alts })
     }
 
+    /// Calls `f` with each attribute name the selector tests (`id` for
+    /// `#id`, `class` for `.class`).
+    pub(crate) fn attr_names(&self, f: &mut dyn FnMut(&str)) {
+        for c in &self.alts {
+            for p in &c.parts {
+                if !p.ids.is_empty() {
+                    f("id");
+                }
+                if !p.classes.is_empty() {
+                    f("class");
+                }
+                for a in &p.attrs {
+                    f(&a.name);
+                }
+            }
+        }
+    }
+
     /// Whether `path[path.len() - 1]` matches, `path` being it and its
     /// ancestors, root first.
     pub(crate) fn matches<E: El>(&self, path: &[E]) -> bool {

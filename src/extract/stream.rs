@@ -1,7 +1,14 @@
-//! DOM-free extraction: html5ever's tokenizer, the tree builder's rules
-//! for well-formed-enough pages re-enacted on a stack of open elements,
-//! and the selectors of [`super::simple`] matched as each element opens.
+//! DOM-free extraction: a tokenizer, the tree builder's rules for
+//! well-formed-enough pages re-enacted on a stack of open elements, and
+//! the selectors of [`super::simple`] matched as each element opens.
 //! Nothing is built for the parts of a page that no selector reads.
+//!
+//! The tokenizer is the byte-level one of [`super::tokens`]; a page it
+//! gives up on ([`tokens::GiveUp`]: NUL bytes, `<!--` in a script, a
+//! BOM inside the page) is read again from the start by html5ever's
+//! tokenizer through a thin adapter ([`Sink`]). Both feed the same
+//! [`Builder`] the same [`Tok`]s, and both look at the clock every
+//! [`limits::SLICE`] bytes.
 //!
 //! The rules re-enacted are those of the insertion modes before the body,
 //! "in body", "in table", "in table body", "in row" and "in cell":
@@ -22,15 +29,18 @@
 //! **Architecture Invariant:** for every page, [`extract`] returns
 //! exactly what the DOM path returns, or `Fallback`.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
+use html5ever::TokenizerResult;
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
-    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
-use html5ever::{Attribute, LocalName, TokenizerResult};
 use url::Url;
+
+use super::tokens::{self, Attr, Flow, Tag, Tok};
 
 use super::limits::{self, HtmlLimits};
 use super::reading::{Raw, Read};
@@ -45,6 +55,9 @@ pub struct Plan {
     row: Option<Simple>,
     columns: Vec<Simple>,
     next: Option<Simple>,
+    /// The attributes the selectors test or the fields read: the only
+    /// ones kept on the stack.
+    attrs: Vec<String>,
 }
 
 impl Plan {
@@ -67,11 +80,32 @@ impl Plan {
             .as_ref()
             .map(|f| one(&f.source))
             .transpose()?;
+        let mut attrs: Vec<String> = Vec::new();
+        let mut want = |a: &str| {
+            if !attrs.iter().any(|x| x == a) {
+                attrs.push(a.to_string());
+            }
+        };
+        for sel in fields.iter().chain(&row).chain(&columns).chain(&next) {
+            sel.attr_names(&mut want);
+        }
+        for (_, f) in &spec.fields {
+            f.attr.as_deref().map(&mut want);
+        }
+        if let Some(items) = &spec.items {
+            for (_, f) in &items.columns {
+                f.attr.as_deref().map(&mut want);
+            }
+        }
+        if let Some(a) = spec.next_page.as_ref().and_then(|f| f.attr.as_deref()) {
+            want(a);
+        }
         Ok(Plan {
             fields,
             row,
             columns,
             next,
+            attrs,
         })
     }
 }
@@ -85,9 +119,79 @@ pub(crate) enum Outcome {
     Fallback(&'static str),
 }
 
-/// Reads one page: pre-scan (the same refusals as the DOM path), then
-/// the tokenizer fed in slices under the same time bound.
+/// Reads one page (the pre-scan has let it through): the byte-level
+/// tokenizer of [`super::tokens`] first; a page it gives up on goes
+/// through html5ever's tokenizer, fed in slices under the same time
+/// bound. Both feed the same [`Builder`].
 pub(crate) fn extract(
+    plan: &Plan,
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    lim: &HtmlLimits,
+    elapsed: limits::Elapsed<'_>,
+) -> Result<Outcome, ExtractError> {
+    match extract_fast(plan, spec, text, base, lim, elapsed) {
+        Ok(done) => done,
+        Err(why) => {
+            tracing::trace!(
+                why = why.0,
+                "fast tokenizer gave up; html5ever tokenizes the page"
+            );
+            extract_html5ever(plan, spec, text, base, lim, elapsed)
+        }
+    }
+}
+
+/// The streaming path on the byte-level tokenizer only: `Err` when it
+/// gives the page up.
+pub(crate) fn extract_fast(
+    plan: &Plan,
+    spec: &HtmlSpec,
+    text: &str,
+    base: &Url,
+    lim: &HtmlLimits,
+    elapsed: limits::Elapsed<'_>,
+) -> Result<Result<Outcome, ExtractError>, tokens::GiveUp> {
+    let mut fast = Fast {
+        b: Builder::new(plan, spec, base, lim),
+        elapsed,
+        next_look: limits::SLICE,
+        total: text.len(),
+    };
+    tokens::tokenize(text, &mut fast)?;
+    Ok(fast.b.outcome())
+}
+
+/// The byte-level tokenizer's sink: the builder, and the clock looked
+/// at every [`limits::SLICE`] bytes.
+struct Fast<'a, 'e> {
+    b: Builder<'a>,
+    elapsed: limits::Elapsed<'e>,
+    next_look: usize,
+    total: usize,
+}
+
+impl tokens::Sink for Fast<'_, '_> {
+    fn token(&mut self, tok: Tok<'_>, pos: usize) -> Flow {
+        let flow = self.b.token(tok);
+        if pos >= self.next_look && pos < self.total {
+            if (self.elapsed)() > self.b.lim.parse_time {
+                self.b.error = Some(limits::out_of_time(self.b.lim, pos, self.total));
+            }
+            while self.next_look <= pos {
+                self.next_look += limits::SLICE;
+            }
+        }
+        if self.b.fallback.is_some() || self.b.error.is_some() {
+            return Flow::Stop;
+        }
+        flow
+    }
+}
+
+/// The streaming path on html5ever's tokenizer.
+pub(crate) fn extract_html5ever(
     plan: &Plan,
     spec: &HtmlSpec,
     text: &str,
@@ -126,17 +230,7 @@ pub(crate) fn extract(
         }
     }
     tok.end();
-    let b = tok.sink.b.into_inner();
-    if let Some(e) = b.error {
-        return Err(e);
-    }
-    if let Some(why) = b.fallback {
-        return Ok(Outcome::Fallback(why));
-    }
-    if b.elements > lim.max_elements {
-        return Err(limits::too_many(lim, b.elements));
-    }
-    Ok(Outcome::Done(b.finish()))
+    tok.sink.b.into_inner().outcome()
 }
 
 struct Sink<'a> {
@@ -151,14 +245,54 @@ impl TokenSink for Sink<'_> {
         if b.fallback.is_some() || b.error.is_some() {
             return TokenSinkResult::Continue;
         }
-        b.token(token)
+        let flow = match token {
+            Token::ParseError(_) => b.token(Tok::Error),
+            Token::DoctypeToken(d) => b.token(Tok::Doctype(tokens::Doctype {
+                name: d.name.map(|s| s.to_string()),
+                public_id: d.public_id.map(|s| s.to_string()),
+                system_id: d.system_id.map(|s| s.to_string()),
+                force_quirks: d.force_quirks,
+            })),
+            Token::CommentToken(c) => b.token(Tok::Comment(Cow::Borrowed(&c))),
+            Token::NullCharacterToken => b.token(Tok::Null),
+            Token::EOFToken => b.token(Tok::Eof),
+            Token::CharacterTokens(t) => b.token(Tok::Text(&t)),
+            Token::TagToken(t) => {
+                let attrs: Vec<Attr<'_>> = t
+                    .attrs
+                    .iter()
+                    .map(|a| Attr {
+                        name: Cow::Borrowed(&*a.name.local),
+                        value: Cow::Borrowed(&*a.value),
+                    })
+                    .collect();
+                b.token(Tok::Tag(Tag {
+                    end: t.kind == TagKind::EndTag,
+                    name: Cow::Borrowed(&*t.name),
+                    attrs: Cow::Owned(attrs),
+                    self_closing: t.self_closing,
+                }))
+            }
+        };
+        match flow {
+            Flow::Go | Flow::Stop => TokenSinkResult::Continue,
+            Flow::Rcdata => TokenSinkResult::RawData(RawKind::Rcdata),
+            Flow::Rawtext => TokenSinkResult::RawData(RawKind::Rawtext),
+            Flow::Script => TokenSinkResult::RawData(RawKind::ScriptData),
+            Flow::Plaintext => TokenSinkResult::Plaintext,
+        }
     }
 }
 
-/// One open element.
+/// One open element: its name (interned when known) and the attributes
+/// the plan reads.
 struct Open {
-    name: LocalName,
-    attrs: Vec<Attribute>,
+    name: Cow<'static, str>,
+    /// The name's index in [`KNOWN`] ([`OTHER`] when it is not there).
+    k: u16,
+    /// The name's `F_*` flags.
+    f: u16,
+    attrs: Vec<(Box<str>, Box<str>)>,
     id: u64,
 }
 
@@ -167,10 +301,7 @@ impl El for Open {
         &self.name
     }
     fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|a| &*a.name.local == name)
-            .map(|a| &*a.value)
+        self.attrs.iter().find(|a| &*a.0 == name).map(|a| &*a.1)
     }
 }
 
@@ -267,7 +398,7 @@ enum Fmt {
     Marker,
     El {
         id: u64,
-        name: LocalName,
+        name: Cow<'static, str>,
         on_stack: bool,
     },
 }
@@ -436,18 +567,263 @@ fn implied_end(n: &str) -> bool {
     )
 }
 
-fn tag(name: &str) -> Tag {
-    Tag {
-        kind: TagKind::StartTag,
-        name: LocalName::from(name),
-        self_closing: false,
-        attrs: Vec::new(),
-        had_duplicate_attributes: false,
+/// The names the builder and real pages use, sorted: an element's
+/// name is kept as one of these when it is one.
+const KNOWN: &[&str] = &[
+    "a",
+    "abbr",
+    "address",
+    "applet",
+    "area",
+    "article",
+    "aside",
+    "audio",
+    "b",
+    "base",
+    "basefont",
+    "bdi",
+    "bdo",
+    "bgsound",
+    "big",
+    "blockquote",
+    "body",
+    "br",
+    "button",
+    "canvas",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "data",
+    "datalist",
+    "dd",
+    "del",
+    "details",
+    "dfn",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "embed",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "font",
+    "footer",
+    "form",
+    "frame",
+    "frameset",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "i",
+    "iframe",
+    "image",
+    "img",
+    "input",
+    "ins",
+    "kbd",
+    "keygen",
+    "label",
+    "legend",
+    "li",
+    "link",
+    "listing",
+    "main",
+    "map",
+    "mark",
+    "marquee",
+    "math",
+    "menu",
+    "meta",
+    "meter",
+    "nav",
+    "nobr",
+    "noembed",
+    "noframes",
+    "noscript",
+    "object",
+    "ol",
+    "optgroup",
+    "option",
+    "output",
+    "p",
+    "param",
+    "picture",
+    "plaintext",
+    "pre",
+    "progress",
+    "q",
+    "rb",
+    "rp",
+    "rt",
+    "rtc",
+    "ruby",
+    "s",
+    "samp",
+    "script",
+    "search",
+    "section",
+    "select",
+    "slot",
+    "small",
+    "source",
+    "span",
+    "strike",
+    "strong",
+    "style",
+    "sub",
+    "summary",
+    "sup",
+    "svg",
+    "table",
+    "tbody",
+    "td",
+    "template",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "time",
+    "title",
+    "tr",
+    "track",
+    "tt",
+    "u",
+    "ul",
+    "var",
+    "video",
+    "wbr",
+    "xmp",
+];
+
+/// The index of a name not in [`KNOWN`].
+const OTHER: u16 = u16::MAX;
+
+// What the tree builder's rules ask of an element's name, computed once
+// per name from the lists below (the lists stay the one definition).
+const F_BLOCK: u16 = 1;
+const F_SPECIAL: u16 = 1 << 1;
+const F_FORMATTING: u16 = 1 << 2;
+const F_HIDDEN: u16 = 1 << 3;
+const F_SCOPE: u16 = 1 << 4;
+const F_IMPLIED: u16 = 1 << 5;
+const F_CELL: u16 = 1 << 6;
+const F_ROW: u16 = 1 << 7;
+const F_TBODY: u16 = 1 << 8;
+const F_TABLE: u16 = 1 << 9;
+const F_BODY_HTML: u16 = 1 << 10;
+const F_TABLE_SCOPE: u16 = 1 << 11;
+const F_BUTTON: u16 = 1 << 12;
+
+fn flags_of(n: &str) -> u16 {
+    let mut f = 0;
+    for (yes, bit) in [
+        (block(n), F_BLOCK),
+        (special(n), F_SPECIAL),
+        (formatting(n), F_FORMATTING),
+        (hidden(n), F_HIDDEN),
+        (SCOPE.contains(&n), F_SCOPE),
+        (implied_end(n), F_IMPLIED),
+        (matches!(n, "td" | "th"), F_CELL),
+        (n == "tr", F_ROW),
+        (matches!(n, "tbody" | "thead" | "tfoot"), F_TBODY),
+        (n == "table", F_TABLE),
+        (matches!(n, "body" | "html"), F_BODY_HTML),
+        (matches!(n, "html" | "table" | "template"), F_TABLE_SCOPE),
+        (n == "button", F_BUTTON),
+    ] {
+        if yes {
+            f |= bit;
+        }
+    }
+    f
+}
+
+/// A name of at most 16 bytes as one integer (names hold no NUL).
+fn pack(n: &[u8]) -> Option<u128> {
+    if n.is_empty() || n.len() > 16 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    b[..n.len()].copy_from_slice(n);
+    Some(u128::from_le_bytes(b))
+}
+
+struct Known {
+    /// Packed names, sorted, with their index in [`KNOWN`].
+    keys: Vec<(u128, u16)>,
+    flags: Vec<u16>,
+}
+
+fn known() -> &'static Known {
+    static K: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
+    K.get_or_init(|| {
+        let mut keys: Vec<(u128, u16)> = KNOWN
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((pack(n.as_bytes())?, i as u16)))
+            .collect();
+        keys.sort_unstable();
+        Known {
+            keys,
+            flags: KNOWN.iter().map(|n| flags_of(n)).collect(),
+        }
+    })
+}
+
+/// A name's index in [`KNOWN`], or [`OTHER`].
+fn known_id(name: &str) -> u16 {
+    let Some(p) = pack(name.as_bytes()) else {
+        return OTHER;
+    };
+    let k = known();
+    match k.keys.binary_search_by_key(&p, |e| e.0) {
+        Ok(i) => k.keys[i].1,
+        Err(_) => OTHER,
     }
 }
 
-type Res = TokenSinkResult<()>;
-const GO: Res = TokenSinkResult::Continue;
+/// A name as kept on the stack: interned, its index and its flags.
+fn intern(name: &str) -> (Cow<'static, str>, u16, u16) {
+    match known_id(name) {
+        OTHER => (Cow::Owned(name.to_string()), OTHER, flags_of(name)),
+        k => (
+            Cow::Borrowed(KNOWN[k as usize]),
+            k,
+            known().flags[k as usize],
+        ),
+    }
+}
+
+impl Open {
+    fn is(&self, name: &str, k: u16) -> bool {
+        if k == OTHER {
+            &*self.name == name
+        } else {
+            self.k == k
+        }
+    }
+}
+
+fn tag(name: &'static str) -> Tag<'static> {
+    Tag::start(name)
+}
+
+type Res = Flow;
+const GO: Res = Flow::Go;
 
 impl<'a> Builder<'a> {
     fn new(plan: &'a Plan, spec: &'a HtmlSpec, base: &'a Url, lim: &'a HtmlLimits) -> Self {
@@ -495,11 +871,11 @@ impl<'a> Builder<'a> {
         self.stack.last().map(|e| &*e.name).unwrap_or("")
     }
 
-    fn token(&mut self, token: Token) -> Res {
+    fn token(&mut self, token: Tok<'_>) -> Res {
         let ignore_lf = std::mem::take(&mut self.ignore_lf);
         match token {
-            Token::ParseError(_) => GO,
-            Token::DoctypeToken(d) => {
+            Tok::Error => GO,
+            Tok::Doctype(d) => {
                 if !self.seen_doctype_or_content {
                     self.seen_doctype_or_content = true;
                     let html = d.name.as_deref() == Some("html");
@@ -517,8 +893,8 @@ impl<'a> Builder<'a> {
                 }
                 GO
             }
-            Token::CommentToken(_) => GO,
-            Token::NullCharacterToken => {
+            Tok::Comment(_) => GO,
+            Tok::Null => {
                 if self.text_mode {
                     // The tokenizer turns NUL into U+FFFD in raw text.
                     return GO;
@@ -528,7 +904,7 @@ impl<'a> Builder<'a> {
                 }
                 GO
             }
-            Token::EOFToken => {
+            Tok::Eof => {
                 self.first_content();
                 // The tree builder creates what is missing up to `body`.
                 if self.phase == Phase::BeforeHtml {
@@ -552,32 +928,31 @@ impl<'a> Builder<'a> {
                 }
                 GO
             }
-            Token::CharacterTokens(mut t) => {
-                if ignore_lf && t.starts_with('\n') {
-                    t.pop_front(1);
-                }
+            Tok::Text(t) => {
+                let t = if ignore_lf {
+                    t.strip_prefix('\n').unwrap_or(t)
+                } else {
+                    t
+                };
                 if t.is_empty() {
                     return GO;
                 }
                 if self.text_mode {
-                    self.text(&t);
+                    self.text(t);
                     return GO;
                 }
-                self.chars(&t)
+                self.chars(t)
             }
-            Token::TagToken(t) => {
+            Tok::Tag(t) => {
                 if self.text_mode {
-                    if t.kind == TagKind::EndTag {
+                    if t.end {
                         self.text_mode = false;
                         self.pop();
                     }
                     return GO;
                 }
                 self.first_content();
-                match t.kind {
-                    TagKind::StartTag => self.start(t),
-                    TagKind::EndTag => self.end(t),
-                }
+                if t.end { self.end(t) } else { self.start(t) }
             }
         }
     }
@@ -646,15 +1021,22 @@ impl<'a> Builder<'a> {
 
     /// The insertion mode the stack implies (html5ever's reset).
     fn mode(&self) -> Mode {
+        const ANY: u16 = F_CELL | F_ROW | F_TBODY | F_TABLE | F_BODY_HTML;
         for e in self.stack.iter().rev() {
-            match &*e.name {
-                "td" | "th" => return Mode::Cell,
-                "tr" => return Mode::Row,
-                "tbody" | "thead" | "tfoot" => return Mode::TableBody,
-                "table" => return Mode::Table,
-                "body" | "html" => return Mode::Body,
-                _ => {}
+            if e.f & ANY == 0 {
+                continue;
             }
+            return if e.f & F_CELL != 0 {
+                Mode::Cell
+            } else if e.f & F_ROW != 0 {
+                Mode::Row
+            } else if e.f & F_TBODY != 0 {
+                Mode::TableBody
+            } else if e.f & F_TABLE != 0 {
+                Mode::Table
+            } else {
+                Mode::Body
+            };
         }
         Mode::Body
     }
@@ -664,7 +1046,22 @@ impl<'a> Builder<'a> {
             if target(&e.name) {
                 return true;
             }
-            if SCOPE.contains(&&*e.name) || extra.contains(&&*e.name) {
+            if e.f & F_SCOPE != 0 || extra.contains(&&*e.name) {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Whether an element named `name` is open above the first element
+    /// with one of the `stop` flags.
+    fn scope_hit(&self, name: &str, stop: u16) -> bool {
+        let k = known_id(name);
+        for e in self.stack.iter().rev() {
+            if e.is(name, k) {
+                return true;
+            }
+            if e.f & stop != 0 {
                 return false;
             }
         }
@@ -672,27 +1069,22 @@ impl<'a> Builder<'a> {
     }
 
     fn in_scope(&self, name: &str) -> bool {
-        self.in_scope_with(&|n| n == name, &[])
+        self.scope_hit(name, F_SCOPE)
     }
 
     fn in_button_scope(&self, name: &str) -> bool {
-        self.in_scope_with(&|n| n == name, &["button"])
+        self.scope_hit(name, F_SCOPE | F_BUTTON)
     }
 
     fn in_table_scope(&self, name: &str) -> bool {
-        for e in self.stack.iter().rev() {
-            if &*e.name == name {
-                return true;
-            }
-            if matches!(&*e.name, "html" | "table" | "template") {
-                return false;
-            }
-        }
-        false
+        self.scope_hit(name, F_TABLE_SCOPE)
     }
 
     fn generate_implied(&mut self, except: &str) {
-        while implied_end(self.cur()) && self.cur() != except {
+        while let Some(e) = self.stack.last() {
+            if e.f & F_IMPLIED == 0 || &*e.name == except {
+                break;
+            }
             self.pop();
         }
     }
@@ -768,19 +1160,29 @@ impl<'a> Builder<'a> {
     }
 
     /// Inserts an element as a child of the current node and opens it.
-    fn insert(&mut self, t: Tag) {
+    fn insert(&mut self, t: Tag<'_>) {
         self.elements += 1;
         let id = self.next_id;
         self.next_id += 1;
         let depth = self.stack.len();
-        if block(&t.name) {
+        let (name, k, f) = intern(&t.name);
+        if f & F_BLOCK != 0 {
             for c in &mut self.captures {
                 c.buf.push(' ');
             }
         }
+        let plan = self.plan;
+        let attrs = t
+            .attrs
+            .iter()
+            .filter(|a| plan.attrs.iter().any(|w| *w == a.name))
+            .map(|a| (Box::from(&*a.name), Box::from(&*a.value)))
+            .collect();
         self.stack.push(Open {
-            name: t.name,
-            attrs: t.attrs,
+            name,
+            k,
+            f,
+            attrs,
             id,
         });
         if self.stack.len() > self.lim.max_tree_depth {
@@ -790,15 +1192,15 @@ impl<'a> Builder<'a> {
         self.matches(depth);
     }
 
-    fn insert_void(&mut self, t: Tag) {
+    fn insert_void(&mut self, t: Tag<'_>) {
         self.insert(t);
         self.pop();
     }
 
-    fn insert_raw(&mut self, t: Tag, kind: RawKind) -> Res {
+    fn insert_raw(&mut self, t: Tag<'_>, kind: Flow) -> Res {
         self.insert(t);
         self.text_mode = true;
-        TokenSinkResult::RawData(kind)
+        kind
     }
 
     fn matches(&mut self, depth: usize) {
@@ -889,7 +1291,7 @@ impl<'a> Builder<'a> {
 
     fn text(&mut self, t: &str) {
         let top = self.stack.len().saturating_sub(1);
-        let hide = hidden(self.cur());
+        let hide = self.stack.last().is_some_and(|e| e.f & F_HIDDEN != 0);
         for c in &mut self.captures {
             if hide && c.depth < top {
                 continue;
@@ -915,12 +1317,12 @@ impl<'a> Builder<'a> {
                 break;
             }
         }
-        if block(&e.name) {
+        if e.f & F_BLOCK != 0 {
             for c in &mut self.captures {
                 c.buf.push(' ');
             }
         }
-        if formatting(&e.name) {
+        if e.f & F_FORMATTING != 0 {
             for f in self.fmt.iter_mut().rev() {
                 if let Fmt::El { id, on_stack, .. } = f
                     && *id == e.id
@@ -932,7 +1334,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start(&mut self, mut t: Tag) -> Res {
+    fn start(&mut self, mut t: Tag<'_>) -> Res {
         loop {
             match self.phase {
                 Phase::BeforeHtml => {
@@ -987,7 +1389,7 @@ impl<'a> Builder<'a> {
                 },
                 Phase::Body => {
                     if &*t.name == "image" {
-                        t.name = LocalName::from("img");
+                        t.name = Cow::Borrowed("img");
                     }
                     return match self.mode() {
                         Mode::Body => self.start_body(t),
@@ -1001,7 +1403,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn html_attrs(&mut self, t: &Tag) -> Res {
+    fn html_attrs(&mut self, t: &Tag<'_>) -> Res {
         if t.attrs.is_empty() {
             GO
         } else {
@@ -1011,11 +1413,11 @@ impl<'a> Builder<'a> {
 
     /// The "in head" rules for the elements that may also appear in the
     /// body (inserted into the current node).
-    fn head_element(&mut self, t: Tag) -> Res {
+    fn head_element(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
-            "title" => self.insert_raw(t, RawKind::Rcdata),
-            "noscript" | "noframes" | "style" => self.insert_raw(t, RawKind::Rawtext),
-            "script" => self.insert_raw(t, RawKind::ScriptData),
+            "title" => self.insert_raw(t, Flow::Rcdata),
+            "noscript" | "noframes" | "style" => self.insert_raw(t, Flow::Rawtext),
+            "script" => self.insert_raw(t, Flow::Script),
             "template" => self.bail("template"),
             _ => {
                 self.insert_void(t);
@@ -1024,7 +1426,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_body(&mut self, t: Tag) -> Res {
+    fn start_body(&mut self, t: Tag<'_>) -> Res {
         let name = t.name.clone();
         match &*name {
             "html" => self.html_attrs(&t),
@@ -1083,7 +1485,7 @@ impl<'a> Builder<'a> {
                         self.pop_until(&|x| x == n);
                         break;
                     }
-                    if special(n) && !matches!(n, "address" | "div" | "p") {
+                    if self.stack[i].f & F_SPECIAL != 0 && !matches!(n, "address" | "div" | "p") {
                         break;
                     }
                 }
@@ -1173,16 +1575,16 @@ impl<'a> Builder<'a> {
             }
             "textarea" => {
                 self.ignore_lf = true;
-                self.insert_raw(t, RawKind::Rcdata)
+                self.insert_raw(t, Flow::Rcdata)
             }
             "xmp" => {
                 self.close_p();
                 if !self.reconstruct() {
                     return GO;
                 }
-                self.insert_raw(t, RawKind::Rawtext)
+                self.insert_raw(t, Flow::Rawtext)
             }
-            "iframe" | "noembed" | "noscript" => self.insert_raw(t, RawKind::Rawtext),
+            "iframe" | "noembed" | "noscript" => self.insert_raw(t, Flow::Rawtext),
             "select" => self.bail("select"),
             "optgroup" | "option" => {
                 if self.cur() == "option" {
@@ -1208,7 +1610,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_table(&mut self, t: Tag) -> Res {
+    fn start_table(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "caption" | "colgroup" | "col" => self.bail("caption or column group"),
             "tbody" | "tfoot" | "thead" => {
@@ -1231,10 +1633,8 @@ impl<'a> Builder<'a> {
             "style" | "script" | "template" => self.head_element(t),
             "input" => {
                 let hidden = t
-                    .attrs
-                    .iter()
-                    .find(|a| &*a.name.local == "type")
-                    .is_some_and(|a| a.value.eq_ignore_ascii_case("hidden"));
+                    .attr("type")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("hidden"));
                 if hidden {
                     self.insert_void(t);
                     GO
@@ -1252,7 +1652,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_table_body(&mut self, t: Tag) -> Res {
+    fn start_table_body(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "tr" => {
                 self.clear_to(&["tbody", "tfoot", "thead", "template", "html"]);
@@ -1279,7 +1679,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_row(&mut self, t: Tag) -> Res {
+    fn start_row(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "th" | "td" => {
                 self.clear_to(&["tr", "template", "html"]);
@@ -1299,7 +1699,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn start_cell(&mut self, t: Tag) -> Res {
+    fn start_cell(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "caption" | "col" | "colgroup" | "tbody" | "td" | "tfoot" | "th" | "thead" | "tr" => {
                 if !(self.in_table_scope("td") || self.in_table_scope("th")) {
@@ -1318,7 +1718,7 @@ impl<'a> Builder<'a> {
         self.clear_fmt_to_marker();
     }
 
-    fn end(&mut self, t: Tag) -> Res {
+    fn end(&mut self, t: Tag<'_>) -> Res {
         match self.phase {
             Phase::BeforeHtml => {
                 if !matches!(&*t.name, "head" | "body" | "html" | "br") {
@@ -1367,7 +1767,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_body(&mut self, t: Tag) -> Res {
+    fn end_body(&mut self, t: Tag<'_>) -> Res {
         let name = t.name.clone();
         let n = &*name;
         match n {
@@ -1453,7 +1853,7 @@ impl<'a> Builder<'a> {
             if e.id == id {
                 return true;
             }
-            if SCOPE.contains(&&*e.name) {
+            if e.f & F_SCOPE != 0 {
                 return false;
             }
         }
@@ -1469,7 +1869,7 @@ impl<'a> Builder<'a> {
                 }
                 return;
             }
-            if special(&self.stack[i].name) {
+            if self.stack[i].f & F_SPECIAL != 0 {
                 return;
             }
         }
@@ -1505,7 +1905,7 @@ impl<'a> Builder<'a> {
         let Some(si) = self.stack.iter().rposition(|e| e.id == id) else {
             return GO;
         };
-        if self.stack[si + 1..].iter().any(|e| special(&e.name)) {
+        if self.stack[si + 1..].iter().any(|e| e.f & F_SPECIAL != 0) {
             return self.bail("misnested formatting element (adoption agency)");
         }
         while self.stack.len() > si {
@@ -1521,7 +1921,7 @@ impl<'a> Builder<'a> {
         GO
     }
 
-    fn end_table(&mut self, t: Tag) -> Res {
+    fn end_table(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "table" => {
                 if self.in_table_scope("table") {
@@ -1535,7 +1935,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_table_body(&mut self, t: Tag) -> Res {
+    fn end_table_body(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "tbody" | "tfoot" | "thead" => {
                 if self.in_table_scope(&t.name) {
@@ -1560,7 +1960,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_row(&mut self, t: Tag) -> Res {
+    fn end_row(&mut self, t: Tag<'_>) -> Res {
         match &*t.name {
             "tr" => {
                 if self.in_table_scope("tr") {
@@ -1590,7 +1990,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn end_cell(&mut self, t: Tag) -> Res {
+    fn end_cell(&mut self, t: Tag<'_>) -> Res {
         let name = t.name.clone();
         match &*name {
             "td" | "th" => {
@@ -1611,6 +2011,20 @@ impl<'a> Builder<'a> {
             }
             _ => self.end_body(t),
         }
+    }
+
+    /// What the page came to once the tokens are all in.
+    fn outcome(self) -> Result<Outcome, ExtractError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(why) = self.fallback {
+            return Ok(Outcome::Fallback(why));
+        }
+        if self.elements > self.lim.max_elements {
+            return Err(limits::too_many(self.lim, self.elements));
+        }
+        Ok(Outcome::Done(self.finish()))
     }
 
     fn finish(self) -> Raw {

@@ -1,5 +1,6 @@
-//! One HTML page as text blocks, with no DOM and no selectors: html5ever's
-//! tokenizer alone (no tree builder), a stack of open elements kept only
+//! One HTML page as text blocks, with no DOM and no selectors: the
+//! streaming extractor's byte-level tokenizer (`extract::tokens`; html5ever's
+//! for a page it gives up on) alone (no tree builder), a stack of open elements kept only
 //! to know which region a text sits in (navigation, footer, a partners
 //! logo strip, a table row), plus the title, meta description, image alt
 //! texts, links, `rel=canonical`, JSON-LD `Product`/`Offer` objects and
@@ -7,6 +8,7 @@
 //!
 //! **Architecture Invariant:** pure: text in, blocks out.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use html5ever::TokenizerResult;
@@ -15,6 +17,8 @@ use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
     BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
+
+use crate::extract::tokens::{self, Attr, Flow, Tag, Tok};
 
 /// Where on the page a text block sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -519,78 +523,124 @@ pub(crate) fn collapse(s: &str) -> String {
     out
 }
 
+impl State {
+    /// One token, from either tokenizer; the raw-text state it asks for.
+    fn token(&mut self, tok: Tok<'_>) -> Flow {
+        match tok {
+            Tok::Tag(tag) => {
+                let name: &str = &tag.name;
+                if tag.end {
+                    if name == "script" {
+                        self.end_script();
+                    } else {
+                        self.end(name);
+                    }
+                    return Flow::Go;
+                }
+                if name == "script" {
+                    self.out.scripts += 1;
+                    let ty = tag
+                        .attr("type")
+                        .map(|v| v.to_ascii_lowercase())
+                        .unwrap_or_default();
+                    self.script = Some(if ty == "application/ld+json" {
+                        ScriptKind::JsonLd
+                    } else if ty.contains("json") {
+                        ScriptKind::Json
+                    } else {
+                        ScriptKind::Other
+                    });
+                    return Flow::Script;
+                }
+                let attrs: Vec<(String, String)> = tag
+                    .attrs
+                    .iter()
+                    .map(|a| (a.name.to_string(), a.value.to_string()))
+                    .collect();
+                self.start(name, &attrs, tag.self_closing);
+                match name {
+                    "style" => Flow::Rawtext,
+                    "title" | "textarea" => Flow::Rcdata,
+                    _ => Flow::Go,
+                }
+            }
+            Tok::Text(t) => {
+                if self.script.is_some() {
+                    if self.script_text.len() < 2 * 1024 * 1024 {
+                        self.script_text.push_str(t);
+                    }
+                } else if self.in_title {
+                    self.title.push_str(t);
+                } else if !self.in_style {
+                    self.text.push_str(t);
+                }
+                Flow::Go
+            }
+            Tok::Eof => {
+                self.flush();
+                Flow::Go
+            }
+            Tok::Comment(_) | Tok::Doctype(_) | Tok::Error | Tok::Null => Flow::Go,
+        }
+    }
+}
+
+impl tokens::Sink for State {
+    fn token(&mut self, tok: Tok<'_>, _pos: usize) -> Flow {
+        State::token(self, tok)
+    }
+}
+
+/// html5ever's tokens for the pages the byte-level tokenizer gives up.
 impl TokenSink for Sink {
     type Handle = ();
 
     fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
         let mut st = self.0.borrow_mut();
-        match token {
+        let flow = match token {
             Token::TagToken(tag) => {
-                let name = tag.name.to_string();
-                match tag.kind {
-                    TagKind::StartTag => {
-                        let attrs: Vec<(String, String)> = tag
-                            .attrs
-                            .iter()
-                            .map(|a| (a.name.local.to_string(), a.value.to_string()))
-                            .collect();
-                        match name.as_str() {
-                            "script" => {
-                                st.out.scripts += 1;
-                                let ty = attrs
-                                    .iter()
-                                    .find(|(n, _)| n == "type")
-                                    .map(|(_, v)| v.to_ascii_lowercase())
-                                    .unwrap_or_default();
-                                st.script = Some(if ty == "application/ld+json" {
-                                    ScriptKind::JsonLd
-                                } else if ty.contains("json") {
-                                    ScriptKind::Json
-                                } else {
-                                    ScriptKind::Other
-                                });
-                                return TokenSinkResult::RawData(RawKind::ScriptData);
-                            }
-                            "style" => {
-                                st.start(&name, &attrs, tag.self_closing);
-                                return TokenSinkResult::RawData(RawKind::Rawtext);
-                            }
-                            "title" | "textarea" => {
-                                st.start(&name, &attrs, tag.self_closing);
-                                return TokenSinkResult::RawData(RawKind::Rcdata);
-                            }
-                            _ => st.start(&name, &attrs, tag.self_closing),
-                        }
-                    }
-                    TagKind::EndTag => {
-                        if name == "script" {
-                            st.end_script();
-                        } else {
-                            st.end(&name);
-                        }
-                    }
-                }
+                let attrs: Vec<Attr<'_>> = tag
+                    .attrs
+                    .iter()
+                    .map(|a| Attr {
+                        name: Cow::Borrowed(&*a.name.local),
+                        value: Cow::Borrowed(&*a.value),
+                    })
+                    .collect();
+                st.token(Tok::Tag(Tag {
+                    end: tag.kind == TagKind::EndTag,
+                    name: Cow::Borrowed(&*tag.name),
+                    attrs: Cow::Owned(attrs),
+                    self_closing: tag.self_closing,
+                }))
             }
-            Token::CharacterTokens(t) => {
-                if st.script.is_some() {
-                    if st.script_text.len() < 2 * 1024 * 1024 {
-                        st.script_text.push_str(&t);
-                    }
-                } else if st.in_title {
-                    st.title.push_str(&t);
-                } else if !st.in_style {
-                    st.text.push_str(&t);
-                }
-            }
-            Token::EOFToken => st.flush(),
-            _ => {}
+            Token::CharacterTokens(t) => st.token(Tok::Text(&t)),
+            Token::EOFToken => st.token(Tok::Eof),
+            _ => Flow::Go,
+        };
+        match flow {
+            Flow::Script => TokenSinkResult::RawData(RawKind::ScriptData),
+            Flow::Rawtext => TokenSinkResult::RawData(RawKind::Rawtext),
+            Flow::Rcdata => TokenSinkResult::RawData(RawKind::Rcdata),
+            Flow::Plaintext => TokenSinkResult::Plaintext,
+            Flow::Go | Flow::Stop => TokenSinkResult::Continue,
         }
-        TokenSinkResult::Continue
     }
 }
 
-/// Scans one HTML page.
+/// Scans one HTML page: the streaming extractor's byte-level tokenizer,
+/// html5ever's for a page it gives up on (the same tokens either way).
 pub(crate) fn scan_html(html: &str) -> Scanned {
+    let mut st = State::default();
+    if tokens::tokenize(html, &mut st).is_ok() {
+        st.flush();
+        return st.out;
+    }
+    scan_html5ever(html)
+}
+
+/// [`scan_html`] on html5ever's tokenizer.
+pub(crate) fn scan_html5ever(html: &str) -> Scanned {
     let tok = Tokenizer::new(
         Sink(RefCell::new(State::default())),
         TokenizerOpts::default(),
@@ -628,6 +678,49 @@ pub(crate) fn scan_text(text: &str) -> Scanned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both tokenizers give the scan the same page: over pieces of real
+    /// shop pages and the odd constructs (entities, comments, raw text,
+    /// JSON-LD, CR, unclosed tags), in seeded combinations.
+    #[test]
+    fn the_byte_level_tokenizer_scans_as_html5ever_does() {
+        const PIECES: &[&str] = &[
+            "<html><head><title>Shop &amp; Co</title>",
+            "<meta name=\"description\" content=\"Chips &lt;fast&gt;\">",
+            "<link rel=canonical href='/p/1'>",
+            "<script type=\"application/ld+json\">{\"@type\":\"Product\",\"name\":\"DSP\",\"mpn\":\"TMS320\"}</script>",
+            "<script>var s = '</scr' + 'ipt>'; if (a<b) {}</script>",
+            "<style>p > b { color: red }</style>",
+            "<nav class=menu><a href=\"/a?x=1&amp;y=2\">Intel</a></nav>",
+            "<table><tr><td>LM317<td>1.20 &euro;</tr></table>",
+            "<footer>&copy 2026 Partners: <img alt=\"Acme\" src=a.png></footer>",
+            "<!-- <p>hidden</p> -->",
+            "<!DOCTYPE html>",
+            "<p>unclosed <b>bold",
+            "\r\n<P CLASS=Partners>Logo strip</P>\r",
+            "<textarea>a &amp; <b></textarea>",
+            "&notin; &#x41; &#128; &amp",
+            "<div class=\"product\"><h2>Name</h2><span class=price>9.99</span></div>",
+            "<script>x<!-- y --></script>",
+            "</>",
+            "<?xml x?>",
+        ];
+        let mut seed = 7u64;
+        for n in 0..300 {
+            let mut page = String::new();
+            for _ in 0..1 + n % 12 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                page.push_str(PIECES[(seed >> 33) as usize % PIECES.len()]);
+            }
+            assert_eq!(
+                format!("{:?}", scan_html(&page)),
+                format!("{:?}", scan_html5ever(&page)),
+                "{page}"
+            );
+        }
+    }
 
     #[test]
     fn regions_links_json_ld_and_scripts() {

@@ -28,3 +28,4 @@ mod store_integrity;
 mod store_upgrade;
 mod stream_equal;
 mod tidy;
+mod tokens_equal;

@@ -7,7 +7,7 @@
 //! handled by it (a test that streamed nothing would prove nothing).
 
 #[path = "../../benches/scale/pages.rs"]
-mod pages;
+pub(crate) mod pages;
 
 use pivotwatch::config::{Config, LoadOptions};
 use pivotwatch::extract::{
@@ -16,7 +16,7 @@ use pivotwatch::extract::{
 };
 use url::Url;
 
-fn load(watchlist: &str) -> Vec<HtmlSpec> {
+pub(crate) fn load(watchlist: &str) -> Vec<HtmlSpec> {
     let dir = tempfile::tempdir().expect("tempdir");
     let wl = dir.path().join("watchlists");
     std::fs::create_dir_all(&wl).expect("mkdir");
@@ -40,7 +40,7 @@ fn load(watchlist: &str) -> Vec<HtmlSpec> {
 }
 
 /// Both paths on one page; whether the streaming path handled it.
-fn same(spec: &HtmlSpec, page: &str, what: &str) -> bool {
+pub(crate) fn same(spec: &HtmlSpec, page: &str, what: &str) -> bool {
     let base = Url::parse("http://127.0.0.1:9/x/page.html").expect("url");
     let dom = extract_html_dom(spec, page, &base, &no_time);
     let stream = extract_html_stream(spec, page, &base, &no_time);
@@ -128,7 +128,7 @@ fn demo_pages_extract_the_same() {
 
 /// The specs the generated pages are read with: fields (text, attribute,
 /// `all`), rows with columns, a next-page link; and one that needs the DOM.
-const GENERATED: &str = r#"[watchlist]
+pub(crate) const GENERATED: &str = r#"[watchlist]
 name = "gen"
 [[entity]]
 id = "g"
@@ -354,7 +354,7 @@ fn gen_table(r: &mut Rng, depth: usize, out: &mut String) {
     out.push_str("</table>");
 }
 
-fn generate(seed: u64) -> String {
+pub(crate) fn generate(seed: u64) -> String {
     let mut r = Rng(seed);
     let mut out = String::new();
     match r.below(4) {
