@@ -34,13 +34,12 @@ use std::cell::RefCell;
 
 use html5ever::TokenizerResult;
 use html5ever::tendril::StrTendril;
-use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
-    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+    BufferQueue, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
 use url::Url;
 
-use super::tokens::{self, Attr, Flow, Tag, Tok};
+use super::tokens::{self, Flow, Tag, Tok};
 
 use super::limits::{self, HtmlLimits};
 use super::reading::{Raw, Read};
@@ -245,42 +244,8 @@ impl TokenSink for Sink<'_> {
         if b.fallback.is_some() || b.error.is_some() {
             return TokenSinkResult::Continue;
         }
-        let flow = match token {
-            Token::ParseError(_) => b.token(Tok::Error),
-            Token::DoctypeToken(d) => b.token(Tok::Doctype(tokens::Doctype {
-                name: d.name.map(|s| s.to_string()),
-                public_id: d.public_id.map(|s| s.to_string()),
-                system_id: d.system_id.map(|s| s.to_string()),
-                force_quirks: d.force_quirks,
-            })),
-            Token::CommentToken(c) => b.token(Tok::Comment(Cow::Borrowed(&c))),
-            Token::NullCharacterToken => b.token(Tok::Null),
-            Token::EOFToken => b.token(Tok::Eof),
-            Token::CharacterTokens(t) => b.token(Tok::Text(&t)),
-            Token::TagToken(t) => {
-                let attrs: Vec<Attr<'_>> = t
-                    .attrs
-                    .iter()
-                    .map(|a| Attr {
-                        name: Cow::Borrowed(&*a.name.local),
-                        value: Cow::Borrowed(&*a.value),
-                    })
-                    .collect();
-                b.token(Tok::Tag(Tag {
-                    end: t.kind == TagKind::EndTag,
-                    name: Cow::Borrowed(&*t.name),
-                    attrs: Cow::Owned(attrs),
-                    self_closing: t.self_closing,
-                }))
-            }
-        };
-        match flow {
-            Flow::Go | Flow::Stop => TokenSinkResult::Continue,
-            Flow::Rcdata => TokenSinkResult::RawData(RawKind::Rcdata),
-            Flow::Rawtext => TokenSinkResult::RawData(RawKind::Rawtext),
-            Flow::Script => TokenSinkResult::RawData(RawKind::ScriptData),
-            Flow::Plaintext => TokenSinkResult::Plaintext,
-        }
+        let flow = tokens::from_html5ever(token, |t| b.token(t));
+        tokens::html5ever_result(flow)
     }
 }
 

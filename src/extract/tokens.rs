@@ -940,6 +940,57 @@ impl Sink for Trace {
     }
 }
 
+/// One of html5ever's tokens as a [`Tok`], for the pages this tokenizer gives up on: the
+/// sink `f` sees the same tokens either way.
+pub(crate) fn from_html5ever<R>(
+    token: html5ever::tokenizer::Token,
+    f: impl FnOnce(Tok<'_>) -> R,
+) -> R {
+    use html5ever::tokenizer::{TagKind, Token};
+    match token {
+        Token::ParseError(_) => f(Tok::Error),
+        Token::DoctypeToken(d) => f(Tok::Doctype(Doctype {
+            name: d.name.map(|s| s.to_string()),
+            public_id: d.public_id.map(|s| s.to_string()),
+            system_id: d.system_id.map(|s| s.to_string()),
+            force_quirks: d.force_quirks,
+        })),
+        Token::CommentToken(c) => f(Tok::Comment(Cow::Borrowed(&c))),
+        Token::NullCharacterToken => f(Tok::Null),
+        Token::EOFToken => f(Tok::Eof),
+        Token::CharacterTokens(t) => f(Tok::Text(&t)),
+        Token::TagToken(t) => {
+            let attrs: Vec<Attr<'_>> = t
+                .attrs
+                .iter()
+                .map(|a| Attr {
+                    name: Cow::Borrowed(&*a.name.local),
+                    value: Cow::Borrowed(&*a.value),
+                })
+                .collect();
+            f(Tok::Tag(Tag {
+                end: t.kind == TagKind::EndTag,
+                name: Cow::Borrowed(&*t.name),
+                attrs: Cow::Owned(attrs),
+                self_closing: t.self_closing,
+            }))
+        }
+    }
+}
+
+/// What a sink's [`Flow`] asks of html5ever's tokenizer.
+pub(crate) fn html5ever_result(flow: Flow) -> html5ever::tokenizer::TokenSinkResult<()> {
+    use html5ever::tokenizer::TokenSinkResult;
+    use html5ever::tokenizer::states::RawKind;
+    match flow {
+        Flow::Go | Flow::Stop => TokenSinkResult::Continue,
+        Flow::Rcdata => TokenSinkResult::RawData(RawKind::Rcdata),
+        Flow::Rawtext => TokenSinkResult::RawData(RawKind::Rawtext),
+        Flow::Script => TokenSinkResult::RawData(RawKind::ScriptData),
+        Flow::Plaintext => TokenSinkResult::Plaintext,
+    }
+}
+
 /// Test hook: the tokens of `text` by this tokenizer, one line each
 /// (see `tests/it/tokens_equal.rs`), or why it gives the page up.
 #[doc(hidden)]
@@ -955,56 +1006,14 @@ pub fn token_trace(text: &str) -> Result<Vec<String>, &'static str> {
 #[doc(hidden)]
 pub fn token_trace_html5ever(text: &str) -> Vec<String> {
     use html5ever::tendril::StrTendril;
-    use html5ever::tokenizer::states::RawKind;
-    use html5ever::tokenizer::{
-        BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer,
-    };
+    use html5ever::tokenizer::{BufferQueue, Token, TokenSink, TokenSinkResult, Tokenizer};
     use std::cell::RefCell;
     struct H(RefCell<Trace>);
     impl TokenSink for H {
         type Handle = ();
         fn process_token(&self, token: Token, _: u64) -> TokenSinkResult<()> {
-            let mut t = self.0.borrow_mut();
-            match token {
-                Token::ParseError(_) => t.push(Tok::Error),
-                Token::DoctypeToken(d) => t.push(Tok::Doctype(Doctype {
-                    name: d.name.map(|s| s.to_string()),
-                    public_id: d.public_id.map(|s| s.to_string()),
-                    system_id: d.system_id.map(|s| s.to_string()),
-                    force_quirks: d.force_quirks,
-                })),
-                Token::CommentToken(c) => t.push(Tok::Comment(Cow::Borrowed(&c))),
-                Token::NullCharacterToken => t.push(Tok::Null),
-                Token::EOFToken => t.push(Tok::Eof),
-                Token::CharacterTokens(s) => t.push(Tok::Text(&s)),
-                Token::TagToken(tag) => {
-                    let attrs: Vec<Attr<'_>> = tag
-                        .attrs
-                        .iter()
-                        .map(|a| Attr {
-                            name: Cow::Borrowed(&*a.name.local),
-                            value: Cow::Borrowed(&*a.value),
-                        })
-                        .collect();
-                    let end = tag.kind == TagKind::EndTag;
-                    t.push(Tok::Tag(Tag {
-                        end,
-                        name: Cow::Borrowed(&*tag.name),
-                        attrs: Cow::Owned(attrs),
-                        self_closing: tag.self_closing,
-                    }));
-                    if !end {
-                        return match feedback(&tag.name) {
-                            Flow::Script => TokenSinkResult::RawData(RawKind::ScriptData),
-                            Flow::Rawtext => TokenSinkResult::RawData(RawKind::Rawtext),
-                            Flow::Rcdata => TokenSinkResult::RawData(RawKind::Rcdata),
-                            Flow::Plaintext => TokenSinkResult::Plaintext,
-                            Flow::Go | Flow::Stop => TokenSinkResult::Continue,
-                        };
-                    }
-                }
-            }
-            TokenSinkResult::Continue
+            let flow = from_html5ever(token, |t| self.0.borrow_mut().token(t, 0));
+            html5ever_result(flow)
         }
     }
     let tok = Tokenizer::new(H(RefCell::new(Trace::default())), Default::default());

@@ -8,17 +8,15 @@
 //!
 //! **Architecture Invariant:** pure: text in, blocks out.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 
 use html5ever::TokenizerResult;
 use html5ever::tendril::StrTendril;
-use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
-    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+    BufferQueue, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
 
-use crate::extract::tokens::{self, Attr, Flow, Tag, Tok};
+use crate::extract::tokens::{self, Flow, Tok};
 
 /// Where on the page a text block sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -597,34 +595,8 @@ impl TokenSink for Sink {
 
     fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
         let mut st = self.0.borrow_mut();
-        let flow = match token {
-            Token::TagToken(tag) => {
-                let attrs: Vec<Attr<'_>> = tag
-                    .attrs
-                    .iter()
-                    .map(|a| Attr {
-                        name: Cow::Borrowed(&*a.name.local),
-                        value: Cow::Borrowed(&*a.value),
-                    })
-                    .collect();
-                st.token(Tok::Tag(Tag {
-                    end: tag.kind == TagKind::EndTag,
-                    name: Cow::Borrowed(&*tag.name),
-                    attrs: Cow::Owned(attrs),
-                    self_closing: tag.self_closing,
-                }))
-            }
-            Token::CharacterTokens(t) => st.token(Tok::Text(&t)),
-            Token::EOFToken => st.token(Tok::Eof),
-            _ => Flow::Go,
-        };
-        match flow {
-            Flow::Script => TokenSinkResult::RawData(RawKind::ScriptData),
-            Flow::Rawtext => TokenSinkResult::RawData(RawKind::Rawtext),
-            Flow::Rcdata => TokenSinkResult::RawData(RawKind::Rcdata),
-            Flow::Plaintext => TokenSinkResult::Plaintext,
-            Flow::Go | Flow::Stop => TokenSinkResult::Continue,
-        }
+        let flow = tokens::from_html5ever(token, |t| st.token(t));
+        tokens::html5ever_result(flow)
     }
 }
 
