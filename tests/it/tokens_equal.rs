@@ -10,7 +10,7 @@
 //! pages cut off inside every construct). Where the tokenizer gives a
 //! page up, it must be for one of its documented reasons.
 
-use super::stream_equal::pages;
+use super::stream_equal::{Rng, pages};
 use pivotwatch::extract::{token_trace, token_trace_html5ever};
 use std::collections::BTreeMap;
 
@@ -104,24 +104,6 @@ fn fixtures_bench_scale_and_demo_pages_tokenize_the_same() {
     }
     // All of these are real-looking pages: none may be given up.
     assert_eq!(fast, pages_.len(), "pages given up");
-}
-
-/// splitmix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
 }
 
 const NAMES: &[&str] = &[

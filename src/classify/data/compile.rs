@@ -78,7 +78,7 @@ pub(super) fn compile(m: Merged, errs: &mut Vec<RefDataError>) -> Option<Referen
     let text_phrases = done("brand names", makers.names.text.build(), errs);
     let pattern_set = done(
         "part-number patterns",
-        regex::bytes::RegexSetBuilder::new(&patterns.anchored)
+        regex::bytes::RegexSetBuilder::new(patterns.compiled.iter().map(|p| &p.anchored))
             .unicode(false)
             .case_insensitive(true)
             .size_limit(128 << 20)
@@ -299,7 +299,6 @@ fn compile_families(srcs: &[FamilySrc], errs: &mut Vec<RefDataError>) -> Familie
 #[derive(Default)]
 struct Patterns {
     compiled: Vec<CompiledPattern>,
-    anchored: Vec<String>,
 }
 
 impl Patterns {
@@ -330,7 +329,6 @@ impl Patterns {
         };
         match compile_pattern(&p.pattern.v) {
             Ok(anchored) => {
-                self.anchored.push(anchored.clone());
                 self.compiled.push(CompiledPattern {
                     anchored,
                     regex: std::sync::OnceLock::new(),
