@@ -59,6 +59,9 @@ pub(crate) struct Sink<'a> {
     lines: LineIndex<'a>,
     pub(crate) out: Vec<Diagnostic>,
     check_address: Option<super::AddressCheck>,
+    /// Added to every span: the offset of the part of the file being
+    /// parsed on its own (a watchlist is parsed in runs of entities).
+    base: usize,
 }
 
 impl<'a> Sink<'a> {
@@ -68,7 +71,13 @@ impl<'a> Sink<'a> {
             lines: LineIndex::new(text),
             out: Vec::new(),
             check_address: None,
+            base: 0,
         }
+    }
+
+    /// Spans from now on are relative to byte `base` of the file.
+    pub(crate) fn set_base(&mut self, base: usize) {
+        self.base = base;
     }
 
     /// The sink, validating mail addresses with `check`
@@ -93,7 +102,7 @@ impl<'a> Sink<'a> {
     /// Records an error at a byte span (None: the whole file).
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = match span {
-            Some(s) => self.lines.line_col(s.start),
+            Some(s) => self.lines.line_col(self.base + s.start),
             None => (0, 0),
         };
         self.out.push(Diagnostic {
@@ -107,7 +116,7 @@ impl<'a> Sink<'a> {
     /// A diagnostic at a byte span, not recorded: for a check that can only
     /// be made once every file is loaded (a subscriber naming a watchlist).
     pub(crate) fn at(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
-        let (line, col) = self.lines.line_col(span.start);
+        let (line, col) = self.lines.line_col(self.base + span.start);
         Diagnostic {
             path: self.path.to_path_buf(),
             line,

@@ -6,6 +6,7 @@
 //! and every error found is reported, so a broken edit never leaves a
 //! half-loaded configuration.
 
+mod chunks;
 mod diag;
 mod reference;
 pub mod settings;

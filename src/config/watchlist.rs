@@ -261,6 +261,11 @@ fn check_id(id: &Spanned<String>, what: &str, sink: &mut Sink<'_>) -> bool {
 /// TOML syntax error. `allow_private` is `[http] allow_private_addresses`
 /// (`None` when the settings did not load: the private-address check is
 /// then left out).
+///
+/// A large file is parsed in parts (`chunks.rs`): the same tree, the same
+/// errors, without holding toml's whole tree of it (about 24 times the
+/// text). A part with a syntax error has the file parsed whole, so that
+/// syntax errors are reported exactly as a whole parse reports them.
 pub(crate) fn parse(
     path: &Path,
     text: &str,
@@ -268,13 +273,73 @@ pub(crate) fn parse(
     interner: &mut Interner,
     allow_private: Option<bool>,
 ) -> Option<Watchlist> {
+    parse_in_parts_of(
+        path,
+        text,
+        sink,
+        interner,
+        allow_private,
+        super::chunks::PART_BYTES,
+    )
+}
+
+/// [`parse`], with parts of about `part_bytes`.
+fn parse_in_parts_of(
+    path: &Path,
+    text: &str,
+    sink: &mut Sink<'_>,
+    interner: &mut Interner,
+    allow_private: Option<bool>,
+    part_bytes: usize,
+) -> Option<Watchlist> {
     let before = sink.out.len();
-    let (root, errors) = DeTable::parse_recoverable(text);
+    if let Some(parts) = super::chunks::parts(text, part_bytes)
+        && parts.len() > 1
+    {
+        match parse_parts(path, text, &parts, sink, interner, allow_private) {
+            Ok(w) => return w,
+            Err(Reparse) => sink.out.truncate(before),
+        }
+    }
+    let whole = 0..text.len();
+    parse_parts(
+        path,
+        text,
+        std::slice::from_ref(&whole),
+        sink,
+        interner,
+        allow_private,
+    )
+    .unwrap_or(None)
+}
+
+/// A part of a file that was cut in parts had a syntax error.
+struct Reparse;
+
+/// [`parse`] of `text` cut into `parts` (see `chunks::parts`; one part is
+/// the whole file). `Err` only when there are several parts and one has a
+/// syntax error.
+fn parse_parts(
+    path: &Path,
+    text: &str,
+    parts: &[std::ops::Range<usize>],
+    sink: &mut Sink<'_>,
+    interner: &mut Interner,
+    allow_private: Option<bool>,
+) -> Result<Option<Watchlist>, Reparse> {
+    let before = sink.out.len();
+    let Some(first) = parts.first() else {
+        return Ok(None);
+    };
+    let (root, errors) = DeTable::parse_recoverable(&text[first.clone()]);
     if !errors.is_empty() {
+        if parts.len() > 1 {
+            return Err(Reparse);
+        }
         for e in &errors {
             sink.toml(e, "TOML syntax error");
         }
-        return None;
+        return Ok(None);
     }
     let mut root = root.into_inner();
     let mut meta = RawMeta::default();
@@ -339,104 +404,127 @@ pub(crate) fn parse(
     let rules = compile_rules(&overrides, &customs, sink);
     let mut entities = Vec::new();
     let mut entity_ids: BTreeMap<String, ()> = BTreeMap::new();
-    for ent in raw_entities {
-        let span = ent.span();
-        let mut table = match ent.into_inner() {
-            DeValue::Table(t) => t,
-            _ => {
-                sink.error(Some(span), "each [[entity]] must be a table");
+    let mut add = |raw_entities: Vec<Spanned<DeValue<'_>>>, sink: &mut Sink<'_>| {
+        for ent in raw_entities {
+            let span = ent.span();
+            let mut table = match ent.into_inner() {
+                DeValue::Table(t) => t,
+                _ => {
+                    sink.error(Some(span), "each [[entity]] must be a table");
+                    continue;
+                }
+            };
+            let sources_val = table.remove("source");
+            let Some(raw) = de::<RawEntity>(
+                Spanned::new(span.clone(), DeValue::Table(table)),
+                sink,
+                "[[entity]]",
+            ) else {
                 continue;
+            };
+            check_id(&raw.id, "entity", sink);
+            if entity_ids.insert(raw.id.get_ref().clone(), ()).is_some() {
+                sink.error(
+                    Some(raw.id.span()),
+                    format!(
+                        "duplicate entity id {:?} in this watchlist",
+                        raw.id.get_ref()
+                    ),
+                );
             }
-        };
-        let sources_val = table.remove("source");
-        let Some(raw) = de::<RawEntity>(
-            Spanned::new(span.clone(), DeValue::Table(table)),
-            sink,
-            "[[entity]]",
-        ) else {
-            continue;
-        };
-        check_id(&raw.id, "entity", sink);
-        if entity_ids.insert(raw.id.get_ref().clone(), ()).is_some() {
-            sink.error(
-                Some(raw.id.span()),
-                format!(
-                    "duplicate entity id {:?} in this watchlist",
-                    raw.id.get_ref()
-                ),
-            );
-        }
-        for a in &raw.activity {
-            let s = a.get_ref();
-            match s.split_once(':') {
+            for a in &raw.activity {
+                let s = a.get_ref();
+                match s.split_once(':') {
                 Some((scheme, code)) if !scheme.trim().is_empty() && !code.trim().is_empty() => {}
                 _ => sink.error(
                     Some(a.span()),
                     format!("activity {s:?} must be SCHEME:CODE, e.g. \"NACE:46.77\", \"SIC:46770\", \"ISIC:4669\" or \"NMA:46.77\""),
                 ),
             }
-        }
-        let mut sources = Vec::new();
-        let mut source_ids: BTreeMap<String, ()> = BTreeMap::new();
-        let raw_sources = match sources_val.map(Spanned::into_inner) {
-            None => Vec::new(),
-            Some(DeValue::Array(a)) => a.into_iter().collect(),
-            Some(_) => {
+            }
+            let mut sources = Vec::new();
+            let mut source_ids: BTreeMap<String, ()> = BTreeMap::new();
+            let raw_sources = match sources_val.map(Spanned::into_inner) {
+                None => Vec::new(),
+                Some(DeValue::Array(a)) => a.into_iter().collect(),
+                Some(_) => {
+                    sink.error(
+                        Some(raw.id.span()),
+                        "`source` must be an array of tables: write [[entity.source]]",
+                    );
+                    Vec::new()
+                }
+            };
+            for sv in raw_sources {
+                let Some(rs) = de::<RawSource>(sv, sink, "[[entity.source]]") else {
+                    continue;
+                };
+                check_id(&rs.id, "source", sink);
+                if source_ids.insert(rs.id.get_ref().clone(), ()).is_some() {
+                    sink.error(
+                        Some(rs.id.span()),
+                        format!(
+                            "duplicate source id {:?} in entity {:?}",
+                            rs.id.get_ref(),
+                            raw.id.get_ref()
+                        ),
+                    );
+                }
+                if let Some(src) = compile_source(
+                    &rs,
+                    raw.id.get_ref(),
+                    default_schedule.as_ref(),
+                    sink,
+                    interner,
+                    allow_private,
+                ) {
+                    sources.push(src);
+                }
+            }
+            if sources.is_empty() && sink.out.len() == before {
                 sink.error(
                     Some(raw.id.span()),
-                    "`source` must be an array of tables: write [[entity.source]]",
-                );
-                Vec::new()
-            }
-        };
-        for sv in raw_sources {
-            let Some(rs) = de::<RawSource>(sv, sink, "[[entity.source]]") else {
-                continue;
-            };
-            check_id(&rs.id, "source", sink);
-            if source_ids.insert(rs.id.get_ref().clone(), ()).is_some() {
-                sink.error(
-                    Some(rs.id.span()),
                     format!(
-                        "duplicate source id {:?} in entity {:?}",
-                        rs.id.get_ref(),
+                        "entity {:?} has no sources; add at least one [[entity.source]]",
                         raw.id.get_ref()
                     ),
                 );
             }
-            if let Some(src) = compile_source(
-                &rs,
-                raw.id.get_ref(),
-                default_schedule.as_ref(),
-                sink,
-                interner,
-                allow_private,
-            ) {
-                sources.push(src);
+            sources.shrink_to_fit();
+            entities.push(Entity {
+                id: raw.id.get_ref().clone(),
+                name: raw.name.get_ref().clone(),
+                aliases: raw.aliases,
+                jurisdiction: raw.jurisdiction,
+                identifiers: raw.identifiers,
+                activity: raw.activity.into_iter().map(Spanned::into_inner).collect(),
+                tags: raw.tags,
+                watchlist: name.clone(),
+                sources,
+            });
+        }
+    };
+    add(raw_entities, sink);
+    for part in &parts[1..] {
+        let (root, errors) = DeTable::parse_recoverable(&text[part.clone()]);
+        if !errors.is_empty() {
+            return Err(Reparse);
+        }
+        // `chunks::parts` starts every later part at an `[[entity]]` header
+        // and lets nothing but entity tables into it.
+        let mut raw = Vec::new();
+        for (key, value) in root.into_inner() {
+            match (key.get_ref().as_ref(), value.into_inner()) {
+                ("entity", DeValue::Array(arr)) => raw.extend(arr),
+                _ => return Err(Reparse),
             }
         }
-        if sources.is_empty() && sink.out.len() == before {
-            sink.error(
-                Some(raw.id.span()),
-                format!(
-                    "entity {:?} has no sources; add at least one [[entity.source]]",
-                    raw.id.get_ref()
-                ),
-            );
-        }
-        entities.push(Entity {
-            id: raw.id.get_ref().clone(),
-            name: raw.name.get_ref().clone(),
-            aliases: raw.aliases,
-            jurisdiction: raw.jurisdiction,
-            identifiers: raw.identifiers,
-            activity: raw.activity.into_iter().map(Spanned::into_inner).collect(),
-            tags: raw.tags,
-            watchlist: name.clone(),
-            sources,
-        });
+        sink.set_base(part.start);
+        add(raw, sink);
+        sink.set_base(0);
     }
-    Some(Watchlist {
+    entities.shrink_to_fit();
+    Ok(Some(Watchlist {
         name,
         path: path.to_path_buf(),
         description: meta.description,
@@ -449,7 +537,7 @@ pub(crate) fn parse(
         timezone,
         entities,
         rules,
-    })
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1204,6 +1292,72 @@ mod tests {
             .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
             .collect();
         (wl, diags)
+    }
+
+    /// A watchlist parsed in parts (each entity one) is the watchlist
+    /// parsed whole, with the same diagnostics at the same places: errors
+    /// in later parts, a syntax error in one (the file is then parsed
+    /// whole), and files that cannot be cut.
+    #[test]
+    fn a_file_parsed_in_parts_is_the_file_parsed_whole() {
+        let entity = |i: usize, extra: &str| {
+            format!(
+                "\n[[entity]]\nid = \"e{i}\"\nname = \"E {i}\"\n{extra}\n[[entity.source]]\nid = \"shop\"\nkind = \"catalogue\"\nurl = \"http://127.0.0.1:9/{i}\"\n[entity.source.items]\nrow = \"tr\"\npart_number = \"td.mpn\"\n"
+            )
+        };
+        let head = "# comment [[entity]]\n[watchlist]\nname = \"w\"\nschedule = \"0 * * * *\"\n\n[rules.activity_changed]\nenabled = false\n";
+        let clean: String = std::iter::once(head.to_string())
+            .chain(
+                (0..40).map(|i| entity(i, "aliases = [\n  \"[[entity]]\",\n'''\n[[entity]]\n''']")),
+            )
+            .collect();
+        let mut faulty = clean.clone();
+        faulty.push_str(&entity(40, "activity = [\"no-colon\"]"));
+        faulty.push_str(&entity(3, "")); // duplicate id, far from the first
+        faulty.push_str(&entity(41, "tags = 7"));
+        let syntax = format!(
+            "{clean}\n[[entity]]\nid = \"x\nname = 1\n{}",
+            entity(42, "")
+        );
+        let uncut = format!("{clean}\n[rules.items_added]\nenabled = false\n");
+        for (what, text) in [
+            ("clean", &clean),
+            ("faulty", &faulty),
+            ("syntax", &syntax),
+            ("uncut", &uncut),
+        ] {
+            assert!(
+                super::super::chunks::parts(text, 1).map_or(0, |p| p.len()) > 1 || what == "uncut",
+                "{what}: the test file is cut in parts"
+            );
+            let run = |part_bytes: usize| {
+                let path = Path::new("w.toml");
+                let mut sink = Sink::new(path, text);
+                let mut interner = Interner::default();
+                let wl =
+                    parse_in_parts_of(path, text, &mut sink, &mut interner, Some(true), part_bytes);
+                let diags: Vec<String> = sink.out.iter().map(|d| d.to_string()).collect();
+                (format!("{wl:?}"), diags)
+            };
+            let (whole, whole_diags) = run(usize::MAX);
+            let (parts, parts_diags) = run(1);
+            assert_eq!(parts_diags, whole_diags, "{what}");
+            assert_eq!(parts, whole, "{what}");
+            match what {
+                "clean" | "uncut" => assert!(whole_diags.is_empty(), "{what}: {whole_diags:#?}"),
+                _ => assert!(!whole_diags.is_empty(), "{what}"),
+            }
+        }
+        // The faulty file's errors point into its last parts.
+        let (_, diags) = parse_str(&faulty);
+        let dup = faulty.rfind("id = \"e3\"").expect("dup");
+        let line = faulty[..dup].matches('\n').count() + 1;
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.starts_with(&format!("{line}:6: duplicate entity id"))),
+            "{diags:#?}"
+        );
     }
 
     #[test]
