@@ -49,13 +49,19 @@ pub(super) fn is_locked(e: &sled::Error) -> bool {
         || io.to_string().contains("could not acquire lock"))
 }
 
+/// sled's page cache. Chosen from measurement (BENCHMARKS.md, issue 16,
+/// third session): at 100k sources a no-change pass peaked at 170–182 MiB
+/// with 64 MiB, 148–152 with 32 and 141–146 with 16, at the same speed;
+/// 1–64 MiB made no difference to a 1000-page first pass.
+const CACHE_BYTES: u64 = 16 << 20;
+
 impl Inner {
     /// Opens sled in `db_path` (for the state folder `dir`). The id is
     /// filled in by the caller once it is checked.
     pub(super) fn open(dir: &Path, db_path: &Path) -> Result<Inner, Fault> {
         let db = sled::Config::new()
             .path(db_path)
-            .cache_capacity(64 << 20)
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         Ok(Inner {
             dir: dir.to_path_buf(),
