@@ -435,12 +435,12 @@ fn parse_parts(
             for a in &raw.activity {
                 let s = a.get_ref();
                 match s.split_once(':') {
-                Some((scheme, code)) if !scheme.trim().is_empty() && !code.trim().is_empty() => {}
-                _ => sink.error(
-                    Some(a.span()),
-                    format!("activity {s:?} must be SCHEME:CODE, e.g. \"NACE:46.77\", \"SIC:46770\", \"ISIC:4669\" or \"NMA:46.77\""),
-                ),
-            }
+                    Some((scheme, code)) if !scheme.trim().is_empty() && !code.trim().is_empty() => {}
+                    _ => sink.error(
+                        Some(a.span()),
+                        format!("activity {s:?} must be SCHEME:CODE, e.g. \"NACE:46.77\", \"SIC:46770\", \"ISIC:4669\" or \"NMA:46.77\""),
+                    ),
+                }
             }
             let mut sources = Vec::new();
             let mut source_ids: BTreeMap<String, ()> = BTreeMap::new();
