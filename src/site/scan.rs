@@ -672,6 +672,9 @@ mod tests {
             "\r\n<P CLASS=Partners>Logo strip</P>\r",
             "<textarea>a &amp; <b></textarea>",
             "&notin; &#x41; &#128; &amp",
+            // Attribute values keep `&name` before `=` or an alphanumeric.
+            "<a href=\"/s?x=1&copy=2&amp;y&lt3\">Query &copy2026 &notit;</a>",
+            "<img alt=\"&pound=5 &pound5 &pound;\" src=\"/i?a&amp=b\">",
             "<div class=\"product\"><h2>Name</h2><span class=price>9.99</span></div>",
             "<script>x<!-- y --></script>",
             "</>",
