@@ -116,6 +116,14 @@ mod tests {
     }
 
     #[test]
+    fn crlf_files_are_cut_too() {
+        let text = ENTITIES.replace('\n', "\r\n");
+        let p = cut(&text, 1).expect("cut");
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[2].starts_with("[[entity]]\r\nid = \"c\""));
+    }
+
+    #[test]
     fn headers_inside_strings_and_arrays_do_not_cut() {
         let text = "[[entity]]\nid = \"a\"\nnote = \"\"\"\n[[entity]]\n\"\"\"\n\
             m = [\n[[1]],\n]\nlit = '''\n[[entity]]'''\n[[entity]]\nid = \"b\"\n";
