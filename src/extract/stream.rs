@@ -31,6 +31,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use html5ever::TokenizerResult;
 use html5ever::tendril::StrTendril;
@@ -55,8 +56,9 @@ pub struct Plan {
     columns: Vec<Simple>,
     next: Option<Simple>,
     /// The attributes the selectors test or the fields read: the only
-    /// ones kept on the stack.
-    attrs: Vec<String>,
+    /// ones kept on the stack (shared by every element that keeps one:
+    /// no copy of the name per element).
+    attrs: Vec<Arc<str>>,
 }
 
 impl Plan {
@@ -79,10 +81,10 @@ impl Plan {
             .as_ref()
             .map(|f| one(&f.source))
             .transpose()?;
-        let mut attrs: Vec<String> = Vec::new();
+        let mut attrs: Vec<Arc<str>> = Vec::new();
         let mut want = |a: &str| {
-            if !attrs.iter().any(|x| x == a) {
-                attrs.push(a.to_string());
+            if !attrs.iter().any(|x| &**x == a) {
+                attrs.push(Arc::from(a));
             }
         };
         for sel in fields.iter().chain(&row).chain(&columns).chain(&next) {
@@ -257,7 +259,7 @@ struct Open {
     k: u16,
     /// The name's `F_*` flags.
     f: u16,
-    attrs: Vec<(Box<str>, Box<str>)>,
+    attrs: Vec<(Arc<str>, Box<str>)>,
     id: u64,
 }
 
@@ -1140,8 +1142,10 @@ impl<'a> Builder<'a> {
         let attrs = t
             .attrs
             .iter()
-            .filter(|a| plan.attrs.iter().any(|w| *w == a.name))
-            .map(|a| (Box::from(&*a.name), Box::from(&*a.value)))
+            .filter_map(|a| {
+                let w = plan.attrs.iter().find(|w| ***w == *a.name)?;
+                Some((w.clone(), Box::from(&*a.value)))
+            })
             .collect();
         self.stack.push(Open {
             name,
