@@ -20,11 +20,16 @@ pub(super) const PART_BYTES: usize = 256 * 1024;
 /// Every part after the first starts at a top-level `[[entity]]` header and
 /// holds only `[[entity]]`, `[entity.…]` and `[[entity.…]]` tables.
 ///
-/// `None` when the file cannot be cut so, and is to be parsed whole: a
+/// `None` when the file is to be parsed whole: when it is no longer than
+/// one part, or cannot be cut so: a
 /// top-level table other than an entity's after the first `[[entity]]`, an
 /// `[entity]` table, a quoted header key, or brackets that do not balance
 /// (a syntax error, which the whole parse reports).
 pub(super) fn parts(text: &str, part_bytes: usize) -> Option<Vec<Range<usize>>> {
+    // A file of one part is not lexed twice (here and by toml).
+    if text.len() <= part_bytes {
+        return None;
+    }
     let source = toml_parser::Source::new(text);
     let mut lexer = source.lex().peekable();
     let mut starts = vec![0usize];
@@ -82,12 +87,15 @@ pub(super) fn parts(text: &str, part_bytes: usize) -> Option<Vec<Range<usize>>> 
     if depth != 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(starts.len());
-    for (i, &s) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).copied().unwrap_or(text.len());
-        out.push(s..end);
-    }
-    Some(out)
+    let ends = starts.iter().skip(1).copied().chain([text.len()]);
+    Some(
+        starts
+            .iter()
+            .copied()
+            .zip(ends)
+            .map(|(s, e)| s..e)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -111,8 +119,9 @@ mod tests {
         assert!(p[1].starts_with("[[entity]]\nid = \"b\""));
         assert!(p[2].starts_with("[[entity]]\nid = \"c\""));
         assert_eq!(p.concat(), ENTITIES);
-        // Large parts: one.
-        assert_eq!(cut(ENTITIES, 1 << 20).expect("cut").len(), 1);
+        // A part larger than the whole file: not cut.
+        assert_eq!(cut(ENTITIES, 1 << 20), None);
+        assert_eq!(cut(ENTITIES, 60).expect("cut").len(), 2);
     }
 
     #[test]
