@@ -1,7 +1,7 @@
 //! Watchlist files (`watchlists/NAME.toml`): raw serde shapes, then
 //! validation into compiled [`Watchlist`]s with every error located.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -237,6 +237,18 @@ fn de<T: DeserializeOwned>(
     }
 }
 
+/// Records `id` in `seen`; an error at it when it was there already.
+fn once_each(
+    seen: &mut BTreeSet<String>,
+    id: &Spanned<String>,
+    sink: &mut Sink<'_>,
+    message: impl FnOnce() -> String,
+) {
+    if !seen.insert(id.get_ref().clone()) {
+        sink.error(Some(id.span()), message());
+    }
+}
+
 /// Valid ids: letters, digits, `-`, `_`, `.`; no `/` (ids are joined as
 /// `entity/source` on the command line).
 fn check_id(id: &Spanned<String>, what: &str, sink: &mut Sink<'_>) -> bool {
@@ -403,7 +415,7 @@ fn parse_parts(
 
     let rules = compile_rules(&overrides, &customs, sink);
     let mut entities = Vec::new();
-    let mut entity_ids: BTreeMap<String, ()> = BTreeMap::new();
+    let mut entity_ids: BTreeSet<String> = BTreeSet::new();
     let mut add = |raw_entities: Vec<Spanned<DeValue<'_>>>, sink: &mut Sink<'_>| {
         for ent in raw_entities {
             let span = ent.span();
@@ -423,15 +435,12 @@ fn parse_parts(
                 continue;
             };
             check_id(&raw.id, "entity", sink);
-            if entity_ids.insert(raw.id.get_ref().clone(), ()).is_some() {
-                sink.error(
-                    Some(raw.id.span()),
-                    format!(
-                        "duplicate entity id {:?} in this watchlist",
-                        raw.id.get_ref()
-                    ),
-                );
-            }
+            once_each(&mut entity_ids, &raw.id, sink, || {
+                format!(
+                    "duplicate entity id {:?} in this watchlist",
+                    raw.id.get_ref()
+                )
+            });
             for a in &raw.activity {
                 let s = a.get_ref();
                 match s.split_once(':') {
@@ -443,7 +452,7 @@ fn parse_parts(
                 }
             }
             let mut sources = Vec::new();
-            let mut source_ids: BTreeMap<String, ()> = BTreeMap::new();
+            let mut source_ids: BTreeSet<String> = BTreeSet::new();
             let raw_sources = match sources_val.map(Spanned::into_inner) {
                 None => Vec::new(),
                 Some(DeValue::Array(a)) => a.into_iter().collect(),
@@ -460,16 +469,13 @@ fn parse_parts(
                     continue;
                 };
                 check_id(&rs.id, "source", sink);
-                if source_ids.insert(rs.id.get_ref().clone(), ()).is_some() {
-                    sink.error(
-                        Some(rs.id.span()),
-                        format!(
-                            "duplicate source id {:?} in entity {:?}",
-                            rs.id.get_ref(),
-                            raw.id.get_ref()
-                        ),
-                    );
-                }
+                once_each(&mut source_ids, &rs.id, sink, || {
+                    format!(
+                        "duplicate source id {:?} in entity {:?}",
+                        rs.id.get_ref(),
+                        raw.id.get_ref()
+                    )
+                });
                 if let Some(src) = compile_source(
                     &rs,
                     raw.id.get_ref(),
@@ -1359,6 +1365,18 @@ mod tests {
                 .iter()
                 .any(|d| d.starts_with(&format!("{line}:6: duplicate entity id"))),
             "{diags:#?}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_source_id_is_an_error_at_the_second() {
+        let src = "[[entity.source]]\nid = \"shop\"\nkind = \"catalogue\"\nurl = \"http://127.0.0.1:9/\"\n[entity.source.items]\nrow = \"tr\"\npart_number = \"td\"\n";
+        let text = format!("[[entity]]\nid = \"e\"\nname = \"E\"\n{src}{src}");
+        let (_, diags) = parse_str(&text);
+        assert_eq!(
+            diags,
+            ["12:6: duplicate source id \"shop\" in entity \"e\""],
+            "{text}"
         );
     }
 
