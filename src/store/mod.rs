@@ -116,15 +116,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// a mapped stack, a clone and a join per page. A write that times out
 /// leaves its thread behind (it may hang in sled forever): the next write
 /// starts a fresh one.
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Writer {
     tx: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Writer")
-    }
 }
 
 impl Writer {

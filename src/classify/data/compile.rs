@@ -141,25 +141,23 @@ fn compile_pattern(p: &str) -> Result<String, String> {
         return Err("empty pattern".into());
     }
     let anchored = format!("^(?:{body})");
+    // The last line of the parser's or the engine's message says what is wrong.
+    let invalid = |e: &dyn std::fmt::Display| {
+        let msg = e.to_string();
+        let last = msg.lines().last().unwrap_or("").trim().to_string();
+        format!("invalid regex '{p}': {last}")
+    };
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .case_insensitive(true)
         .build()
         .parse(&anchored)
-        .map_err(|e| {
-            let msg = e.to_string();
-            let last = msg.lines().last().unwrap_or("").trim().to_string();
-            format!("invalid regex '{p}': {last}")
-        })?;
+        .map_err(|e| invalid(&e))?;
     // A pattern that may match nothing is asked the engine, which knows what `\b` and its
     // kin make of an empty text.
     if hir.properties().minimum_len() == Some(0) {
-        let re = CompiledPattern::build(&anchored).map_err(|e| {
-            let msg = e.to_string();
-            let last = msg.lines().last().unwrap_or("").trim().to_string();
-            format!("invalid regex '{p}': {last}")
-        })?;
+        let re = CompiledPattern::build(&anchored).map_err(|e| invalid(&e))?;
         if re.is_match(b"") {
             return Err(format!(
                 "pattern '{p}' matches an empty part number; start it with at least one letter or digit"
