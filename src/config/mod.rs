@@ -328,9 +328,10 @@ fn check_names(
 
 /// Hands the memory the TOML parse used back to the operating system.
 ///
-/// A watchlist file's spanned tree and token list take ~24x its size while
-/// it is parsed (110 MB for a 4.5 MB file of 5000 entities) and are freed
-/// before the next file. glibc keeps freed memory of the main thread's
+/// toml's spanned tree and token list take ~24x the text they parse and
+/// are freed before the next part or file: a few MB for a part of a large
+/// watchlist (`chunks.rs`), but 110 MB for a 4.5 MB file that cannot be
+/// cut and is parsed whole. glibc keeps freed memory of the main thread's
 /// arena mapped, and the checks that follow allocate from the worker
 /// threads' arenas, so without this the parse's peak stays in the
 /// process's resident set for the whole run. (At 100k sources, this and

@@ -51,7 +51,7 @@ pub(super) fn is_locked(e: &sled::Error) -> bool {
 
 /// sled's page cache. Chosen from measurement (BENCHMARKS.md, issue 16,
 /// third session): at 100k sources a no-change pass peaked at 170–182 MiB
-/// with 64 MiB, 148–152 with 32 and 141–146 with 16, at the same speed;
+/// with 64 MiB, 148–152 with 32 and 141.5–146.5 with 16, at the same speed;
 /// 1–64 MiB made no difference to a 1000-page first pass.
 const CACHE_BYTES: u64 = 16 << 20;
 
