@@ -11,7 +11,8 @@
 //! workloads also run alone, once over the 16+16 pages, for instruction
 //! counts: `PW_ONLY=parse|tokenize|fasttok|extract|text|dom|domtext cargo bench --bench extract` (no
 //! criterion; wrap the binary in `perf stat -e instructions:u` or
-//! `valgrind --tool=callgrind`). `PW_REPEAT` repeats the pass (default 1).
+//! `valgrind --tool=callgrind`). `PW_REPEAT` repeats the pass (default 1);
+//! `PW_KIND=catalogue|registry` reads one kind of page only.
 
 mod common;
 
@@ -177,8 +178,13 @@ fn only(what: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    // `PW_KIND=catalogue|registry`: one kind of page only.
+    let kind_only = std::env::var("PW_KIND").ok();
     let mut bytes = 0usize;
-    for (kind, source) in [(0, &cat), (1, &reg)] {
+    for (kind, name, source) in [(0, "catalogue", &cat), (1, "registry", &reg)] {
+        if kind_only.as_deref().is_some_and(|k| k != name) {
+            continue;
+        }
         let ExtractSpec::Html(spec) = &*source.spec else {
             panic!("html spec")
         };

@@ -88,6 +88,60 @@ impl Item {
         }
         out
     }
+
+    /// [`Item::attributes`] borrowed: the same pairs in the same (byte)
+    /// order, nothing copied.
+    pub fn attribute_pairs(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = Vec::with_capacity(5 + self.extra.len());
+        for (k, v) in [
+            ("link", &self.link),
+            ("manufacturer", &self.manufacturer),
+            ("name", &self.name),
+            ("part_number", &self.part_number),
+            ("price", &self.price),
+        ] {
+            // An extra column of the same name wins, as in `attributes`.
+            if let Some(v) = v
+                && !self.extra.contains_key(k)
+            {
+                out.push((k, v));
+            }
+        }
+        out.extend(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// The JSON text of [`Item::attributes`] (`{"k":"v",…}`, keys in byte
+    /// order), written without building the map: the order in which
+    /// rows sharing a key get their `#2`, `#3` … suffixes.
+    pub fn attributes_json(&self) -> String {
+        let pairs = self.attribute_pairs();
+        let mut out = Vec::with_capacity(
+            2 + pairs
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 6)
+                .sum::<usize>(),
+        );
+        out.push(b'{');
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(&mut out, k);
+            out.push(b':');
+            json_str(&mut out, v);
+        }
+        out.push(b'}');
+        // Only whole JSON strings and ASCII punctuation were written.
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// What one check of one source yields.
@@ -460,5 +514,76 @@ impl Finding {
             "pivotwatch evidence finding:{} --out finding-{}.zip",
             self.id, self.id
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Items of every shape the tricky pieces below make: fields absent or
+    /// present, extras that shadow a standard column or sort between them,
+    /// and text that needs JSON escapes.
+    fn items() -> Vec<Item> {
+        const TEXT: &[&str] = &[
+            "",
+            "TMS320C6748",
+            "a\"b",
+            "back\\slash",
+            "\u{1}\u{1f}\t\n",
+            "Texas Instruments – DSP",
+            "\u{2028}💡</script>",
+        ];
+        const EXTRA: &[&str] = &[
+            "name", "link", "package", "Zeta", "a", "price_", "é", "", "q\"uote",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        (0..2000)
+            .map(|_| {
+                let mut pick = || match next(TEXT.len() + 1) {
+                    0 => None,
+                    i => Some(TEXT[i - 1].to_string()),
+                };
+                let mut it = Item {
+                    key: "k".into(),
+                    name: pick(),
+                    manufacturer: pick(),
+                    part_number: pick(),
+                    price: pick(),
+                    link: pick(),
+                    extra: BTreeMap::new(),
+                };
+                for _ in 0..next(4) {
+                    it.extra.insert(
+                        EXTRA[next(EXTRA.len())].to_string(),
+                        TEXT[next(TEXT.len())].to_string(),
+                    );
+                }
+                it
+            })
+            .collect()
+    }
+
+    #[test]
+    fn borrowed_attributes_and_their_json_are_those_of_the_map() {
+        let mut shadowed = 0;
+        for it in items() {
+            let map = it.attributes();
+            let pairs = it.attribute_pairs();
+            let from_map: Vec<(&str, &str)> =
+                map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(pairs, from_map, "{it:?}");
+            let json = serde_json::to_string(&map).expect("serialises");
+            assert_eq!(it.attributes_json(), json, "{it:?}");
+            shadowed += usize::from(it.extra.contains_key("name") && it.name.is_some());
+        }
+        // The generator did make extras that shadow a standard column.
+        assert!(shadowed > 10, "{shadowed}");
     }
 }

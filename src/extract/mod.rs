@@ -305,8 +305,8 @@ pub fn insert_items(record: &mut Record, items: Vec<Item>) {
             continue;
         }
         // Cached: one serialisation per item, not one per comparison
-        // (same stable order).
-        group.sort_by_cached_key(|i| serde_json::to_string(&i.attributes()).unwrap_or_default());
+        // (same stable order: the JSON text of the item's attributes).
+        group.sort_by_cached_key(Item::attributes_json);
         for (i, mut it) in group.into_iter().enumerate() {
             let k = if i == 0 {
                 key.clone()
