@@ -10,9 +10,10 @@
 //! override entries, so analysts extend
 //! the data without recompiling. Every invalid entry is reported as `path:line:col: message`.
 //!
-//! A [`Reference`] is built once (every regex compiled at load), is `Send + Sync`, and is
-//! meant to be shared behind an `Arc`. Classifying an item does no regex compilation and no
-//! table building; it only folds the item's own text.
+//! A [`Reference`] is built once (its phrase automata and the regex set of all part-number
+//! patterns at load), is `Send + Sync`, and is meant to be shared behind an `Arc`.
+//! Classifying an item builds no table; it folds the item's own text, and the first item
+//! that a part-number pattern matches builds that pattern's own regex, once.
 //!
 //! **Boundary:** pure. No I/O (the caller reads the settings files), no network, no store,
 //! and no knowledge of sources or watchlists.

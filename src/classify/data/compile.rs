@@ -58,8 +58,13 @@ pub(super) fn compile(m: Merged, errs: &mut Vec<RefDataError>) -> Option<Referen
         .collect();
     let (mut activities, activity_keywords) = compile_activities(m.activities, errs);
 
-    // Regex sets. Patterns were checked one by one above, so failures here are limits.
-    fn done<T>(what: &str, r: Result<T, regex::Error>, errs: &mut Vec<RefDataError>) -> Option<T> {
+    // Automata and regex sets. Patterns were checked one by one above, so failures here
+    // are limits.
+    fn done<T, E: std::fmt::Display>(
+        what: &str,
+        r: Result<T, E>,
+        errs: &mut Vec<RefDataError>,
+    ) -> Option<T> {
         r.map_err(|e| {
             errs.push(RefDataError::Invalid {
                 path: Path::new(EMBEDDED_DIR).to_path_buf(),
