@@ -2,9 +2,10 @@
 //! phrase lookups. Built once at load; matching allocates only its small result.
 //!
 //! Both work on a haystack in which every word has its own surrounding spaces
-//! ([`super::normalize::haystack`]), and both are Aho-Corasick automata over literal
-//! words rather than regexes: building regexes of ~4000 phrases was half of the reference
-//! tables' build time, which a recheck pays when any page changed (BENCHMARKS.md, issue 16).
+//! ([`super::normalize::haystack`]). Neither is a regex: building regexes of all the
+//! phrases was half of the reference tables' build time, which a recheck pays when any
+//! page changed (BENCHMARKS.md, issue 16). A keyword set is an Aho-Corasick automaton
+//! over its phrases' first words; alias phrases are looked up word by word.
 
 use std::collections::HashMap;
 
@@ -188,7 +189,7 @@ impl KeywordSetBuilder {
         let first = if literals.is_empty() {
             None
         } else {
-            Some(automaton(MatchKind::Standard, &literals)?)
+            Some(automaton(&literals)?)
         };
         Ok(KeywordSet {
             first,
@@ -201,34 +202,61 @@ impl KeywordSetBuilder {
 
 /// An automaton over `literals`, of the kind that is quick to build: the tables are built
 /// on every start, and matching runs over short folded texts.
-fn automaton(kind: MatchKind, literals: &[&str]) -> Result<AhoCorasick, BuildError> {
+fn automaton(literals: &[&str]) -> Result<AhoCorasick, BuildError> {
     AhoCorasick::builder()
-        .match_kind(kind)
+        .match_kind(MatchKind::Standard)
         .kind(Some(AhoCorasickKind::ContiguousNFA))
         .build(literals)
 }
 
 /// Looks up alias phrases (whole words, in order of appearance) in a folded haystack.
+///
+/// A hash lookup of each word of the haystack, then a comparison of the words that
+/// follow: no automaton to build, since a start builds this from ~10 000 aliases.
 #[derive(Debug, Default)]
 pub(crate) struct PhraseMatcher {
-    /// Every alias as `" w1  w2 "`, longest first where two start at the same word.
-    automaton: Option<AhoCorasick>,
-    /// Per automaton pattern: the owner and the alias as written in the data.
+    /// The phrases that start with each word, most words first.
+    by_first: HashMap<String, Vec<usize>>,
+    /// Each phrase's words.
+    words: Vec<Vec<String>>,
+    /// Each phrase's owner and the alias as written in the data.
     owners: Vec<(Owner, String)>,
 }
 
 impl PhraseMatcher {
-    /// Every alias found, left to right, with the alias as written in the data. Where
-    /// several start at the same word the longest wins, and matches do not overlap.
+    /// Every alias found in `hay` (a [`super::normalize::haystack`]), left to right, with
+    /// the alias as written in the data. Where several start at the same word the one
+    /// with the most words wins, and matches do not overlap.
     pub(crate) fn find_all<'a>(&'a self, hay: &str) -> Vec<(Owner, &'a str)> {
-        let Some(automaton) = &self.automaton else {
-            return Vec::new();
-        };
-        automaton
-            .find_iter(hay)
-            .filter_map(|m| self.owners.get(m.pattern().as_usize()))
-            .map(|(owner, alias)| (*owner, alias.as_str()))
-            .collect()
+        let mut out = Vec::new();
+        if self.owners.is_empty() {
+            return out;
+        }
+        let words: Vec<&str> = hay.split(' ').filter(|w| !w.is_empty()).collect();
+        let mut i = 0;
+        while let Some(rest) = words.get(i..).filter(|r| !r.is_empty()) {
+            let found = rest
+                .first()
+                .and_then(|w| self.by_first.get(*w))
+                .into_iter()
+                .flatten()
+                .find(|&&p| self.starts(p, rest));
+            match found.and_then(|&p| Some((p, self.owners.get(p)?))) {
+                Some((p, (owner, alias))) => {
+                    out.push((*owner, alias.as_str()));
+                    i += self.words.get(p).map_or(1, Vec::len).max(1);
+                }
+                None => i += 1,
+            }
+        }
+        out
+    }
+
+    /// Whether phrase `p`'s words begin `rest`.
+    fn starts(&self, p: usize, rest: &[&str]) -> bool {
+        self.words
+            .get(p)
+            .is_some_and(|ws| ws.len() <= rest.len() && ws.iter().zip(rest).all(|(a, b)| a == b))
     }
 }
 
@@ -248,30 +276,33 @@ impl PhraseMatcherBuilder {
         self.map.entry(key).or_insert((owner, alias.to_string()));
     }
 
-    /// Compiles the matcher ("texas instruments inc" beats "texas instruments" at the
-    /// same position: the leftmost-longest match wins).
-    pub(crate) fn build(self) -> Result<PhraseMatcher, BuildError> {
-        if self.map.is_empty() {
-            return Ok(PhraseMatcher::default());
+    /// Indexes the phrases ("texas instruments inc" beats "texas instruments" at the
+    /// same word).
+    pub(crate) fn build(self) -> PhraseMatcher {
+        let mut m = PhraseMatcher::default();
+        for (key, owner) in self.map {
+            let words: Vec<String> = key.split(' ').map(str::to_string).collect();
+            let Some(first) = words.first() else {
+                continue;
+            };
+            m.by_first
+                .entry(first.clone())
+                .or_default()
+                .push(m.words.len());
+            m.words.push(words);
+            m.owners.push(owner);
         }
-        let mut keyed: Vec<(String, (Owner, String))> = self.map.into_iter().collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        let literals: Vec<String> = keyed
-            .iter()
-            .map(|(k, _)| k.split(' ').map(|w| format!(" {w} ")).collect())
-            .collect();
-        let refs: Vec<&str> = literals.iter().map(String::as_str).collect();
-        let automaton = automaton(MatchKind::LeftmostLongest, &refs)?;
-        Ok(PhraseMatcher {
-            automaton: Some(automaton),
-            owners: keyed.into_iter().map(|(_, v)| v).collect(),
-        })
+        let words = &m.words;
+        for list in m.by_first.values_mut() {
+            list.sort_by_key(|&p| std::cmp::Reverse(words.get(p).map_or(0, Vec::len)));
+        }
+        m
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! The automata must find exactly what the regexes they replaced found: each set of
+    //! The matchers must find exactly what the regexes they replaced found: each set of
     //! the embedded reference data is compared, on generated haystacks, with a regex
     //! built the old way from the same phrases.
 
@@ -427,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn the_automata_find_what_the_old_regexes_found() {
+    fn the_matchers_find_what_the_old_regexes_found() {
         let r = Reference::embedded().expect("embedded reference data");
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for (name, set) in [

@@ -79,8 +79,8 @@ pub(super) fn compile(m: Merged, errs: &mut Vec<RefDataError>) -> Option<Referen
     let family_excludes = done("family exclusions", fams.excludes.build(), errs);
     let scrap_markers = done("scrap markers", scrap.build(), errs);
     let activity_keywords = done("activity keywords", activity_keywords.build(), errs);
-    let brand_phrases = done("brand names", makers.names.brand.build(), errs);
-    let text_phrases = done("brand names", makers.names.text.build(), errs);
+    let brand_phrases = makers.names.brand.build();
+    let text_phrases = makers.names.text.build();
     let pattern_set = done(
         "part-number patterns",
         regex::bytes::RegexSetBuilder::new(patterns.compiled.iter().map(|p| &p.anchored))
@@ -96,16 +96,12 @@ pub(super) fn compile(m: Merged, errs: &mut Vec<RefDataError>) -> Option<Referen
         Some(family_excludes),
         Some(scrap_markers),
         Some(activity_keywords),
-        Some(brand_phrases),
-        Some(text_phrases),
         Some(pattern_set),
     ) = (
         family_keywords,
         family_excludes,
         scrap_markers,
         activity_keywords,
-        brand_phrases,
-        text_phrases,
         pattern_set,
     )
     else {
