@@ -27,6 +27,32 @@ pub(crate) fn is_stopword(w: &str) -> bool {
 /// every run of characters that are not letters or digits becomes one space. With
 /// `keep_star`, `*` is kept (keyword stems). "Microcontrôleurs, 32-bit" → "microcontroleurs 32 bit".
 pub(crate) fn match_words(s: &str, keep_star: bool) -> String {
+    if s.is_ascii() {
+        return match_ascii_words(s, keep_star);
+    }
+    match_any_words(s, keep_star)
+}
+
+/// [`match_words`] for ASCII text, in which nothing decomposes and there are no marks.
+fn match_ascii_words(s: &str, keep_star: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut gap = false;
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || (keep_star && b == b'*') {
+            if gap && !out.is_empty() {
+                out.push(' ');
+            }
+            gap = false;
+            out.push(char::from(b.to_ascii_lowercase()));
+        } else {
+            gap = true;
+        }
+    }
+    out
+}
+
+/// [`match_words`] for any text.
+fn match_any_words(s: &str, keep_star: bool) -> String {
     let mut out = String::with_capacity(s.len());
     let mut gap = false;
     for c in s.nfd() {
@@ -262,6 +288,36 @@ fn pair_join(tokens: &[&str], column: bool, out: &mut Vec<Candidate>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_text_folds_as_any_text_does() {
+        // Every pair of ASCII characters between words, at both ends and alone.
+        let mut checked = 0;
+        for a in 0u8..128 {
+            for b in (0u8..128).step_by(3) {
+                let (a, b) = (char::from(a), char::from(b));
+                for s in [
+                    format!("{a}{b}"),
+                    format!("Ab{a}{b}9z"),
+                    format!("{a}X {b}*y{a}"),
+                ] {
+                    for star in [false, true] {
+                        assert_eq!(
+                            match_ascii_words(&s, star),
+                            match_any_words(&s, star),
+                            "{s:?}, keep_star {star}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 30_000);
+        assert_eq!(
+            match_words("Texas Instruments, Inc.", false),
+            "texas instruments inc"
+        );
+    }
 
     #[test]
     fn folds_case_accents_and_punctuation() {
