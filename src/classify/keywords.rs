@@ -83,6 +83,9 @@ impl KeywordSet {
     /// the order the entries were added, each once.
     pub(crate) fn hits<'a>(&'a self, hay: &str) -> impl Iterator<Item = &'a KeywordEntry> + 'a {
         let mut found = Vec::new();
+        // Which entries are in `found` (sized on the first hit): a page that names
+        // every phrase and then repeats words must not cost a scan of `found` per word.
+        let mut done: Vec<bool> = Vec::new();
         if let Some(first) = &self.first {
             for m in first.find_overlapping_iter(hay) {
                 for &e in self
@@ -91,9 +94,16 @@ impl KeywordSet {
                     .into_iter()
                     .flatten()
                 {
-                    if !found.contains(&e) && self.matches_at(e, hay, m.start()) {
-                        found.push(e);
+                    if done.get(e) == Some(&true) || !self.matches_at(e, hay, m.start()) {
+                        continue;
                     }
+                    if done.is_empty() {
+                        done.resize(self.entries.len(), false);
+                    }
+                    if let Some(d) = done.get_mut(e) {
+                        *d = true;
+                    }
+                    found.push(e);
                 }
             }
         }
