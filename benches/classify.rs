@@ -75,6 +75,32 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The worst text for the keyword matchers: every family keyword's and maker name's
+    // first word, again and again, so each word starts candidates that then fail.
+    let mut firsts: Vec<&str> = reference
+        .families()
+        .iter()
+        .flat_map(|f| f.keywords.iter())
+        .chain(reference.manufacturers().iter().map(|m| &m.canonical))
+        .filter_map(|k| k.split_whitespace().next())
+        .map(|w| w.trim_end_matches('*'))
+        .collect();
+    firsts.sort_unstable();
+    firsts.dedup();
+    let mut text = String::new();
+    while text.len() < 1 << 20 {
+        for w in &firsts {
+            text.push_str(w);
+            text.push(' ');
+        }
+    }
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("families_in_text, 1 MiB of first words", |b| {
+        b.iter(|| black_box(reference.families_in_text(&text)))
+    });
+    g.bench_function("makers_in_text, 1 MiB of first words", |b| {
+        b.iter(|| black_box(reference.makers_in_text(&text)))
+    });
     g.finish();
 }
 
