@@ -222,7 +222,7 @@ fn automaton(literals: &[&str]) -> Result<AhoCorasick, BuildError> {
 /// Looks up alias phrases (whole words, in order of appearance) in a folded haystack.
 ///
 /// A hash lookup of each word of the haystack, then a comparison of the words that
-/// follow: no automaton to build, since a start builds this from ~10 000 aliases.
+/// follow: nothing to compile, since every start builds this from every maker alias.
 #[derive(Debug, Default)]
 pub(crate) struct PhraseMatcher {
     /// The phrases that start with each word, most words first.

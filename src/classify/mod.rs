@@ -10,7 +10,7 @@
 //! override entries, so analysts extend
 //! the data without recompiling. Every invalid entry is reported as `path:line:col: message`.
 //!
-//! A [`Reference`] is built once (its phrase automata and the regex set of all part-number
+//! A [`Reference`] is built once (its phrase tables and the regex set of all part-number
 //! patterns at load), is `Send + Sync`, and is meant to be shared behind an `Arc`.
 //! Classifying an item builds no table; it folds the item's own text, and the first item
 //! that a part-number pattern matches builds that pattern's own regex, once.
