@@ -227,10 +227,24 @@ fn automaton(literals: &[&str]) -> Result<AhoCorasick, BuildError> {
 pub(crate) struct PhraseMatcher {
     /// The phrases that start with each word, most words first.
     by_first: HashMap<String, Vec<usize>>,
-    /// Each phrase's words.
-    words: Vec<Vec<String>>,
-    /// Each phrase's owner and the alias as written in the data.
-    owners: Vec<(Owner, String)>,
+    phrases: Vec<Phrase>,
+}
+
+/// One alias phrase of a [`PhraseMatcher`].
+#[derive(Debug)]
+struct Phrase {
+    /// Its folded words.
+    words: Vec<String>,
+    owner: Owner,
+    /// The alias as written in the data.
+    alias: String,
+}
+
+impl Phrase {
+    /// Whether this phrase's words begin `rest`.
+    fn begins(&self, rest: &[&str]) -> bool {
+        self.words.len() <= rest.len() && self.words.iter().zip(rest).all(|(a, b)| a == b)
+    }
 }
 
 impl PhraseMatcher {
@@ -239,34 +253,28 @@ impl PhraseMatcher {
     /// with the most words wins, and matches do not overlap.
     pub(crate) fn find_all<'a>(&'a self, hay: &str) -> Vec<(Owner, &'a str)> {
         let mut out = Vec::new();
-        if self.owners.is_empty() {
+        if self.phrases.is_empty() {
             return out;
         }
         let words: Vec<&str> = hay.split(' ').filter(|w| !w.is_empty()).collect();
-        let mut i = 0;
-        while let Some(rest) = words.get(i..).filter(|r| !r.is_empty()) {
-            let found = rest
-                .first()
-                .and_then(|w| self.by_first.get(*w))
+        let mut rest = words.as_slice();
+        while let Some((first, after)) = rest.split_first() {
+            let hit = self
+                .by_first
+                .get(*first)
                 .into_iter()
                 .flatten()
-                .find(|&&p| self.starts(p, rest));
-            match found.and_then(|&p| Some((p, self.owners.get(p)?))) {
-                Some((p, (owner, alias))) => {
-                    out.push((*owner, alias.as_str()));
-                    i += self.words.get(p).map_or(1, Vec::len).max(1);
+                .filter_map(|&p| self.phrases.get(p))
+                .find(|p| p.begins(rest));
+            rest = match hit {
+                Some(p) => {
+                    out.push((p.owner, p.alias.as_str()));
+                    rest.get(p.words.len()..).unwrap_or_default()
                 }
-                None => i += 1,
-            }
+                None => after,
+            };
         }
         out
-    }
-
-    /// Whether phrase `p`'s words begin `rest`.
-    fn starts(&self, p: usize, rest: &[&str]) -> bool {
-        self.words
-            .get(p)
-            .is_some_and(|ws| ws.len() <= rest.len() && ws.iter().zip(rest).all(|(a, b)| a == b))
     }
 }
 
@@ -290,7 +298,7 @@ impl PhraseMatcherBuilder {
     /// same word).
     pub(crate) fn build(self) -> PhraseMatcher {
         let mut m = PhraseMatcher::default();
-        for (key, owner) in self.map {
+        for (key, (owner, alias)) in self.map {
             let words: Vec<String> = key.split(' ').map(str::to_string).collect();
             let Some(first) = words.first() else {
                 continue;
@@ -298,13 +306,16 @@ impl PhraseMatcherBuilder {
             m.by_first
                 .entry(first.clone())
                 .or_default()
-                .push(m.words.len());
-            m.words.push(words);
-            m.owners.push(owner);
+                .push(m.phrases.len());
+            m.phrases.push(Phrase {
+                words,
+                owner,
+                alias,
+            });
         }
-        let words = &m.words;
+        let phrases = &m.phrases;
         for list in m.by_first.values_mut() {
-            list.sort_by_key(|&p| std::cmp::Reverse(words.get(p).map_or(0, Vec::len)));
+            list.sort_by_key(|&p| std::cmp::Reverse(phrases.get(p).map_or(0, |p| p.words.len())));
         }
         m
     }
@@ -421,12 +432,12 @@ mod tests {
     }
 
     fn assert_phrases_are_their_regex(name: &str, m: &PhraseMatcher, rng: &mut Rng) {
-        assert!(!m.owners.is_empty(), "{name}: no phrases");
+        assert!(!m.phrases.is_empty(), "{name}: no phrases");
         // The old matcher: one alternation, longest phrase first, looked up by its words.
         let mut keys: Vec<String> = m
-            .owners
+            .phrases
             .iter()
-            .map(|(_, a)| match_words(a, false))
+            .map(|p| match_words(&p.alias, false))
             .collect();
         keys.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         let alts: Vec<String> = keys
@@ -442,9 +453,9 @@ mod tests {
             .build()
             .expect("the old alias regex compiles");
         let by_key: HashMap<String, &str> = m
-            .owners
+            .phrases
             .iter()
-            .map(|(_, a)| (match_words(a, false), a.as_str()))
+            .map(|p| (match_words(&p.alias, false), p.alias.as_str()))
             .collect();
         let words = words_of(keys.iter().cloned());
         let hays = haystacks(&words, rng, 500);
