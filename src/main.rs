@@ -72,15 +72,26 @@ fn tune_malloc() {
     }
 }
 
+/// The daemon runs on a multi-threaded runtime: its status endpoint and
+/// scheduler stay responsive while a worker is busy. Every other command
+/// is one pass of I/O on one async thread; its CPU work (extraction, the
+/// store) already runs on the blocking pool, so a second async worker only
+/// added cross-thread wake-ups: a 1000-source recheck took ~10 % less CPU
+/// on the current-thread runtime, a first pass the same (BENCHMARKS.md,
+/// issue 16, 2026-12-03 afternoon).
+fn runtime_builder(command: &pivotwatch::cli::Command) -> tokio::runtime::Builder {
+    match command {
+        pivotwatch::cli::Command::Run { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+}
+
 fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
     init_logging(cli.log_json, std::env::var("RUST_LOG").ok().as_deref());
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder(&cli.command).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(
