@@ -26,7 +26,8 @@ use crate::model::{Entity, Source};
 use crate::record::{Change, CheckStatus, FetchMeta, Finding, Record, ResponseMeta, Snapshot};
 use crate::store::blocking;
 use crate::store::{
-    Commit, NewSnapshot, PageValidators, SourceState, Store, StoreError, body_hash, sha256_hex,
+    Commit, NewSnapshot, PageValidators, SourceState, StateLane, Store, StoreError, body_hash,
+    sha256_hex,
 };
 
 /// A record read by a check, for [`Checker::conclude`].
@@ -88,6 +89,8 @@ pub struct Checker {
     /// A `[reference] dir` is loaded eagerly, so its errors show at start.
     reference: Arc<tokio::sync::OnceCell<Arc<Reference>>>,
     store: Store,
+    /// Source-state reads and writes, batched onto the blocking pool.
+    states: StateLane,
     public: Fetcher,
     private: Fetcher,
     /// robots.txt rules, when honoured (the daemon's checker).
@@ -150,6 +153,7 @@ impl Checker {
         let index = Arc::new(idx);
         Ok(Checker {
             config,
+            states: StateLane::new(store.clone()),
             reference,
             store,
             public,
@@ -352,9 +356,7 @@ impl Checker {
         source: &Source,
     ) -> Result<CheckReport, CheckError> {
         let key = source.key();
-        let store = self.store.clone();
-        let k = key.clone();
-        let state = blocking(move || Ok(store.source_state(&k)?.unwrap_or_default())).await?;
+        let state = self.states.source_state(&key).await?.unwrap_or_default();
         let has_previous = state.last_snapshot.is_some();
         let now = Utc::now();
         let mut state = state;
@@ -917,9 +919,7 @@ impl Checker {
         state.last_status = Some(status);
         state.last_error = Some(msg.to_string());
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-        let store = self.store.clone();
-        let key = source.key();
-        blocking(move || store.put_source_state(&key, &state)).await?;
+        self.states.put_source_state(&source.key(), state).await?;
         tracing::warn!(error = %msg, "Check failed.");
         Ok(CheckReport::of(entity, source, status).with_error(msg))
     }
@@ -936,9 +936,7 @@ impl Checker {
         state.last_error = None;
         state.last_success = Some(now);
         state.consecutive_failures = 0;
-        let store = self.store.clone();
-        let key = source.key();
-        blocking(move || store.put_source_state(&key, &state)).await?;
+        self.states.put_source_state(&source.key(), state).await?;
         Ok(CheckReport::of(entity, source, CheckStatus::Unchanged).with_snapshot(snapshot))
     }
 }

@@ -183,6 +183,14 @@ pub enum StoreError {
         /// The newest version this pivotwatch reads ([`super::SCHEMA_VERSION`]).
         supported: u64,
     },
+    /// A batched source-state call (`store::StateLane`) got no answer: its
+    /// batch's task panicked or was cancelled (a bug, or the runtime
+    /// shutting down); the store itself may be fine.
+    #[error("a batched store call on {path} stopped before it finished")]
+    Lane {
+        /// The state folder.
+        path: PathBuf,
+    },
     /// A store call on the blocking pool panicked or was cancelled (a bug,
     /// or the runtime shutting down); the store itself may be fine.
     #[error("a store task stopped before it finished")]
