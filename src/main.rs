@@ -76,9 +76,9 @@ fn tune_malloc() {
 /// scheduler stay responsive while a worker is busy. Every other command
 /// is one pass of I/O on one async thread; its CPU work (extraction, the
 /// store) already runs on the blocking pool, so a second async worker only
-/// added cross-thread wake-ups: a 1000-source recheck took ~10 % less CPU
-/// on the current-thread runtime, a first pass the same (BENCHMARKS.md,
-/// issue 16, 2026-12-03 afternoon).
+/// added cross-thread wake-ups: a 1000-source no-change recheck took ~15 %
+/// less CPU on the current-thread runtime, a first pass the same
+/// (BENCHMARKS.md, issue 16, 2026-12-03 afternoon).
 fn runtime_builder(command: &pivotwatch::cli::Command) -> tokio::runtime::Builder {
     match command {
         pivotwatch::cli::Command::Run { .. } => tokio::runtime::Builder::new_multi_thread(),
