@@ -105,11 +105,7 @@ pub(crate) fn sources(shared: &Shared) -> Result<Vec<SourceView>, StoreError> {
 }
 
 fn recent_findings(shared: &Shared, n: usize) -> Result<Vec<Finding>, StoreError> {
-    let mut all = shared.store.findings()?;
-    let skip = all.len().saturating_sub(n);
-    let mut recent: Vec<Finding> = all.drain(skip..).collect();
-    recent.reverse();
-    Ok(recent)
+    shared.store.newest_findings(n)
 }
 
 /// How long the store's counts are reused before they are read again.

@@ -43,9 +43,9 @@ pub(super) fn export(
         other => ExportError::Io(std::io::Error::other(format!("{other:?}"))),
     };
     out.write_record(HEADER).map_err(csv_err)?;
-    for f in store.findings()? {
+    store.each_finding(|f| -> Result<(), ExportError> {
         if !filter.covers_finding(&f) {
-            continue;
+            return Ok(());
         }
         let name = config
             .entity(&f.entity)
@@ -77,7 +77,8 @@ pub(super) fn export(
             f.evidence_command(),
         ])
         .map_err(csv_err)?;
-    }
+        Ok(())
+    })?;
     out.flush()?;
     Ok(())
 }

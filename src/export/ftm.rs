@@ -149,12 +149,12 @@ pub(super) fn export(
         let cid = entity(&mut g, store, filter, e)?;
         companies.insert(e.id.clone(), cid);
     }
-    for f in store.findings()? {
+    store.each_finding(|f| -> Result<(), ExportError> {
         if !filter.covers_finding(&f) {
-            continue;
+            return Ok(());
         }
         let Some(cid) = companies.get(&f.entity) else {
-            continue;
+            return Ok(());
         };
         let mut n = Ftm::new("Note", make_id("note", &[&f.entity, &f.dedup_key]));
         n.add("entity", cid.clone())
@@ -171,7 +171,8 @@ pub(super) fn export(
             )
             .add("notes", f.evidence_command());
         g.put(n);
-    }
+        Ok(())
+    })?;
     for id in &g.order {
         if let Some(e) = g.by_id.get(id) {
             let mut line = serde_json::to_vec(&e.json()).unwrap_or_default();

@@ -50,15 +50,16 @@ pub(crate) fn findings(
     out: &mut impl Write,
 ) -> Result<u8, ReadError> {
     let since = since.map(parse_since).transpose()?;
-    for f in store.findings()? {
+    store.each_finding(|f| -> Result<(), ReadError> {
         if since.is_some_and(|t| f.created_at < t) || entity.is_some_and(|e| e != f.entity) {
-            continue;
+            return Ok(());
         }
         if json {
             writeln!(out, "{}", serde_json::to_string(&f).unwrap_or_default())?;
         } else {
             print_finding(&f, out)?;
         }
-    }
+        Ok(())
+    })?;
     Ok(0)
 }
