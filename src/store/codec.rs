@@ -16,7 +16,11 @@ use super::error::Fault;
 /// migrated at open, then gets the key:
 /// - 1 → 2: item keys of stored snapshots computed again (one part-number
 ///   normalisation, look-alike letters read as Latin).
-pub const SCHEMA_VERSION: u64 = 2;
+/// - 2 → 3: nothing rewritten. Findings written from then on are
+///   zstd-compressed, as snapshots are, and are read in either form; the
+///   version keeps a pivotwatch that reads findings only as plain JSON
+///   from opening the store.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The `meta` key holding the schema version (u64, big-endian).
 pub(super) const SCHEMA_KEY: &[u8] = b"schema_version";

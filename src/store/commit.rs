@@ -5,7 +5,7 @@ use chrono::Utc;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::codec::{dec, enc, enc_compressed, get, history_key, id_from, values};
+use super::codec::{dec_compressed, enc, enc_compressed, get, history_key, id_from};
 use super::error::Fault;
 use super::inner::Inner;
 use super::{Delivery, NewSnapshot, SourceState, Store, StoreError};
@@ -70,7 +70,7 @@ impl Store {
         for kv in i.findings.iter() {
             let f = kv
                 .map_err(Fault::from)
-                .and_then(|(k, v)| Ok(dec(&k, &v)?))
+                .and_then(|(k, v)| Ok(dec_compressed(&k, &v)?))
                 .map_err(|e| self.fail(e))?;
             visit(f)?;
         }
@@ -84,7 +84,7 @@ impl Store {
             let mut out = Vec::with_capacity(n.min(1024));
             for kv in i.findings.iter().rev().take(n) {
                 let (k, v) = kv?;
-                out.push(dec(&k, &v)?);
+                out.push(dec_compressed(&k, &v)?);
             }
             Ok(out)
         })
@@ -112,12 +112,17 @@ impl Inner {
 
     /// A finding by id.
     pub(super) fn finding(&self, id: u64) -> Result<Option<Finding>, Fault> {
-        get(&self.findings, id.to_be_bytes(), dec)
+        get(&self.findings, id.to_be_bytes(), dec_compressed)
     }
 
     /// All findings, oldest first.
     pub(super) fn findings(&self) -> Result<Vec<Finding>, Fault> {
-        values(&self.findings)
+        let mut out = Vec::new();
+        for kv in self.findings.iter() {
+            let (k, v) = kv?;
+            out.push(dec_compressed(&k, &v)?);
+        }
+        Ok(out)
     }
 
     /// Commits one check: snapshot, evidence blob, findings, their
@@ -185,6 +190,10 @@ impl Inner {
             }
         }
         out.findings = c.findings.clone();
+        // Findings are compressed like snapshots (schema version 3): one
+        // carries its evidence items and facts, ~17 KB of JSON each at
+        // 100k sources (BENCHMARKS.md, issue 16).
+        let finding_bytes: Vec<Vec<u8>> = out.findings.iter().map(enc_compressed).collect();
         let trees = (
             &self.sources,
             &self.snapshots,
@@ -206,8 +215,8 @@ impl Inner {
                 {
                     blobs.insert(hash.as_bytes(), bytes.as_slice())?;
                 }
-                for f in &out.findings {
-                    findings.insert(&f.id.to_be_bytes(), enc(f))?;
+                for (f, bytes) in out.findings.iter().zip(&finding_bytes) {
+                    findings.insert(&f.id.to_be_bytes(), bytes.as_slice())?;
                     keys.insert(f.dedup_key.as_bytes(), &f.id.to_be_bytes())?;
                     for k in &f.escalation_keys {
                         keys.insert(k.as_bytes(), &f.id.to_be_bytes())?;
@@ -335,6 +344,40 @@ mod tests {
             Stop::Store(e) => panic!("the store failed instead: {e}"),
         }
         assert_eq!(visited, 7);
+    }
+
+    #[test]
+    fn findings_are_stored_compressed_and_plain_json_ones_still_read() {
+        let (_dir, store) = store_with(3);
+        let inner = store.inner().expect("inner");
+        for kv in inner.findings.iter() {
+            let (_, v) = kv.expect("read");
+            assert!(
+                v.starts_with(&super::super::codec::ZSTD_MAGIC),
+                "stored as JSON"
+            );
+        }
+        // A finding written by schema version 2: plain JSON.
+        let mut old = finding(99);
+        old.id = inner.db.generate_id().expect("id");
+        inner
+            .findings
+            .insert(old.id.to_be_bytes(), enc(&old))
+            .expect("insert");
+        drop(inner);
+        let all = store.findings().expect("findings");
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[3], old);
+        assert_eq!(store.finding(old.id).expect("read"), Some(old.clone()));
+        assert_eq!(store.newest_findings(1).expect("newest"), vec![old]);
+        let mut n = 0;
+        store
+            .each_finding(|_| -> Result<(), StoreError> {
+                n += 1;
+                Ok(())
+            })
+            .expect("each");
+        assert_eq!(n, 4);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde::Serialize;
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::codec::{dec, dec_compressed, history_key};
+use super::codec::{dec_compressed, history_key};
 use super::error::Fault;
 use super::inner::Inner;
 use super::{Store, StoreError};
@@ -134,7 +134,7 @@ impl Inner {
         let mut pinned: BTreeSet<u64> = BTreeSet::new();
         for kv in self.findings.iter() {
             let (k, v) = kv?;
-            let f: Finding = dec(&k, &v)?;
+            let f: Finding = dec_compressed(&k, &v)?;
             pinned.extend(f.evidence.snapshot);
             pinned.extend(f.evidence.previous_snapshot);
         }
