@@ -141,7 +141,7 @@ impl Inner {
     /// The raw body stored under a hash.
     pub(super) fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, Fault> {
         match self.blobs.get(hash.as_bytes())? {
-            Some(v) => zstd::decode_all(&v[..]).map(Some).map_err(|e| {
+            Some(v) => super::codec::decompress(&v).map(Some).map_err(|e| {
                 Fault::Store(StoreError::Blob {
                     hash: hash.to_string(),
                     detail: e.to_string(),
