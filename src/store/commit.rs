@@ -59,7 +59,7 @@ impl Store {
 
     /// Every finding, oldest first, handed to `visit` one at a time, so
     /// that a caller never holds them all: the 17 844 findings of a
-    /// 100k-source store took 1.06 GB decoded at once (BENCHMARKS.md,
+    /// 100k-source store took 1101 MiB decoded at once (BENCHMARKS.md,
     /// issue 16). Stops at the first error, the store's or `visit`'s.
     pub fn each_finding<E: From<StoreError>>(
         &self,
