@@ -136,13 +136,20 @@ pub(super) fn get<T>(
 }
 
 /// Every value of a tree, in key order, decoded.
-pub(super) fn values<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, Fault> {
-    let mut out = Vec::new();
-    for kv in tree.iter() {
+pub(super) fn values<T>(tree: &sled::Tree, decode: Decode<T>) -> Result<Vec<T>, Fault> {
+    decoded(tree.iter(), decode).collect()
+}
+
+/// The values of `entries` (a tree's iterator, either way round), each
+/// decoded as it is read.
+pub(super) fn decoded<T>(
+    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    decode: Decode<T>,
+) -> impl Iterator<Item = Result<T, Fault>> {
+    entries.map(move |kv| {
         let (k, v) = kv?;
-        out.push(dec(&k, &v)?);
-    }
-    Ok(out)
+        Ok(decode(&k, &v)?)
+    })
 }
 
 /// Every entry of a tree keyed by text (`entity/source`, ...), in key

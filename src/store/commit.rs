@@ -5,7 +5,9 @@ use chrono::Utc;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::codec::{dec_compressed, enc, enc_compressed, get, history_key, id_from};
+use super::codec::{
+    dec_compressed, decoded, enc, enc_compressed, get, history_key, id_from, values,
+};
 use super::error::Fault;
 use super::inner::Inner;
 use super::{Delivery, NewSnapshot, SourceState, Store, StoreError};
@@ -67,12 +69,8 @@ impl Store {
     ) -> Result<(), E> {
         let _pause = self.h.pause.read().unwrap_or_else(PoisonError::into_inner);
         let i = self.inner()?;
-        for kv in i.findings.iter() {
-            let f = kv
-                .map_err(Fault::from)
-                .and_then(|(k, v)| Ok(dec_compressed(&k, &v)?))
-                .map_err(|e| self.fail(e))?;
-            visit(f)?;
+        for f in decoded(i.findings.iter(), dec_compressed) {
+            visit(f.map_err(|e| self.fail(e))?)?;
         }
         Ok(())
     }
@@ -80,14 +78,7 @@ impl Store {
     /// The newest `n` findings, newest first, read from the end of the
     /// tree (ids grow with every commit).
     pub fn newest_findings(&self, n: usize) -> Result<Vec<Finding>, StoreError> {
-        self.run(|i| {
-            let mut out = Vec::with_capacity(n.min(1024));
-            for kv in i.findings.iter().rev().take(n) {
-                let (k, v) = kv?;
-                out.push(dec_compressed(&k, &v)?);
-            }
-            Ok(out)
-        })
+        self.run(|i| decoded(i.findings.iter().rev().take(n), dec_compressed).collect())
     }
 
     /// Commits one check: snapshot, evidence blob, findings, their
@@ -117,12 +108,7 @@ impl Inner {
 
     /// All findings, oldest first.
     pub(super) fn findings(&self) -> Result<Vec<Finding>, Fault> {
-        let mut out = Vec::new();
-        for kv in self.findings.iter() {
-            let (k, v) = kv?;
-            out.push(dec_compressed(&k, &v)?);
-        }
-        Ok(out)
+        values(&self.findings, dec_compressed)
     }
 
     /// Commits one check: snapshot, evidence blob, findings, their
@@ -254,33 +240,39 @@ impl Inner {
     }
 }
 
+/// A finding for the store's tests: rule `r` of watchlist `w`, severity
+/// high, summary `s`, no evidence.
+#[cfg(test)]
+pub(super) fn test_finding(
+    entity: &str,
+    source: &str,
+    dedup_key: String,
+    at: chrono::DateTime<Utc>,
+) -> Finding {
+    Finding {
+        id: 0,
+        entity: entity.into(),
+        source: source.into(),
+        watchlist: "w".into(),
+        rule: "r".into(),
+        severity: crate::record::Severity::High,
+        summary: "s".into(),
+        explanation: String::new(),
+        evidence: crate::record::Evidence::default(),
+        dedup_key,
+        escalation_keys: vec![],
+        created_at: at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Evidence, Severity};
 
     fn finding(n: usize) -> Finding {
-        Finding {
-            id: 0,
-            entity: format!("e{n}"),
-            source: "s".into(),
-            watchlist: "w".into(),
-            rule: "r".into(),
-            severity: Severity::High,
-            summary: format!("finding {n}"),
-            explanation: String::new(),
-            evidence: Evidence {
-                url: String::new(),
-                snapshot: None,
-                previous_snapshot: None,
-                changes: vec![],
-                facts: Default::default(),
-                items: vec![],
-            },
-            dedup_key: format!("k{n}"),
-            escalation_keys: vec![],
-            created_at: Utc::now(),
-        }
+        let mut f = test_finding(&format!("e{n}"), "s", format!("k{n}"), Utc::now());
+        f.summary = format!("finding {n}");
+        f
     }
 
     fn store_with(n: usize) -> (tempfile::TempDir, Store) {

@@ -167,12 +167,12 @@ impl Inner {
 
     /// Every delivery in the outbox (pending and dead), oldest first.
     pub(super) fn outbox_all(&self) -> Result<Vec<Delivery>, Fault> {
-        values(&self.outbox)
+        values(&self.outbox, dec)
     }
 
     /// The delivery log (sent deliveries), oldest first.
     pub(super) fn sent_deliveries(&self) -> Result<Vec<Delivery>, Fault> {
-        values(&self.sent)
+        values(&self.sent, dec)
     }
 
     /// A delivery still in the outbox (pending or dead).

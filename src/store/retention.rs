@@ -25,7 +25,7 @@ use serde::Serialize;
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::codec::{dec_compressed, history_key};
+use super::codec::{dec_compressed, decoded, history_key};
 use super::error::Fault;
 use super::inner::Inner;
 use super::{Store, StoreError};
@@ -132,9 +132,8 @@ impl Inner {
             by_source.entry(source).or_default().push(id);
         }
         let mut pinned: BTreeSet<u64> = BTreeSet::new();
-        for kv in self.findings.iter() {
-            let (k, v) = kv?;
-            let f: Finding = dec_compressed(&k, &v)?;
+        for f in decoded(self.findings.iter(), dec_compressed) {
+            let f: Finding = f?;
             pinned.extend(f.evidence.snapshot);
             pinned.extend(f.evidence.previous_snapshot);
         }
@@ -321,7 +320,8 @@ fn is_referenced(referenced: &BTreeSet<Vec<u8>>, k: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Evidence, Record, Severity};
+    use crate::record::Record;
+    use crate::store::commit::test_finding;
     use crate::store::{Commit, NewSnapshot, SourceState, body_hash};
 
     fn commit(store: &Store, source: &str, body: &str, at: DateTime<Utc>, finding: bool) -> u64 {
@@ -337,27 +337,7 @@ mod tests {
         };
         let (entity, sid) = source.split_once('/').expect("key");
         let findings = if finding {
-            vec![Finding {
-                id: 0,
-                entity: entity.into(),
-                source: sid.into(),
-                watchlist: "w".into(),
-                rule: "r".into(),
-                severity: Severity::High,
-                summary: "s".into(),
-                explanation: String::new(),
-                evidence: Evidence {
-                    url: String::new(),
-                    snapshot: None,
-                    previous_snapshot: None,
-                    changes: vec![],
-                    facts: Default::default(),
-                    items: vec![],
-                },
-                dedup_key: format!("{source}/{body}"),
-                escalation_keys: vec![],
-                created_at: at,
-            }]
+            vec![test_finding(entity, sid, format!("{source}/{body}"), at)]
         } else {
             vec![]
         };
