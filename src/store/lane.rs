@@ -27,65 +27,24 @@ use super::{Handle, SourceState, Store, StoreError};
 const MAX_BATCH: usize = 64;
 
 /// A handle on the lane of one store. Cheap to clone; clones share it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StateLane {
     store: Store,
-    tx: std::sync::Arc<Mutex<Option<mpsc::UnboundedSender<Call>>>>,
+    tx: std::sync::Arc<Mutex<Option<mpsc::UnboundedSender<Job>>>>,
 }
 
-/// One queued call and where its answer goes.
-#[derive(Debug)]
-enum Call {
-    Get {
-        key: String,
-        reply: oneshot::Sender<Result<Option<SourceState>, StoreError>>,
-    },
-    Put {
-        key: String,
-        state: SourceState,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-}
-
-/// A call's result, still to be handed to its caller.
-enum Answer {
-    Get(
-        oneshot::Sender<Result<Option<SourceState>, StoreError>>,
-        Result<Option<SourceState>, StoreError>,
-    ),
-    Put(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
-}
-
-impl Call {
-    /// Runs the call (on the blocking pool).
-    fn run(self, store: &Store) -> Answer {
-        match self {
-            Call::Get { key, reply } => Answer::Get(reply, store.source_state(&key)),
-            Call::Put { key, state, reply } => {
-                Answer::Put(reply, store.put_source_state(&key, &state))
-            }
-        }
+impl std::fmt::Debug for StateLane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateLane")
+            .field("store", &self.store.path())
+            .finish_non_exhaustive()
     }
 }
 
-impl Answer {
-    /// Hands the result over. A caller that went away (its check was
-    /// cancelled) drops it; the call itself ran, as a `blocking` one
-    /// would have.
-    fn send(self) {
-        match self {
-            Answer::Get(reply, r) => {
-                let _ = reply.send(r);
-            }
-            Answer::Put(reply, r) => {
-                let _ = reply.send(r);
-            }
-        }
-    }
-}
+/// One queued call: run on the blocking pool, it gives back the hand-over
+/// of its result, which the serving task then runs on the async side.
+type Job = Box<dyn FnOnce(&Store) -> Reply + Send>;
+type Reply = Box<dyn FnOnce() + Send>;
 
 impl StateLane {
     /// The lane of `store`. Starts nothing until the first call.
@@ -98,42 +57,48 @@ impl StateLane {
 
     /// `Store::source_state`, batched.
     pub async fn source_state(&self, key: &str) -> Result<Option<SourceState>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Call::Get {
-            key: key.to_owned(),
-            reply,
-        });
-        answer.await.unwrap_or_else(|_| Err(self.lost()))
+        let key = key.to_owned();
+        self.call(move |s| s.source_state(&key)).await
     }
 
     /// `Store::put_source_state`, batched.
     pub async fn put_source_state(&self, key: &str, state: SourceState) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.call(move |s| s.put_source_state(&key, &state)).await
+    }
+
+    /// Queues `f` for the next batch and waits for its answer. A caller
+    /// that goes away (its check was cancelled) drops the answer; the call
+    /// itself runs, as a `blocking` one would have.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Call::Put {
-            key: key.to_owned(),
-            state,
-            reply,
-        });
-        answer.await.unwrap_or_else(|_| Err(self.lost()))
+        self.send(Box::new(move |s| {
+            let r = f(s);
+            Box::new(move || {
+                let _ = reply.send(r);
+            })
+        }));
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Lane {
+                path: self.store.path().to_path_buf(),
+            })
+        })
     }
 
-    fn lost(&self) -> StoreError {
-        StoreError::Lane {
-            path: self.store.path().to_path_buf(),
-        }
-    }
-
-    /// Queues `call`, starting the serving task when there is none (or it
+    /// Queues `job`, starting the serving task when there is none (or it
     /// ended with the runtime that ran it). Outside a tokio runtime the
-    /// call is dropped, and its caller gets `StoreError::Lane`.
-    fn send(&self, call: Call) {
+    /// job is dropped, and its caller gets `StoreError::Lane`.
+    fn send(&self, job: Job) {
         let mut tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
-        let call = match tx.as_ref() {
-            Some(t) => match t.send(call) {
+        let job = match tx.as_ref() {
+            Some(t) => match t.send(job) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(call)) => call,
+                Err(mpsc::error::SendError(job)) => job,
             },
-            None => call,
+            None => job,
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -141,30 +106,30 @@ impl StateLane {
         let (new_tx, rx) = mpsc::unbounded_channel();
         runtime.spawn(serve(std::sync::Arc::downgrade(&self.store.h), rx));
         // The receiver was just made and is alive: the send cannot fail.
-        let _ = new_tx.send(call);
+        let _ = new_tx.send(job);
         *tx = Some(new_tx);
     }
 }
 
-/// Takes every call queued, runs them in one blocking task, answers each;
+/// Takes every job queued, runs them in one blocking task, answers each;
 /// ends when every [`StateLane`] clone is gone. It holds the store only
 /// while a batch runs: a task not yet polled after the last handle went
 /// must not keep the database (and its lock) open.
-async fn serve(store: Weak<Handle>, mut rx: mpsc::UnboundedReceiver<Call>) {
-    let mut calls = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut calls, MAX_BATCH).await > 0 {
-        let batch = std::mem::replace(&mut calls, Vec::with_capacity(MAX_BATCH));
+async fn serve(store: Weak<Handle>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
         // Every handle is gone: the callers' answers drop with the batch.
         let Some(h) = store.upgrade() else {
             return;
         };
         let s = Store { h };
         let ran = tokio::task::spawn_blocking(move || {
-            batch.into_iter().map(|c| c.run(&s)).collect::<Vec<_>>()
+            batch.into_iter().map(|job| job(&s)).collect::<Vec<_>>()
         })
         .await;
         match ran {
-            Ok(answers) => answers.into_iter().for_each(Answer::send),
+            Ok(replies) => replies.into_iter().for_each(|reply| reply()),
             // The answers went down with the task: each caller sees its
             // channel closed, which is `StoreError::Lane`.
             Err(e) => {
