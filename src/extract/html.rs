@@ -1,7 +1,5 @@
 //! HTML extraction with CSS selectors (scraper / html5ever).
 
-use std::collections::BTreeMap;
-
 use scraper::{ElementRef, Node, Selector};
 use url::Url;
 
@@ -255,18 +253,18 @@ fn assemble(spec: &HtmlSpec, raw: Raw, base: &Url) -> Result<HtmlPage, ExtractEr
         // Columns whose selector matched an element in some row.
         let mut matched_columns = vec![false; items.columns.len()];
         for row in raw.rows {
-            let mut values = BTreeMap::new();
-            for (((col, _), seen), (v, matched)) in items
+            let values = items
                 .columns
                 .iter()
                 .zip(matched_columns.iter_mut())
                 .zip(row)
-            {
-                *seen |= matched;
-                if let Some(FieldValue::Text(t)) = v {
-                    values.insert(col.clone(), t);
-                }
-            }
+                .filter_map(|(((col, _), seen), (v, matched))| {
+                    *seen |= matched;
+                    match v {
+                        Some(FieldValue::Text(t)) => Some((col, t)),
+                        _ => None,
+                    }
+                });
             if let Some(item) = build_item(values) {
                 found.push(item);
             }

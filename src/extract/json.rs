@@ -1,7 +1,5 @@
 //! JSON extraction with RFC 6901 pointers (registry APIs).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::{Column, ExtractError, Unmatched, build_item, clean_text, insert_items};
@@ -100,7 +98,7 @@ pub fn extract_json_page(spec: &JsonSpec, text: &str) -> Result<(Record, Unmatch
         let mut found = Vec::new();
         let mut matched_columns = vec![false; items.columns.len()];
         for el in arr {
-            let mut values = BTreeMap::new();
+            let mut values = Vec::new();
             for ((col, f), seen) in items.columns.iter().zip(matched_columns.iter_mut()) {
                 *seen |= el.pointer(&f.pointer).is_some();
                 if let Some(FieldValue::Text(t)) = read(
@@ -110,7 +108,7 @@ pub fn extract_json_page(spec: &JsonSpec, text: &str) -> Result<(Record, Unmatch
                         ..f.clone()
                     },
                 ) {
-                    values.insert(col.clone(), t);
+                    values.push((col, t));
                 }
             }
             if let Some(it) = build_item(values) {

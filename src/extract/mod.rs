@@ -227,22 +227,26 @@ impl Unmatched {
 }
 
 /// Builds an [`Item`] from column values, returning `None` for rows that
-/// carry neither a part number nor a name (header and spacer rows).
-pub fn build_item(values: BTreeMap<Column, String>) -> Option<Item> {
+/// carry neither a part number nor a name (header and spacer rows). A
+/// column given twice keeps its last value; an empty value is no value.
+pub fn build_item<'c>(values: impl IntoIterator<Item = (&'c Column, String)>) -> Option<Item> {
     let mut item = Item::default();
     for (col, v) in values {
-        if v.is_empty() {
-            continue;
-        }
+        let v = (!v.is_empty()).then_some(v);
         match col {
-            Column::Name => item.name = Some(v),
-            Column::Manufacturer => item.manufacturer = Some(v),
-            Column::PartNumber => item.part_number = Some(v),
-            Column::Price => item.price = Some(v),
-            Column::Link => item.link = Some(v),
-            Column::Extra(n) => {
-                item.extra.insert(n, v);
-            }
+            Column::Name => item.name = v,
+            Column::Manufacturer => item.manufacturer = v,
+            Column::PartNumber => item.part_number = v,
+            Column::Price => item.price = v,
+            Column::Link => item.link = v,
+            Column::Extra(n) => match v {
+                Some(v) => {
+                    item.extra.insert(n.clone(), v);
+                }
+                None => {
+                    item.extra.remove(n);
+                }
+            },
         }
     }
     item.key = item_key(item.part_number.as_deref(), item.name.as_deref())?;

@@ -39,14 +39,24 @@ fn collapse(chars: impl Iterator<Item = char>, out: &mut String) {
 /// [`collapse`] for ASCII text: the ASCII characters `char::is_whitespace`
 /// accepts are TAB, LF, VT, FF, CR and space.
 fn collapse_ascii(s: &str, out: &mut String) {
-    let words = s
-        .split(['\t', '\n', '\u{b}', '\u{c}', '\r', ' '])
-        .filter(|w| !w.is_empty());
-    for word in words {
-        if !out.is_empty() {
-            out.push(' ');
+    let ws = |c: u8| matches!(c, b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b' ');
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && ws(b[i]) {
+            i += 1;
         }
-        out.push_str(word);
+        let start = i;
+        while i < b.len() && !ws(b[i]) {
+            i += 1;
+        }
+        if start < i {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            // ASCII: every byte offset is a character boundary.
+            out.push_str(&s[start..i]);
+        }
     }
 }
 

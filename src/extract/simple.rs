@@ -37,6 +37,53 @@ struct Compound {
     ids: Vec<String>,
     classes: Vec<String>,
     attrs: Vec<AttrSel>,
+    /// Set by [`Simple::number`]: the tag's interned index, and the bits
+    /// of the ids and classes in the numbering; `None` where the names
+    /// are compared as strings.
+    tag_k: Option<u16>,
+    id_mask: Option<u64>,
+    class_mask: Option<u64>,
+}
+
+/// The ids and classes of a plan's selectors, numbered (at most 64 of
+/// each) so that an element's can be found once, as a bit set, when it
+/// opens, instead of once per selector.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Numbering {
+    pub(crate) ids: Vec<String>,
+    pub(crate) classes: Vec<String>,
+}
+
+impl Numbering {
+    /// The bit of `name` in `list`, numbering it if there is room.
+    fn bit(list: &mut Vec<String>, name: &str) -> Option<u64> {
+        let i = match list.iter().position(|x| x == name) {
+            Some(i) => i,
+            None if list.len() < 64 => {
+                list.push(name.to_string());
+                list.len() - 1
+            }
+            None => return None,
+        };
+        Some(1 << i)
+    }
+
+    fn mask(list: &mut Vec<String>, names: &[String]) -> Option<u64> {
+        names
+            .iter()
+            .try_fold(0u64, |m, n| Some(m | Self::bit(list, n)?))
+    }
+
+    /// The bits of the numbered names in `list` that are among `words`.
+    pub(crate) fn bits_of<'w>(list: &[String], words: impl Iterator<Item = &'w str>) -> u64 {
+        let mut m = 0u64;
+        for w in words {
+            if let Some(i) = list.iter().position(|x| x == w) {
+                m |= 1 << i;
+            }
+        }
+        m
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +108,16 @@ pub(crate) trait El {
     fn name(&self) -> &str;
     /// The value of an attribute by (lower-case) local name.
     fn attr(&self, name: &str) -> Option<&str>;
+    /// The name's interned index (the `tag_id` given to
+    /// [`Simple::number`]), when the element knows it.
+    fn known(&self) -> Option<u16> {
+        None
+    }
+    /// The bits, in the [`Numbering`] given to [`Simple::number`], of the
+    /// element's id and of its classes, when the element knows them.
+    fn bits(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,15 +148,30 @@ impl Simple {
         Some(Simple { alts })
     }
 
-    /// Calls `f` with each attribute name the selector tests (`id` for
-    /// `#id`, `class` for `.class`).
+    /// Numbers the tags (by `tag_id`, `None` for a name it does not
+    /// intern), ids and classes of the selector, for elements that know
+    /// their [`El::known`] index and [`El::bits`]. Names that do not fit
+    /// the numbering stay compared as strings.
+    pub(crate) fn number(&mut self, tag_id: &dyn Fn(&str) -> Option<u16>, n: &mut Numbering) {
+        for c in &mut self.alts {
+            for p in &mut c.parts {
+                p.tag_k = p.tag.as_deref().and_then(tag_id);
+                p.id_mask = Numbering::mask(&mut n.ids, &p.ids);
+                p.class_mask = Numbering::mask(&mut n.classes, &p.classes);
+            }
+        }
+    }
+
+    /// Calls `f` with each attribute name whose value the matcher reads
+    /// (`id` for `#id` and `class` for `.class` unless [`Simple::number`]
+    /// numbered them).
     pub(crate) fn attr_names(&self, f: &mut dyn FnMut(&str)) {
         for c in &self.alts {
             for p in &c.parts {
-                if !p.ids.is_empty() {
+                if !p.ids.is_empty() && p.id_mask.is_none() {
                     f("id");
                 }
-                if !p.classes.is_empty() {
+                if !p.classes.is_empty() && p.class_mask.is_none() {
                     f("class");
                 }
                 for a in &p.attrs {
@@ -150,12 +222,37 @@ impl Complex {
 
 impl Compound {
     fn matches<E: El>(&self, e: &E) -> bool {
-        if let Some(t) = &self.tag
-            && t != e.name()
-        {
-            return false;
+        if let Some(t) = &self.tag {
+            let same = match (self.tag_k, e.known()) {
+                (Some(k), Some(ek)) => k == ek,
+                _ => t == e.name(),
+            };
+            if !same {
+                return false;
+            }
         }
-        if !self.ids.is_empty() {
+        if let Some((ids, classes)) = e.bits() {
+            if let Some(m) = self.id_mask
+                && !self.ids.is_empty()
+                && ids & m != m
+            {
+                return false;
+            }
+            if let Some(m) = self.class_mask
+                && !self.classes.is_empty()
+                && classes & m != m
+            {
+                return false;
+            }
+            return self.strings(e, self.id_mask.is_none(), self.class_mask.is_none());
+        }
+        self.strings(e, true, true)
+    }
+
+    /// The tests by attribute value: ids and classes when asked, and the
+    /// attribute selectors.
+    fn strings<E: El>(&self, e: &E, ids: bool, classes: bool) -> bool {
+        if ids && !self.ids.is_empty() {
             let Some(id) = e.attr("id") else {
                 return false;
             };
@@ -163,7 +260,7 @@ impl Compound {
                 return false;
             }
         }
-        if !self.classes.is_empty() {
+        if classes && !self.classes.is_empty() {
             let Some(class) = e.attr("class") else {
                 return false;
             };
@@ -491,5 +588,111 @@ mod tests {
         assert!(!m("body > td"));
         assert!(m("html td"));
         assert!(m("body tr td"));
+    }
+
+    /// An element that knows its tag index and its id and class bits, as
+    /// the streaming path's open elements do.
+    struct N(T, Option<u16>, (u64, u64));
+    impl El for N {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn attr(&self, name: &str) -> Option<&str> {
+            self.0.attr(name)
+        }
+        fn known(&self) -> Option<u16> {
+            self.1
+        }
+        fn bits(&self) -> Option<(u64, u64)> {
+            Some(self.2)
+        }
+    }
+
+    #[test]
+    fn numbered_names_match_as_the_strings_do() {
+        const TAGS: [&str; 4] = ["div", "td", "p", "a"];
+        let tag_id = |n: &str| TAGS.iter().position(|t| *t == n).map(|i| i as u16);
+        // 70 classes first, so that the later ones do not fit in the
+        // numbering and stay compared as strings.
+        let many: Vec<String> = (0..70).map(|i| format!(".c{i}")).collect();
+        let mut sources: Vec<String> = vec![many.join(", ")];
+        sources.extend(
+            [
+                "div.a.b",
+                "#x",
+                "#x#y",
+                "#x#x",
+                "td.mfr",
+                "my-el.a",
+                "my-el",
+                "[class~=a]",
+                "[id=x] td",
+                "div > .c3",
+                ".c69",
+                ".late",
+                "div.late #y",
+                "p a.a",
+                "*.b",
+            ]
+            .map(String::from),
+        );
+        let plain: Vec<Simple> = sources
+            .iter()
+            .map(|s| Simple::parse(s).expect("parses"))
+            .collect();
+        let mut names = Numbering::default();
+        let mut numbered = plain.clone();
+        for sel in &mut numbered {
+            sel.number(&tag_id, &mut names);
+        }
+        assert_eq!(names.classes.len(), 64, "the numbering is full");
+        let els: Vec<(&str, Vec<(&str, &str)>)> = vec![
+            ("div", vec![("class", "a b")]),
+            ("div", vec![("class", "late"), ("id", "x")]),
+            ("td", vec![("class", "mfr c3"), ("id", "y")]),
+            ("my-el", vec![("class", " a  c69 ")]),
+            ("p", vec![("id", "x")]),
+            ("a", vec![("class", "a b late")]),
+            ("span", vec![("class", "c63")]),
+            ("div", vec![]),
+        ];
+        let mk = |i: usize| {
+            let (n, a) = &els[i];
+            T(n, a.clone())
+        };
+        let bits = |t: &T| {
+            let id = t
+                .attr("id")
+                .map_or(0, |v| Numbering::bits_of(&names.ids, std::iter::once(v)));
+            let class = t.attr("class").map_or(0, |v| {
+                Numbering::bits_of(&names.classes, v.split_ascii_whitespace())
+            });
+            (id, class)
+        };
+        let mut checked = 0;
+        let mut hits = 0;
+        for a in 0..els.len() {
+            for b in 0..els.len() {
+                for c in 0..els.len() {
+                    let path: Vec<T> = [a, b, c].into_iter().map(mk).collect();
+                    let npath: Vec<N> = [a, b, c]
+                        .into_iter()
+                        .map(|i| {
+                            let t = mk(i);
+                            let k = Some(tag_id(t.0).unwrap_or(u16::MAX));
+                            let b = bits(&t);
+                            N(t, k, b)
+                        })
+                        .collect();
+                    for (p, n) in plain.iter().zip(&numbered) {
+                        let want = p.matches(&path);
+                        assert_eq!(n.matches(&npath), want, "{p:?} on {a} {b} {c}");
+                        checked += 1;
+                        hits += usize::from(want);
+                    }
+                }
+            }
+        }
+        assert!(hits > 100 && hits < checked - 100, "{hits} of {checked}");
     }
 }

@@ -38,13 +38,14 @@ use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::{
     BufferQueue, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
+use smallvec::SmallVec;
 use url::Url;
 
 use super::tokens::{self, Flow, Tag, Tok};
 
 use super::limits::{self, HtmlLimits};
 use super::reading::{Raw, Read};
-use super::simple::{El, Simple};
+use super::simple::{El, Numbering, Simple};
 use super::{ExtractError, HtmlSpec, clean_text};
 use crate::record::FieldValue;
 
@@ -59,6 +60,8 @@ pub struct Plan {
     /// ones kept on the stack (shared by every element that keeps one:
     /// no copy of the name per element).
     attrs: Vec<Arc<str>>,
+    /// The selectors' ids and classes, found in each element as it opens.
+    names: Numbering,
 }
 
 impl Plan {
@@ -76,11 +79,21 @@ impl Plan {
                 columns.push(one(&f.source)?);
             }
         }
-        let next = spec
+        let mut next = spec
             .next_page
             .as_ref()
             .map(|f| one(&f.source))
             .transpose()?;
+        let mut names = Numbering::default();
+        let tag_id = |n: &str| Some(known_id(n)).filter(|&k| k != OTHER);
+        for sel in fields
+            .iter_mut()
+            .chain(&mut row)
+            .chain(&mut columns)
+            .chain(&mut next)
+        {
+            sel.number(&tag_id, &mut names);
+        }
         let mut attrs: Vec<Arc<str>> = Vec::new();
         let mut want = |a: &str| {
             if !attrs.iter().any(|x| &**x == a) {
@@ -107,6 +120,7 @@ impl Plan {
             columns,
             next,
             attrs,
+            names,
         })
     }
 }
@@ -260,6 +274,8 @@ struct Open {
     /// The name's `F_*` flags.
     f: u16,
     attrs: Vec<(Arc<str>, Box<str>)>,
+    /// The bits of its id and classes in the plan's [`Numbering`].
+    bits: (u64, u64),
     id: u64,
 }
 
@@ -270,6 +286,12 @@ impl El for Open {
     fn attr(&self, name: &str) -> Option<&str> {
         self.attrs.iter().find(|a| &*a.0 == name).map(|a| &*a.1)
     }
+    fn known(&self) -> Option<u16> {
+        Some(self.k)
+    }
+    fn bits(&self) -> Option<(u64, u64)> {
+        Some(self.bits)
+    }
 }
 
 /// Candidates of one selector in one scope, in document order: `None`
@@ -278,7 +300,8 @@ impl El for Open {
 struct Pick {
     all: bool,
     matched: bool,
-    vals: Vec<Option<String>>,
+    /// One candidate inline: a column or single field rarely has more.
+    vals: SmallVec<[Option<String>; 1]>,
     head: usize,
     done: bool,
 }
@@ -393,6 +416,8 @@ struct Builder<'a> {
     rows: Vec<Row>,
     open_rows: Vec<usize>,
     captures: Vec<Capture>,
+    /// Buffers of finished captures, for the next ones.
+    spare: Vec<String>,
     fallback: Option<&'static str>,
     error: Option<ExtractError>,
 }
@@ -822,6 +847,7 @@ impl<'a> Builder<'a> {
             rows: Vec::new(),
             open_rows: Vec::new(),
             captures: Vec::new(),
+            spare: Vec::new(),
             fallback: None,
             error: None,
         }
@@ -1139,19 +1165,29 @@ impl<'a> Builder<'a> {
             }
         }
         let plan = self.plan;
-        let attrs = t
-            .attrs
-            .iter()
-            .filter_map(|a| {
-                let w = plan.attrs.iter().find(|w| ***w == *a.name)?;
-                Some((w.clone(), Box::from(&*a.value)))
-            })
-            .collect();
+        let mut attrs = Vec::new();
+        let mut bits = (0, 0);
+        for a in t.attrs.iter() {
+            match &*a.name {
+                "id" if !plan.names.ids.is_empty() => {
+                    bits.0 = Numbering::bits_of(&plan.names.ids, std::iter::once(&*a.value));
+                }
+                "class" if !plan.names.classes.is_empty() => {
+                    bits.1 =
+                        Numbering::bits_of(&plan.names.classes, a.value.split_ascii_whitespace());
+                }
+                _ => {}
+            }
+            if let Some(w) = plan.attrs.iter().find(|w| ***w == *a.name) {
+                attrs.push((w.clone(), Box::from(&*a.value)));
+            }
+        }
         self.stack.push(Open {
             name,
             k,
             f,
             attrs,
+            bits,
             id,
         });
         if self.stack.len() > self.lim.max_tree_depth {
@@ -1249,12 +1285,15 @@ impl<'a> Builder<'a> {
         let cand = p.vals.len() - 1;
         match value {
             Some(v) => p.set(cand, v),
-            None => self.captures.push(Capture {
-                depth,
-                buf: String::new(),
-                slot,
-                cand,
-            }),
+            None => {
+                let buf = self.spare.pop().unwrap_or_default();
+                self.captures.push(Capture {
+                    depth,
+                    buf,
+                    slot,
+                    cand,
+                })
+            }
         }
     }
 
@@ -1273,9 +1312,11 @@ impl<'a> Builder<'a> {
         let Some(e) = self.stack.pop() else { return };
         let depth = self.stack.len();
         while self.captures.last().is_some_and(|c| c.depth == depth) {
-            if let Some(c) = self.captures.pop() {
+            if let Some(mut c) = self.captures.pop() {
                 let v = clean_text(&c.buf);
                 self.pick(c.slot).set(c.cand, v);
+                c.buf.clear();
+                self.spare.push(c.buf);
             }
         }
         while let Some(&r) = self.open_rows.last() {
