@@ -276,21 +276,30 @@ pub fn rekey(record: &mut Record) -> bool {
 /// by a `#2`, `#3` … suffix assigned in content order, so reordering rows
 /// never changes any key.
 pub fn insert_items(record: &mut Record, items: Vec<Item>) {
-    let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
-    for mut it in items {
-        // Keys never contain '#' except as the duplicate suffix added here.
-        // Every key is assigned again below, so the base key is moved out
-        // of the item rather than copied.
-        let mut base = std::mem::take(&mut it.key);
-        if let Some(i) = base.find('#') {
-            base.truncate(i);
-        }
-        groups.entry(base).or_default().push(it);
-    }
+    // Keys never contain '#' except as the duplicate suffix added here.
+    // Every key is assigned again below, so the base key is moved out of
+    // the item rather than copied. A stable sort by base key keeps the
+    // rows of one key in content order.
+    let mut keyed: Vec<(String, Item)> = items
+        .into_iter()
+        .map(|mut it| {
+            let mut base = std::mem::take(&mut it.key);
+            if let Some(i) = base.find('#') {
+                base.truncate(i);
+            }
+            (base, it)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
     // Items already in the record (earlier pages) join their group; on the
     // first page there are none to look for.
     let merging = !record.items.is_empty();
-    for (key, mut group) in groups {
+    let mut rest = keyed.into_iter().peekable();
+    while let Some((key, first)) = rest.next() {
+        let mut group = vec![];
+        while let Some((_, it)) = rest.next_if(|(k, _)| *k == key) {
+            group.push(it);
+        }
         if merging {
             if let Some(existing) = record.items.remove(&key) {
                 group.push(existing);
@@ -301,13 +310,13 @@ pub fn insert_items(record: &mut Record, items: Vec<Item>) {
                 n += 1;
             }
         }
-        if group.len() == 1
-            && let Some(mut it) = group.pop()
-        {
+        if group.is_empty() {
+            let mut it = first;
             it.key = key.clone();
             record.items.insert(key, it);
             continue;
         }
+        group.insert(0, first);
         // Cached: one serialisation per item, not one per comparison
         // (same stable order: the JSON text of the item's attributes).
         group.sort_by_cached_key(Item::attributes_json);
@@ -320,5 +329,125 @@ pub fn insert_items(record: &mut Record, items: Vec<Item>) {
             it.key = k.clone();
             record.items.insert(k, it);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition [`insert_items`] must agree with: rows grouped by
+    /// base key in a map, each group in content order.
+    fn reference_insert(record: &mut Record, items: Vec<Item>) {
+        let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+        for mut it in items {
+            let mut base = std::mem::take(&mut it.key);
+            if let Some(i) = base.find('#') {
+                base.truncate(i);
+            }
+            groups.entry(base).or_default().push(it);
+        }
+        for (key, mut group) in groups {
+            if let Some(existing) = record.items.remove(&key) {
+                group.push(existing);
+            }
+            let mut n = 2;
+            while let Some(existing) = record.items.remove(&format!("{key}#{n}")) {
+                group.push(existing);
+                n += 1;
+            }
+            group.sort_by_cached_key(Item::attributes_json);
+            for (i, mut it) in group.into_iter().enumerate() {
+                it.key = if i == 0 {
+                    key.clone()
+                } else {
+                    format!("{key}#{}", i + 1)
+                };
+                record.items.insert(it.key.clone(), it);
+            }
+        }
+    }
+
+    fn item(key: &str, price: &str) -> Item {
+        Item {
+            key: key.into(),
+            part_number: Some(key.into()),
+            price: Some(price.into()),
+            ..Item::default()
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_numbered_by_content_on_every_page_order() {
+        let rows: Vec<Item> = [
+            ("TMS320", "3"),
+            ("ADSP21", "1"),
+            ("TMS320", "1"),
+            ("XC7A", "9"),
+            ("TMS320", "2"),
+            ("ADSP21", "1"),
+            ("LPC1768#2", "5"),
+            ("LPC1768", "4"),
+        ]
+        .into_iter()
+        .map(|(k, p)| item(k, p))
+        .collect();
+        let mut seen = Vec::new();
+        for shift in 0..rows.len() {
+            let mut order = rows.clone();
+            order.rotate_left(shift);
+            order.swap(0, shift / 2);
+            let (mut got, mut want) = (Record::default(), Record::default());
+            insert_items(&mut got, order.clone());
+            reference_insert(&mut want, order.clone());
+            assert_eq!(got, want, "order {shift}");
+            // A second page merges into the first.
+            let next: Vec<Item> = [("TMS320", "0"), ("NEW1", "1"), ("LPC1768", "4")]
+                .into_iter()
+                .map(|(k, p)| item(k, p))
+                .collect();
+            insert_items(&mut got, next.clone());
+            reference_insert(&mut want, next);
+            assert_eq!(got, want, "order {shift}, second page");
+            seen.push(got);
+        }
+        assert!(
+            seen.windows(2).all(|w| w[0] == w[1]),
+            "row order changed a key"
+        );
+        let keys: Vec<&str> = seen[0].items.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "ADSP21",
+                "ADSP21#2",
+                "LPC1768",
+                "LPC1768#2",
+                "LPC1768#3",
+                "NEW1",
+                "TMS320",
+                "TMS320#2",
+                "TMS320#3",
+                "TMS320#4",
+                "XC7A"
+            ]
+        );
+        assert_eq!(seen[0].items["TMS320"].price.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn a_column_given_twice_keeps_its_last_value() {
+        let extra = Column::Extra("stock".into());
+        let it = build_item([
+            (&Column::PartNumber, "A1".to_string()),
+            (&Column::Name, "first".to_string()),
+            (&Column::Name, String::new()),
+            (&extra, "5".to_string()),
+            (&extra, String::new()),
+        ])
+        .expect("a part number");
+        assert_eq!(it.name, None);
+        assert!(it.extra.is_empty());
+        assert_eq!(build_item([(&Column::Price, "1".to_string())]), None);
     }
 }
