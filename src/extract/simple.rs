@@ -187,7 +187,10 @@ impl Simple {
         let Some(last) = path.len().checked_sub(1) else {
             return false;
         };
-        self.alts.iter().any(|c| c.at(0, path, last) == M::Yes)
+        let e = &path[last];
+        self.alts
+            .iter()
+            .any(|c| c.parts[0].may_match(e) && c.at(0, path, last) == M::Yes)
     }
 }
 
@@ -221,6 +224,21 @@ impl Complex {
 }
 
 impl Compound {
+    /// A cheap first test of the numbered names only (tag index, id and
+    /// class bits): `false` only where [`Compound::matches`] is `false`.
+    #[inline]
+    fn may_match<E: El>(&self, e: &E) -> bool {
+        if let (Some(k), Some(ek)) = (self.tag_k, e.known())
+            && k != ek
+        {
+            return false;
+        }
+        match (self.class_mask, e.bits()) {
+            (Some(m), Some((_, classes))) => classes & m == m,
+            _ => true,
+        }
+    }
+
     fn matches<E: El>(&self, e: &E) -> bool {
         if let Some(t) = &self.tag {
             let same = match (self.tag_k, e.known()) {
