@@ -224,8 +224,9 @@ impl Complex {
 }
 
 impl Compound {
-    /// A cheap first test of the numbered names only (tag index, id and
-    /// class bits): `false` only where [`Compound::matches`] is `false`.
+    /// The tests by number (tag index, id and class bits) that both the
+    /// selector and the element can make: `false` only where
+    /// [`Compound::matches`] is `false`.
     #[inline]
     fn may_match<E: El>(&self, e: &E) -> bool {
         if let (Some(k), Some(ek)) = (self.tag_k, e.known())
@@ -233,38 +234,30 @@ impl Compound {
         {
             return false;
         }
-        match (self.class_mask, e.bits()) {
-            (Some(m), Some((_, classes))) => classes & m == m,
-            _ => true,
-        }
+        let Some((ids, classes)) = e.bits() else {
+            return true;
+        };
+        self.id_mask.is_none_or(|m| ids & m == m)
+            && self.class_mask.is_none_or(|m| classes & m == m)
     }
 
     fn matches<E: El>(&self, e: &E) -> bool {
-        if let Some(t) = &self.tag {
-            let same = match (self.tag_k, e.known()) {
-                (Some(k), Some(ek)) => k == ek,
-                _ => t == e.name(),
-            };
-            if !same {
-                return false;
-            }
+        if !self.may_match(e) {
+            return false;
         }
-        if let Some((ids, classes)) = e.bits() {
-            if let Some(m) = self.id_mask
-                && !self.ids.is_empty()
-                && ids & m != m
-            {
-                return false;
-            }
-            if let Some(m) = self.class_mask
-                && !self.classes.is_empty()
-                && classes & m != m
-            {
-                return false;
-            }
-            return self.strings(e, self.id_mask.is_none(), self.class_mask.is_none());
+        if let Some(t) = &self.tag
+            && (self.tag_k.is_none() || e.known().is_none())
+            && t != e.name()
+        {
+            return false;
         }
-        self.strings(e, true, true)
+        // What `may_match` tested by number is not tested again by string.
+        let numbered = e.bits().is_some();
+        self.strings(
+            e,
+            !(numbered && self.id_mask.is_some()),
+            !(numbered && self.class_mask.is_some()),
+        )
     }
 
     /// The tests by attribute value: ids and classes when asked, and the
