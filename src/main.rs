@@ -79,11 +79,33 @@ fn tune_malloc() {
 /// added cross-thread wake-ups: a 1000-source no-change recheck took ~15 %
 /// less CPU on the current-thread runtime, a first pass the same
 /// (BENCHMARKS.md, issue 16, 2026-12-03 afternoon).
+///
+/// Such a pass also keeps its blocking pool to [`pass_blocking_threads`]
+/// threads. Left to tokio's default (up to 512), a 1000-page first pass
+/// ran 18 of them on two cores. Bounded at 4, it made 25.4–27.0k context
+/// switches instead of 28.4–31.2k; its CPU, peak RSS and the 100k
+/// no-change pass stayed within their noise (BENCHMARKS.md, issue 16,
+/// 2026-12-04). No blocking task of a pass waits for another one, so the
+/// bound can only queue work, never deadlock. The daemon keeps the
+/// default: its status page reads the store on the blocking pool, and it
+/// must answer while writes are stuck on a failing disk.
 fn runtime_builder(command: &pivotwatch::cli::Command) -> tokio::runtime::Builder {
     match command {
         pivotwatch::cli::Command::Run { .. } => tokio::runtime::Builder::new_multi_thread(),
-        _ => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            b.max_blocking_threads(pass_blocking_threads());
+            b
+        }
     }
+}
+
+/// Blocking-pool threads of a one-pass command: two per core, at least 4.
+fn pass_blocking_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZeroUsize::get)
+        .saturating_mul(2)
+        .max(4)
 }
 
 fn main() -> ExitCode {
@@ -133,6 +155,82 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    fn command(args: &[&str]) -> pivotwatch::cli::Command {
+        pivotwatch::cli::Cli::try_parse_from(args)
+            .expect("arguments")
+            .command
+    }
+
+    /// Runs `tasks` blocking tasks on the runtime that `args` gets, each
+    /// waiting at a barrier of `barrier` parties (the rest just pause a
+    /// moment), and gives the most that ran at once, or `None` when they
+    /// did not all finish within 60 s.
+    fn most_at_once(args: &[&str], tasks: usize, barrier: usize) -> Option<usize> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let rt = super::runtime_builder(&command(&args))
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let now = Arc::new(AtomicUsize::new(0));
+            let most = Arc::new(AtomicUsize::new(0));
+            let wait = Arc::new(std::sync::Barrier::new(barrier.max(1)));
+            rt.block_on(async {
+                let jobs: Vec<_> = (0..tasks)
+                    .map(|i| {
+                        let (now, most, wait) = (now.clone(), most.clone(), wait.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(n, Ordering::SeqCst);
+                            if i < barrier {
+                                wait.wait();
+                            } else {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            now.fetch_sub(1, Ordering::SeqCst);
+                        })
+                    })
+                    .collect();
+                for j in jobs {
+                    j.await.expect("task");
+                }
+            });
+            let _ = tx.send(most.load(Ordering::SeqCst));
+        });
+        rx.recv_timeout(Duration::from_secs(60)).ok()
+    }
+
+    /// A one-pass command's blocking pool never runs more threads than
+    /// its bound, however many tasks are queued; they all still run.
+    #[test]
+    fn a_pass_keeps_its_blocking_pool_bounded() {
+        let bound = super::pass_blocking_threads();
+        assert!(bound >= 4);
+        let most = most_at_once(&["pivotwatch", "once"], 40, 0).expect("the tasks finished");
+        assert!(
+            most <= bound,
+            "{most} blocking threads at once, bound {bound}"
+        );
+        assert!(most >= 2, "the tasks ran one at a time");
+    }
+
+    /// The daemon's pool is not bounded that low: 16 tasks that can only
+    /// finish together (a barrier) all run at once.
+    #[test]
+    fn the_daemon_blocking_pool_takes_more_than_a_pass() {
+        let most = most_at_once(&["pivotwatch", "run"], 16, 16)
+            .expect("16 blocking tasks ran at once on the daemon's runtime");
+        assert_eq!(most, 16);
+    }
+
     /// html5ever and sled emit a `log` record per token or page; with the
     /// default filter they must stop at `log`'s static level compare, not
     /// be forwarded to tracing one by one.
