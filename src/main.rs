@@ -173,16 +173,15 @@ mod tests {
     /// did not all finish within 60 s.
     fn most_at_once(args: &[&str], tasks: usize, barrier: usize) -> Option<usize> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let command = command(args);
         std::thread::spawn(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let rt = super::runtime_builder(&command(&args))
+            let rt = super::runtime_builder(&command)
                 .enable_all()
                 .build()
                 .expect("runtime");
             let now = Arc::new(AtomicUsize::new(0));
             let most = Arc::new(AtomicUsize::new(0));
-            let wait = Arc::new(std::sync::Barrier::new(barrier.max(1)));
+            let wait = Arc::new(std::sync::Barrier::new(barrier));
             rt.block_on(async {
                 let jobs: Vec<_> = (0..tasks)
                     .map(|i| {
